@@ -8,7 +8,6 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from litestar import Litestar
-from litestar.config.app import AppConfig
 from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
@@ -70,11 +69,7 @@ def create_app(settings: Settings) -> Litestar:
             path="/schema",
             render_plugins=[SwaggerRenderPlugin()],
         ),
-        on_app_init=[_quiet_litestar_logging],
+        # Logging is the process's to configure (`fathom serve` does); Litestar's own config would
+        # replace the root handlers, and our error handlers already log unexpected errors once.
+        logging_config=None,
     )
-
-
-def _quiet_litestar_logging(config: AppConfig) -> AppConfig:
-    # Our handlers log unexpected errors themselves; Litestar's debug dump would print traces twice.
-    config.debug = False
-    return config

@@ -9,7 +9,7 @@ import logging
 from typing import Any
 
 from litestar import MediaType, Request, Response
-from litestar.exceptions import HTTPException, ValidationException
+from litestar.exceptions import HTTPException, SerializationException, ValidationException
 from litestar.types import ExceptionHandlersMap
 
 from service.search import errors
@@ -65,7 +65,10 @@ def validation_message(exc: ValidationException) -> str:
         if isinstance(item, dict):
             key = item.get("key")
             text = str(item.get("message", "invalid value"))
-            problems.append(f"{key}: {text}" if key else text)
+            if key == "data":  # the body as a whole: empty, or not an object
+                problems.append(f"the request body must be a JSON object ({text})")
+            else:
+                problems.append(f"{key}: {text}" if key else text)
     return "invalid request: " + ("; ".join(problems) or str(exc.detail))
 
 
@@ -73,7 +76,7 @@ def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -
     status = exc.status_code
     if isinstance(exc, ValidationException):
         return error_response(400, validation_message(exc), "invalid_request_error", "invalid_request")
-    if status == 400 and "JSON" in str(exc.detail):
+    if isinstance(exc.__cause__, SerializationException):
         return error_response(
             400, f"the request body is not valid JSON: {exc.detail}", "invalid_request_error", "invalid_json"
         )

@@ -7,6 +7,7 @@ from typing import Any
 
 import msgspec
 from litestar import Request, post
+from litestar.params import JSONBody
 
 from service.api.services import services_of
 from service.auth.billing import billed, rerank_search_units
@@ -108,7 +109,7 @@ def ranked(
     summary="Rerank documents by relevance to a query",
     tags=["rerank"],
 )
-async def rerank(request: Request[Any, Any, Any], data: RerankRequest) -> RerankResponse:
+async def rerank(request: Request[Any, Any, Any], data: JSONBody[RerankRequest]) -> RerankResponse:
     services = services_of(request)
     validate(data, services.settings.rerank)
     engine = await services.models.engine(data.model)

@@ -1,0 +1,47 @@
+"""Building a real Fathom app on the offline models for API tests."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from service.app import create_app, key_store_path
+from service.auth.keys import KeyStore
+from service.settings import Settings, settings_from_dict
+from tests.conftest import MODELS
+
+TINY = "cross-encoder-tiny-random"
+BENCH = "cross-encoder-minilm-l6-bench"
+
+
+def rerank_settings(data_dir: Path, **rerank: Any) -> Settings:
+    models: dict[str, Any] = {
+        TINY: {"path": str(MODELS / TINY)},
+        BENCH: {"path": str(MODELS / BENCH)},
+        "broken-model": {"path": str(data_dir / "no-such-folder")},
+    }
+    return settings_from_dict(
+        {"data_dir": str(data_dir), "rerank": {"default_model": TINY, "models": models, **rerank}}
+    )
+
+
+def new_key(settings: Settings, name: str, **limits: int | None) -> str:
+    store = KeyStore(key_store_path(settings))
+    try:
+        return store.create(name, **limits)
+    finally:
+        store.close()
+
+
+@asynccontextmanager
+async def running(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """The app on the test's own event loop, lifespan run, every model's load attempt finished."""
+    app = create_app(settings)
+    transport = httpx.ASGITransport(app=app)
+    async with app.lifespan(), httpx.AsyncClient(transport=transport, base_url="http://fathom") as client:
+        await app.state["services"].models.wait_loaded()
+        yield client

@@ -1,0 +1,58 @@
+"""Settings layering: defaults, then a file, then FATHOM_* variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from service.settings import ConfigError, env_overrides, load_settings
+
+
+def test_defaults_match_the_documented_keys() -> None:
+    settings = load_settings(environ={})
+    assert settings.data_dir == "data"
+    assert (settings.server.host, settings.server.port) == ("127.0.0.1", 8000)
+    assert settings.auth.enabled is True
+    assert (settings.rerank.max_documents, settings.rerank.max_length) == (1000, 512)
+    assert settings.rerank.default_model == "BAAI/bge-reranker-v2-m3"
+    assert "BAAI/bge-reranker-v2-m3" in settings.rerank.enabled_models()
+
+
+def test_file_then_environment_override(tmp_path: Path) -> None:
+    config = tmp_path / "fathom.toml"
+    config.write_text('[server]\nport = 9000\nhost = "0.0.0.0"\n[rerank.models."m"]\npath = "/models/m"\n')
+    environ = {"FATHOM_CONFIG": str(config), "FATHOM_SERVER__PORT": "9100", "FATHOM_AUTH__ENABLED": "false"}
+    settings = load_settings(environ=environ)
+    assert settings.server.port == 9100  # environment beats the file
+    assert settings.server.host == "0.0.0.0"  # the file beats the defaults
+    assert settings.auth.enabled is False
+    assert settings.rerank.models["m"].path == "/models/m"
+    assert "BAAI/bge-reranker-v2-m3" in settings.rerank.models  # tables merge, not replace
+
+
+def test_explicit_file_wins_over_fathom_config(tmp_path: Path) -> None:
+    named = tmp_path / "a.toml"
+    named.write_text("data_dir = 'from-a'\n")
+    settings = load_settings(named, environ={"FATHOM_CONFIG": str(tmp_path / "missing.toml")})
+    assert settings.data_dir == "from-a"
+
+
+def test_env_values_parse_as_toml_or_stay_strings() -> None:
+    tree = env_overrides({"FATHOM_DATA_DIR": "/srv/fathom", "FATHOM_RERANK__MAX_LENGTH": "256", "OTHER": "x"})
+    assert tree == {"data_dir": "/srv/fathom", "rerank": {"max_length": 256}}
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("[server]\nport = 'eighty'\n", "port"),
+        ("[server]\nprot = 80\n", "prot"),
+        ("not toml at all [", "not valid TOML"),
+    ],
+)
+def test_bad_config_names_the_problem(tmp_path: Path, text: str, fragment: str) -> None:
+    config = tmp_path / "bad.toml"
+    config.write_text(text)
+    with pytest.raises(ConfigError, match=fragment):
+        load_settings(config, environ={})
