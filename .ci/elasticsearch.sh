@@ -1,0 +1,165 @@
+#!/usr/bin/env bash
+# A throwaway single-node Elasticsearch for the integration tests.
+#
+#   .ci/elasticsearch.sh start   # fetch (once), unzip (once), start in the background, wait until it answers
+#   .ci/elasticsearch.sh stop    # kill it and remove its data, logs and config copy
+#
+# Environment: ES_PORT (default 9200), ES_JAVA_HOME (default: Temurin 25 when installed, else JAVA_HOME),
+# MAVEN_REPO_LOCAL (default ~/.m2/repository).
+# Then point the tests at it: FATHOM_TEST_ELASTICSEARCH_URL=http://127.0.0.1:$ES_PORT
+#
+# The integ-test-zip is the only distribution on Maven Central. It is a minimal server: besides the core
+# it ships only the apm, transport-netty4, x-pack-core and x-pack-security modules. So there is no
+# analysis-common (no `english` analyzer and no stemmer filters; the standard, simple, whitespace, stop and
+# keyword analyzers are there) and no reindex module (no _delete_by_query). Fathom's Elasticsearch adapter
+# works within those limits; see config/elasticsearch/passages.json.
+set -euo pipefail
+
+ES_VERSION="9.1.5"
+ES_PORT="${ES_PORT:-9200}"
+ARTIFACT="org.elasticsearch.distribution.integ-test-zip:elasticsearch:${ES_VERSION}:zip"
+CACHE_DIR="${HOME}/.cache/fathom"
+ES_HOME="${CACHE_DIR}/elasticsearch-${ES_VERSION}"
+# Named explicitly: Maven's default follows the passwd home directory, not $HOME.
+M2_REPO="${MAVEN_REPO_LOCAL:-${HOME}/.m2/repository}"
+# One run directory per port, so `stop` finds what `start` made without anything being exported.
+RUN_DIR="${TMPDIR:-/tmp}/fathom-elasticsearch-${ES_PORT}"
+PID_FILE="${RUN_DIR}/elasticsearch.pid"
+START_TIMEOUT=120
+
+log() { echo "elasticsearch.sh: $*" >&2; }
+
+java_home() {
+    if [[ -n "${ES_JAVA_HOME:-}" ]]; then
+        echo "${ES_JAVA_HOME}"
+    elif [[ -x /usr/lib/jvm/temurin-25-jdk-amd64/bin/java ]]; then
+        # Elasticsearch 9 needs Java 21+; the system default here is 17.
+        echo /usr/lib/jvm/temurin-25-jdk-amd64
+    elif [[ -n "${JAVA_HOME:-}" ]]; then
+        echo "${JAVA_HOME}"
+    else
+        log "no Java found: set ES_JAVA_HOME to a Java 21+ installation"
+        exit 1
+    fi
+}
+
+install_distribution() {
+    if [[ -x "${ES_HOME}/bin/elasticsearch" ]]; then
+        return
+    fi
+    local zip
+    zip="${M2_REPO}/org/elasticsearch/distribution/integ-test-zip/elasticsearch/${ES_VERSION}/elasticsearch-${ES_VERSION}.zip"
+    if [[ ! -f "${zip}" ]]; then
+        log "fetching ${ARTIFACT} from Maven Central"
+        mvn -q -B dependency:get -Dmaven.repo.local="${M2_REPO}" -Dartifact="${ARTIFACT}" -Dtransitive=false
+        [[ -f "${zip}" ]] || { log "mvn did not put the zip at ${zip}"; exit 1; }
+    fi
+    log "unzipping into ${ES_HOME}"
+    mkdir -p "${CACHE_DIR}"
+    # Unzip beside the target and rename, so an interrupted unzip never leaves a half-made cache behind.
+    local staging
+    staging="$(mktemp -d "${CACHE_DIR}/unzip.XXXXXX")"
+    unzip -q "${zip}" -d "${staging}"
+    mv "${staging}/elasticsearch-${ES_VERSION}" "${ES_HOME}"
+    rm -rf "${staging}"
+}
+
+is_running() {
+    [[ -f "${PID_FILE}" ]] && kill -0 "$(cat "${PID_FILE}")" 2>/dev/null
+}
+
+wait_until_up() {
+    local deadline=$((SECONDS + START_TIMEOUT))
+    until curl -fsS "http://127.0.0.1:${ES_PORT}/_cluster/health?wait_for_status=yellow&timeout=1s" >/dev/null 2>&1; do
+        if ((SECONDS >= deadline)) || ! is_running; then
+            log "Elasticsearch did not answer on port ${ES_PORT} within ${START_TIMEOUT}s; log tail:"
+            tail -n 60 "${RUN_DIR}"/logs/*.log "${RUN_DIR}/stdout.log" 2>/dev/null >&2 || true
+            stop
+            exit 1
+        fi
+        sleep 1
+    done
+}
+
+# Elasticsearch refuses to run as root (CI containers often are root): then it runs as `nobody`, from a
+# hard-linked copy of the distribution under RUN_DIR, because the cache in root's home is not readable by
+# other users. Hard links make the copy instant and free; `cp -r` is the fallback across file systems.
+as_service_user() {
+    if ((EUID != 0)); then
+        "$@"
+        return
+    fi
+    chown -R nobody:nogroup "${RUN_DIR}"
+    setpriv --reuid=nobody --regid=nogroup --clear-groups env HOME="${RUN_DIR}" "$@"
+}
+
+runnable_home() {
+    if ((EUID != 0)); then
+        echo "${ES_HOME}"
+        return
+    fi
+    cp -al "${ES_HOME}" "${RUN_DIR}/home" 2>/dev/null || cp -r "${ES_HOME}" "${RUN_DIR}/home"
+    echo "${RUN_DIR}/home"
+}
+
+start() {
+    if is_running; then
+        log "already running on port ${ES_PORT} (pid $(cat "${PID_FILE}"))"
+        exit 1
+    fi
+    install_distribution
+    rm -rf "${RUN_DIR}"
+    mkdir -p "${RUN_DIR}/data" "${RUN_DIR}/logs" "${RUN_DIR}/tmp"
+    # A private copy of config/: Elasticsearch writes its keystore there, and the cache stays pristine.
+    cp -r "${ES_HOME}/config" "${RUN_DIR}/config"
+    local home
+    home="$(runnable_home)"
+    log "starting Elasticsearch ${ES_VERSION} on 127.0.0.1:${ES_PORT}"
+    as_service_user env \
+        ES_JAVA_HOME="$(java_home)" \
+        ES_PATH_CONF="${RUN_DIR}/config" \
+        ES_TMPDIR="${RUN_DIR}/tmp" \
+        ES_JAVA_OPTS="-Xms512m -Xmx512m" \
+        "${home}/bin/elasticsearch" -d -p "${PID_FILE}" \
+        -E discovery.type=single-node \
+        -E network.host=127.0.0.1 \
+        -E http.port="${ES_PORT}" \
+        -E transport.port=0 \
+        -E path.data="${RUN_DIR}/data" \
+        -E path.logs="${RUN_DIR}/logs" \
+        -E xpack.security.enabled=false \
+        -E cluster.routing.allocation.disk.threshold_enabled=false \
+        >"${RUN_DIR}/stdout.log" 2>&1 || {
+        log "Elasticsearch failed to start; output:"
+        tail -n 60 "${RUN_DIR}/stdout.log" >&2
+        rm -rf "${RUN_DIR}"
+        exit 1
+    }
+    wait_until_up
+    log "up at http://127.0.0.1:${ES_PORT} (pid $(cat "${PID_FILE}"))"
+}
+
+stop() {
+    if is_running; then
+        local pid
+        pid="$(cat "${PID_FILE}")"
+        kill "${pid}"
+        # Give it time to flush and exit cleanly, then insist.
+        for _ in $(seq 1 30); do
+            kill -0 "${pid}" 2>/dev/null || break
+            sleep 1
+        done
+        kill -9 "${pid}" 2>/dev/null || true
+        log "stopped pid ${pid}"
+    fi
+    rm -rf "${RUN_DIR}"
+}
+
+case "${1:-}" in
+    start) start ;;
+    stop) stop ;;
+    *)
+        echo "usage: $0 start|stop   (port from ES_PORT, default 9200)" >&2
+        exit 2
+        ;;
+esac

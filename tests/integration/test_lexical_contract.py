@@ -1,0 +1,316 @@
+"""One contract for both BM25 stores: embedded Tantivy and a real Elasticsearch.
+
+Elasticsearch runs when FATHOM_TEST_ELASTICSEARCH_URL is set; `.ci/elasticsearch.sh start` starts one.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+import pytest
+from elasticsearch import AsyncElasticsearch, BadRequestError
+
+from service.backends.elasticsearch import ElasticsearchIndex
+from service.backends.tantivy import TantivyIndex
+from service.search.errors import BackendUnavailable, InvalidRequest, NotFound
+from service.search.models import AnyOf, Chunk, Equals, Filter, Range
+from service.search.protocols import LexicalStore
+from service.settings import ElasticsearchSettings
+from tests.conftest import DATA
+
+CORPUS = DATA / "cranfield" / "corpus.jsonl"
+DOCS = 60
+COLLECTION = "cranfield"
+ES_URL = os.environ.get("FATHOM_TEST_ELASTICSEARCH_URL", "")
+
+pytestmark = [
+    pytest.mark.anyio,
+    pytest.mark.skipif(not CORPUS.is_file(), reason=f"shared corpus missing: {CORPUS}"),
+]
+
+
+@dataclass
+class Backend:
+    name: str
+    store: LexicalStore
+    stems: bool
+
+
+def synthetic_metadata(i: int, doc_id: str) -> dict[str, Any]:
+    """Filterable fields of every kind, spread so each filter keeps some documents and drops others."""
+    return {
+        "key": doc_id,
+        "parity": "even" if i % 2 == 0 else "odd",
+        "tag": "abc"[i % 3],
+        "group": i % 4,
+        "reviewed": i % 5 == 0,
+        # Whole and fractional values in one field: Tantivy stores them as two number types.
+        "pages": i * 1.5,
+        "published": f"{1950 + i % 10}-{1 + i % 12:02d}-15",
+        "updated": f"2024-03-{1 + i % 28:02d}T{i % 24:02d}:30:00+02:00",
+    }
+
+
+def read_chunks() -> list[Chunk]:
+    with CORPUS.open(encoding="utf-8") as handle:
+        docs = islice((json.loads(line) for line in handle), DOCS)
+        return [
+            Chunk(
+                id=f"{doc['_id']}:0",
+                doc_id=doc["_id"],
+                position=0,
+                title=doc["title"],
+                text=doc["text"],
+                metadata=synthetic_metadata(i, doc["_id"]),
+            )
+            for i, doc in enumerate(docs)
+        ]
+
+
+CHUNKS = read_chunks() if CORPUS.is_file() else []
+BY_ID = {chunk.id: chunk for chunk in CHUNKS}
+
+
+async def english_analyzer_available(url: str) -> bool:
+    """The integ-test-zip has no analysis-common module, hence no `english` analyzer and no stemming."""
+    async with AsyncElasticsearch(url) as client:
+        try:
+            await client.indices.analyze(analyzer="english", text="wings")
+        except BadRequestError:
+            return False
+        return True
+
+
+@pytest.fixture(params=["tantivy", pytest.param("elasticsearch", marks=pytest.mark.elasticsearch)])
+async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
+    if request.param == "tantivy":
+        store: LexicalStore = TantivyIndex(tmp_path / "tantivy")
+        stems = True
+    else:
+        if not ES_URL:
+            pytest.skip("FATHOM_TEST_ELASTICSEARCH_URL is not set; start one with .ci/elasticsearch.sh start")
+        # A prefix per test, so tests never see each other's indexes.
+        prefix = f"fathom-test-{uuid.uuid4().hex[:8]}-"
+        store = ElasticsearchIndex(ElasticsearchSettings(url=ES_URL, index_prefix=prefix))
+        stems = await english_analyzer_available(ES_URL)
+    try:
+        yield Backend(request.param, store, stems)
+    finally:
+        await store.drop_collection(COLLECTION)
+        await store.close()
+
+
+@pytest.fixture
+async def store(backend: Backend) -> LexicalStore:
+    """The backend's store with the corpus indexed."""
+    await backend.store.ensure_collection(COLLECTION)
+    await backend.store.upsert(COLLECTION, CHUNKS)
+    return backend.store
+
+
+def ids(hits: list[Any]) -> list[str]:
+    return [hit.chunk_id for hit in hits]
+
+
+async def test_count_is_the_number_of_chunks(store: LexicalStore) -> None:
+    assert await store.count_chunks(COLLECTION) == len(CHUNKS)
+
+
+async def test_title_query_finds_its_document_first(store: LexicalStore) -> None:
+    for chunk in CHUNKS[::6]:
+        hits = await store.search(COLLECTION, chunk.title, limit=5)
+        assert hits[0].chunk_id == chunk.id, chunk.title
+
+
+async def test_hits_carry_the_passage_best_first(store: LexicalStore) -> None:
+    hits = await store.search(COLLECTION, "boundary layer flow", limit=10)
+    assert len(hits) == 10
+    assert [hit.score for hit in hits] == sorted((hit.score for hit in hits), reverse=True)
+    for hit in hits:
+        chunk = BY_ID[hit.chunk_id]
+        assert (hit.doc_id, hit.title, hit.text, hit.metadata) == (
+            chunk.doc_id,
+            chunk.title,
+            chunk.text,
+            chunk.metadata,
+        )
+
+
+async def test_plural_and_singular_match_alike(backend: Backend, store: LexicalStore) -> None:
+    if not backend.stems:
+        pytest.skip(f"{backend.name} here has no english analyzer (integ-test-zip lacks analysis-common)")
+    singular = await store.search(COLLECTION, "slipstream wing", limit=20)
+    plural = await store.search(COLLECTION, "slipstreams wings", limit=20)
+    assert ids(plural) == ids(singular)
+    assert "1:0" in ids(plural)  # document 1 says only "slipstream"
+
+
+async def test_snippet_highlights_matches_with_em(store: LexicalStore) -> None:
+    [hit] = await store.search(COLLECTION, "slipstream", limit=1)
+    assert hit.snippet is not None
+    assert "<em>slipstream</em>" in hit.snippet
+    assert len(hit.snippet) < 300
+
+
+async def test_snippet_without_a_match_in_the_text_is_its_start(backend: Backend) -> None:
+    chunk = Chunk(id="t:0", doc_id="t", position=0, title="zeppelin", text="<b>Airships</b> & balloons.")
+    await backend.store.upsert(COLLECTION, [chunk])
+    [hit] = await backend.store.search(COLLECTION, "zeppelin", limit=1)
+    # Escaped (the two stores escape "/" differently, both valid HTML), so no markup of the text survives.
+    assert hit.snippet is not None
+    assert "<" not in hit.snippet
+    assert html.unescape(hit.snippet) == chunk.text
+
+
+KEEP: dict[str, tuple[Filter, Callable[[dict[str, Any]], bool]]] = {
+    "equals-string": (Filter((Equals("parity", "odd"),)), lambda m: m["parity"] == "odd"),
+    "equals-int": (Filter((Equals("group", 2),)), lambda m: m["group"] == 2),
+    "equals-bool": (Filter((Equals("reviewed", True),)), lambda m: m["reviewed"] is True),
+    "equals-float": (Filter((Equals("pages", 13.5),)), lambda m: m["pages"] == 13.5),
+    "equals-date": (Filter((Equals("published", "1953-04-15"),)), lambda m: m["published"] == "1953-04-15"),
+    "in-strings": (Filter((AnyOf("tag", ("a", "c")),)), lambda m: m["tag"] in ("a", "c")),
+    "in-ints": (Filter((AnyOf("group", (1, 3)),)), lambda m: m["group"] in (1, 3)),
+    "range-two-sided": (Filter((Range("pages", gte=2.5, lt=30.0),)), lambda m: 2.5 <= m["pages"] < 30),
+    "range-exclusive": (Filter((Range("pages", gt=3.0, lte=9.0),)), lambda m: 3 < m["pages"] <= 9),
+    "range-date": (
+        Filter((Range("published", gte=date(1953, 1, 1), lt=date(1956, 1, 1)),)),
+        lambda m: "1953" <= m["published"] < "1956",
+    ),
+    "range-datetime-zone": (
+        # 2024-03-10T00:30+02:00 is 2024-03-09T22:30Z: kept; the 10th's later hours are not.
+        Filter((Range("updated", lte=datetime(2024, 3, 9, 23, tzinfo=UTC)),)),
+        lambda m: datetime.fromisoformat(m["updated"]) <= datetime(2024, 3, 9, 23, tzinfo=UTC),
+    ),
+    "and": (
+        Filter((Equals("parity", "even"), Range("group", gte=1.0))),
+        lambda m: m["parity"] == "even" and m["group"] >= 1,
+    ),
+    "missing-field": (Filter((Equals("nothing", "x"),)), lambda m: False),
+}
+
+
+@pytest.mark.parametrize("name", list(KEEP))
+async def test_filters_keep_exactly_the_matching_passages(store: LexicalStore, name: str) -> None:
+    filter, keep = KEEP[name]
+    query = "flow"
+    unfiltered = await store.search(COLLECTION, query, limit=100)
+    filtered = await store.search(COLLECTION, query, limit=100, filter=filter)
+    expected = [hit.chunk_id for hit in unfiltered if keep(BY_ID[hit.chunk_id].metadata)]
+    assert len(expected) < len(unfiltered)
+    assert set(ids(filtered)) == set(expected)
+
+
+async def test_filters_apply_before_the_limit(store: LexicalStore) -> None:
+    ranked = await store.search(COLLECTION, "flow", limit=100)
+    last_three = [hit.doc_id for hit in ranked[-3:]]
+    hits = await store.search(COLLECTION, "flow", limit=2, filter=Filter((AnyOf("key", tuple(last_three)),)))
+    assert ids(hits) == ids(ranked[-3:-1])
+
+
+async def test_upsert_twice_is_idempotent_and_replaces_text(store: LexicalStore) -> None:
+    await store.upsert(COLLECTION, CHUNKS)
+    assert await store.count_chunks(COLLECTION) == len(CHUNKS)
+    changed = replace(CHUNKS[0], text="quasar magnetosphere", title="")
+    await store.upsert(COLLECTION, [changed])
+    assert await store.count_chunks(COLLECTION) == len(CHUNKS)
+    assert ids(await store.search(COLLECTION, "magnetosphere", limit=5)) == [changed.id]
+    assert changed.id not in ids(await store.search(COLLECTION, "slipstream", limit=60))
+
+
+async def test_delete_documents_removes_all_their_chunks(store: LexicalStore) -> None:
+    extra = [replace(CHUNKS[1], id="2:1", position=1), replace(CHUNKS[1], id="2:2", position=2)]
+    await store.upsert(COLLECTION, extra)
+    assert await store.count_chunks(COLLECTION) == len(CHUNKS) + 2
+    await store.delete_documents(COLLECTION, ["2", "3", "no-such-document"])
+    assert await store.count_chunks(COLLECTION) == len(CHUNKS) - 2
+    hits = await store.search(COLLECTION, CHUNKS[1].title, limit=60)
+    assert not {"2", "3"} & {hit.doc_id for hit in hits}
+
+
+async def test_a_value_of_another_type_is_kept_but_not_filterable(store: LexicalStore) -> None:
+    odd = replace(CHUNKS[0], id="odd:0", doc_id="odd", metadata={"group": "many", "published": "unknown"})
+    await store.upsert(COLLECTION, [odd])
+    assert await store.count_chunks(COLLECTION) == len(CHUNKS) + 1
+    hits = await store.search(COLLECTION, CHUNKS[0].title, limit=2)
+    assert odd.metadata in [hit.metadata for hit in hits]
+    in_range = await store.search(
+        COLLECTION, CHUNKS[0].title, limit=100, filter=Filter((Range("group", gte=0.0),))
+    )
+    assert odd.id not in ids(in_range)
+
+
+QUERIES = [
+    'wing AND (body OR "slip',
+    "title:slipstream",
+    "metadata.parity:odd",
+    "*",
+    "c++ -- ~ ^2 [1 TO 2] {x} \\ / ! ? : ; ' `",
+    "NOT",
+    "",
+    "   ",
+    "ünïcode ✈ 翼",
+]
+
+
+@pytest.mark.parametrize("query", QUERIES)
+async def test_any_text_is_a_query_never_syntax(store: LexicalStore, query: str) -> None:
+    await store.search(COLLECTION, query, limit=5)
+
+
+async def test_operators_are_plain_words(store: LexicalStore) -> None:
+    # As syntax, "-aerodynamics" would exclude document 1, the only one that says "slipstream".
+    hits = await store.search(COLLECTION, "+slipstream -aerodynamics", limit=1)
+    assert ids(hits) == ["1:0"]
+    assert await store.search(COLLECTION, "*", limit=5) == []
+
+
+async def test_missing_collection_is_not_found(backend: Backend) -> None:
+    store = backend.store
+    assert not await store.collection_exists("absent")
+    with pytest.raises(NotFound, match='collection "absent" does not exist'):
+        await store.search("absent", "wing", limit=5)
+    with pytest.raises(NotFound):
+        await store.count_chunks("absent")
+    with pytest.raises(NotFound):
+        await store.delete_documents("absent", ["1"])
+    await store.drop_collection("absent")
+
+
+async def test_collection_lifecycle(backend: Backend) -> None:
+    store = backend.store
+    await store.ensure_collection(COLLECTION)
+    await store.ensure_collection(COLLECTION)
+    assert await store.collection_exists(COLLECTION)
+    assert await store.count_chunks(COLLECTION) == 0
+    assert await store.search(COLLECTION, "wing", limit=5) == []
+    await store.drop_collection(COLLECTION)
+    assert not await store.collection_exists(COLLECTION)
+
+
+async def test_upsert_creates_the_collection(backend: Backend) -> None:
+    await backend.store.upsert(COLLECTION, CHUNKS[:3])
+    assert await backend.store.count_chunks(COLLECTION) == 3
+
+
+@pytest.mark.parametrize("name", ["../escape", "Upper", "", "a/b", "_x", "a" * 101])
+async def test_invalid_collection_names_are_refused(backend: Backend, name: str) -> None:
+    with pytest.raises(InvalidRequest, match="collection name"):
+        await backend.store.search(name, "wing", limit=5)
+
+
+async def test_unreachable_elasticsearch_is_unavailable() -> None:
+    store = ElasticsearchIndex(ElasticsearchSettings(url="http://127.0.0.1:9", request_timeout=2))
+    try:
+        with pytest.raises(BackendUnavailable, match="Elasticsearch is unavailable"):
+            await store.search(COLLECTION, "wing", limit=5)
+    finally:
+        await store.close()
