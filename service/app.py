@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 
 from litestar import Litestar
@@ -12,12 +12,18 @@ from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 
-from service.api import health, models, rerank
+from service.api import health, models, rerank, search
 from service.api.errors import EXCEPTION_HANDLERS
 from service.api.metrics import Metrics, metrics_middleware
 from service.api.services import Services
 from service.auth.keys import KeyStore
+from service.backends.http_reranker import HttpReranker
+from service.backends.stack import SearchStack, open_stack
+from service.rerank.local_reranker import EngineReranker
 from service.rerank.registry import ModelRegistry
+from service.search.errors import SearchError
+from service.search.pipeline import SearchPipeline
+from service.search.protocols import Reranker
 from service.settings import Settings
 
 log = logging.getLogger("fathom")
@@ -39,6 +45,37 @@ def build_services(settings: Settings) -> Services:
     )
 
 
+async def search_reranker(services: Services, exits: AsyncExitStack) -> Reranker:
+    """A remote /v1/rerank when [search.rerank] url is set, else this process's engine."""
+    config = services.settings.search.rerank
+    if config.url:
+        remote = HttpReranker(config.url, api_key=config.api_key, model=config.model, timeout=config.timeout)
+        exits.push_async_callback(remote.close)
+        return remote
+    return EngineReranker(services.models, config.model or None)
+
+
+async def open_search(services: Services, exits: AsyncExitStack) -> None:
+    """Open the stores and the embedder; on failure, keep serving rerank and report why search cannot."""
+    if not services.settings.search.enabled:
+        services.stack_error = "search is switched off on this server ([search] enabled = false)"
+        return
+    try:
+        stack: SearchStack = await exits.enter_async_context(open_stack(services.settings))
+    except SearchError as exc:
+        services.stack_error = str(exc)
+        log.error("search is not available: %s", exc)
+        return
+    services.stack = stack
+    services.pipeline = SearchPipeline(
+        stack.lexical,
+        stack.vectors,
+        stack.embedder,
+        await search_reranker(services, exits),
+        services.settings.search,
+    )
+
+
 def create_app(settings: Settings) -> Litestar:
     services = build_services(settings)
 
@@ -49,14 +86,21 @@ def create_app(settings: Settings) -> Litestar:
                 "AUTH IS DISABLED: every request is served without an API key. Do not expose this server."
             )
         services.models.start_loading()
-        try:
+        async with AsyncExitStack() as exits:
+            exits.callback(services.keys.close)
+            exits.push_async_callback(services.models.close)
+            await open_search(services, exits)
             yield
-        finally:
-            await services.models.close()
-            services.keys.close()
 
     return Litestar(
-        route_handlers=[rerank.rerank, models.list_models, health.healthz, health.readyz, health.metrics],
+        route_handlers=[
+            rerank.rerank,
+            search.search,
+            models.list_models,
+            health.healthz,
+            health.readyz,
+            health.metrics,
+        ],
         lifespan=[lifespan],
         state=State({"services": services}),
         exception_handlers=EXCEPTION_HANDLERS,

@@ -122,6 +122,10 @@ def build_parser() -> argparse.ArgumentParser:
     revoke.add_argument("--config", help=argparse.SUPPRESS, dest="sub_config")
     revoke.add_argument("name")
     revoke.set_defaults(handler=keys_revoke)
+
+    from indexers.cli import add_commands
+
+    add_commands(commands)
     return parser
 
 

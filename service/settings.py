@@ -6,7 +6,7 @@ import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
@@ -86,7 +86,9 @@ class SearchRerankSettings(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class SearchSettings(msgspec.Struct, forbid_unknown_fields=True):
-    lexical: str = "tantivy"
+    # Off for a rerank-only replica: no stores or embedder are opened, /v1/search answers 503.
+    enabled: bool = True
+    lexical: Literal["tantivy", "elasticsearch"] = "tantivy"
     default_top_k: int = 10
     max_top_k: int = 100
     candidates: int = 100

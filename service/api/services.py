@@ -9,7 +9,9 @@ from litestar.connection import ASGIConnection
 
 from service.api.metrics import Metrics
 from service.auth.keys import KeyStore
+from service.backends.stack import SearchStack
 from service.rerank.registry import ModelRegistry
+from service.search.pipeline import SearchPipeline
 from service.settings import Settings
 
 
@@ -19,6 +21,10 @@ class Services:
     keys: KeyStore
     models: ModelRegistry
     metrics: Metrics
+    # Opened by the lifespan; when they cannot open, search answers 503 with the reason.
+    stack: SearchStack | None = None
+    stack_error: str | None = None
+    pipeline: SearchPipeline | None = None
 
 
 def services_of(connection: ASGIConnection[Any, Any, Any, Any]) -> Services:

@@ -56,6 +56,10 @@ class PassageStore(Protocol):
 
     async def count_chunks(self, collection: str) -> int: ...
 
+    async def close(self) -> None:
+        """Release connections, files and locks."""
+        ...
+
 
 class LexicalStore(LexicalIndex, PassageStore, Protocol):
     async def upsert(self, collection: str, chunks: Sequence[Chunk]) -> None: ...

@@ -25,7 +25,12 @@ def rerank_settings(data_dir: Path, **rerank: Any) -> Settings:
         "broken-model": {"path": str(data_dir / "no-such-folder")},
     }
     return settings_from_dict(
-        {"data_dir": str(data_dir), "rerank": {"default_model": TINY, "models": models, **rerank}}
+        {
+            "data_dir": str(data_dir),
+            "rerank": {"default_model": TINY, "models": models, **rerank},
+            # These tests are about reranking: leave the search stores closed.
+            "search": {"enabled": False},
+        }
     )
 
 

@@ -6,9 +6,11 @@ import asyncio
 import logging
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from service.rerank.cross_encoder import CrossEncoder
+from service.settings import AuthSettings
 from tests.integration.rerank_app import BENCH, TINY, new_key, rerank_settings, running
 
 pytestmark = pytest.mark.anyio
@@ -285,9 +287,7 @@ async def test_concurrent_requests_share_batches_and_score_as_sequential(tmp_pat
 
 async def test_auth_can_be_switched_off_and_says_so(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     settings = rerank_settings(tmp_path)
-    open_settings = type(settings)(
-        data_dir=settings.data_dir, rerank=settings.rerank, auth=type(settings.auth)(enabled=False)
-    )
+    open_settings = msgspec.structs.replace(settings, auth=AuthSettings(enabled=False))
     with caplog.at_level(logging.WARNING, logger="fathom"):
         async with running(open_settings) as client:
             response = await client.post("/v1/rerank", json={"query": "q", "documents": ["d"]})
