@@ -138,6 +138,9 @@ def pipeline_for(services: Services, model: str | None) -> SearchPipeline:
         raise InvalidRequest(
             "rerank.model cannot be chosen per request: this server reranks through a remote URL"
         )
+    if model not in services.models.states:
+        available = ", ".join(sorted(services.models.states)) or "none"
+        raise InvalidRequest(f"unknown rerank model {model!r}; available models: {available}")
     reranker: Reranker = EngineReranker(services.models, model)
     stack = services.stack
     return SearchPipeline(stack.lexical, stack.vectors, stack.embedder, reranker, services.settings.search)

@@ -1,0 +1,55 @@
+"""Real search stacks for tests: Cranfield documents indexed into the configured stores."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from indexers.chunking import Chunker, ChunkingPolicy
+from indexers.documents import Document
+from indexers.run import IndexReport, index_records
+from service.backends.stack import open_stack
+from service.settings import Settings, settings_from_dict
+from tests.conftest import DATA, MODELS
+from tests.integration.rerank_app import TINY
+
+ELASTICSEARCH_URL = os.environ.get("FATHOM_TEST_ELASTICSEARCH_URL", "")
+
+
+def search_settings(
+    data_dir: Path, lexical: str = "tantivy", elasticsearch_url: str = "", **search: Any
+) -> Settings:
+    """The embedded default (or Elasticsearch) on the offline models, reranking with the tiny model."""
+    return settings_from_dict(
+        {
+            "data_dir": str(data_dir),
+            "embedding": {"path": str(MODELS / "all-MiniLM-L6-v2")},
+            "rerank": {"default_model": TINY, "models": {TINY: {"path": str(MODELS / TINY)}}},
+            "elasticsearch": {
+                "url": elasticsearch_url or ELASTICSEARCH_URL or "http://127.0.0.1:9200",
+                "index_prefix": f"t{os.getpid()}-",
+            },
+            "search": {"lexical": lexical, **search},
+        }
+    )
+
+
+def cranfield(limit: int | None = None) -> list[Document]:
+    """Cranfield documents, each with metadata to filter on: a year and a parity tag."""
+    documents = []
+    with (DATA / "cranfield" / "corpus.jsonl").open(encoding="utf-8") as lines:
+        for number, line in enumerate(lines):
+            if limit is not None and number >= limit:
+                break
+            raw = json.loads(line)
+            metadata = {"year": 1950 + number % 20, "kind": "even" if number % 2 == 0 else "odd"}
+            documents.append(Document(raw["_id"], raw.get("title", ""), raw["text"], metadata))
+    return documents
+
+
+async def index_documents(settings: Settings, collection: str, documents: list[Document]) -> IndexReport:
+    async with open_stack(settings) as stack:
+        chunker = Chunker(stack.embedder.tokenizer, ChunkingPolicy())
+        return await index_records(stack, collection, documents, chunker)

@@ -1,0 +1,179 @@
+"""POST /v1/search through HTTP on real stores: embedded Tantivy and Elasticsearch, Qdrant local mode."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.integration.rerank_app import new_key, running
+from tests.integration.search_app import ELASTICSEARCH_URL, cranfield, index_documents, search_settings
+
+pytestmark = pytest.mark.anyio
+BACKENDS = [
+    "tantivy",
+    pytest.param(
+        "elasticsearch",
+        marks=[
+            pytest.mark.elasticsearch,
+            pytest.mark.skipif(not ELASTICSEARCH_URL, reason="FATHOM_TEST_ELASTICSEARCH_URL is not set"),
+        ],
+    ),
+]
+DOCS = cranfield(limit=80)
+
+
+@pytest.fixture(params=BACKENDS, scope="module")
+def lexical(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture(scope="module")
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(scope="module")
+async def client(
+    lexical: str, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[tuple[httpx.AsyncClient, str]]:
+    settings = search_settings(tmp_path_factory.mktemp(f"search-{lexical}"), lexical)
+    report = await index_documents(settings, "cran", DOCS)
+    assert report.added == len(DOCS) and report.failed == 0
+    key = new_key(settings, "searcher")
+    async with running(settings) as http:
+        yield http, key
+    # Leave no index behind on a shared Elasticsearch.
+    from service.backends.stack import open_lexical
+
+    store = open_lexical(settings)
+    await store.drop_collection("cran")
+    await store.close()
+
+
+async def search(client: tuple[httpx.AsyncClient, str], **body: Any) -> httpx.Response:
+    http, key = client
+    return await http.post("/v1/search", json=body, headers={"Authorization": f"Bearer {key}"})
+
+
+async def test_hits_carry_evidence_timings_and_snippets(client: tuple[httpx.AsyncClient, str]) -> None:
+    target = DOCS[11]
+    # The test reranker has random weights, so ranking quality is judged on the fused order.
+    fused = await search(client, query=target.title, collection="cran", top_k=5, rerank={"enabled": False})
+    assert fused.json()["hits"][0]["id"] == target.id
+    response = await search(client, query=target.title, collection="cran", top_k=5)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["degraded"] == []
+    hits = body["hits"]
+    assert 1 <= len(hits) <= 5 and len({h["id"] for h in hits}) == len(hits)
+    top = next(
+        h
+        for h in (await search(client, query=target.title, collection="cran", top_k=50)).json()["hits"]
+        if h["id"] == target.id
+    )
+    assert top["title"] == target.title and top["metadata"]["year"] == target.metadata["year"]
+    assert top["evidence"]["bm25"]["rank"] is not None and top["evidence"]["vector"]["rank"] is not None
+    assert top["evidence"]["fused"]["score"] > 0
+    assert 0 <= top["evidence"]["rerank"]["score"] <= 1 and top["score"] == top["evidence"]["rerank"]["score"]
+    assert "<em>" in top["snippet"]
+    assert {"lexical", "embed", "vector", "fusion", "rerank", "total"} <= set(body["timings"])
+
+
+async def test_without_rerank_scores_are_fused(client: tuple[httpx.AsyncClient, str]) -> None:
+    response = await search(client, query="boundary layer", collection="cran", rerank={"enabled": False})
+    hits = response.json()["hits"]
+    assert hits and all("score" not in h["evidence"]["rerank"] for h in hits)
+    assert [h["score"] for h in hits] == sorted((h["score"] for h in hits), reverse=True)
+
+
+async def test_filters_apply_in_both_retrievers(client: tuple[httpx.AsyncClient, str]) -> None:
+    cases: list[tuple[dict[str, Any], Any]] = [
+        ({"kind": "even"}, lambda m: m["kind"] == "even"),
+        ({"year": {"in": [1951, 1952]}}, lambda m: m["year"] in (1951, 1952)),
+        (
+            {"year": {"gte": 1960, "lt": 1965}, "kind": "odd"},
+            lambda m: 1960 <= m["year"] < 1965 and m["kind"] == "odd",
+        ),
+    ]
+    for filter_, holds in cases:
+        response = await search(client, query="wing lift", collection="cran", filter=filter_, top_k=20)
+        hits = response.json()["hits"]
+        assert hits, filter_
+        assert all(holds(h["metadata"]) for h in hits), filter_
+        for hit in hits:  # each retriever that saw the hit saw it under the filter
+            assert "rank" in hit["evidence"]["bm25"] or "rank" in hit["evidence"]["vector"]
+
+
+async def test_passages_and_min_score(client: tuple[httpx.AsyncClient, str]) -> None:
+    passages = (
+        await search(client, query="heat transfer", collection="cran", passages=True, top_k=10)
+    ).json()
+    assert all("#" in h["chunk_id"] for h in passages["hits"])
+    strict = (await search(client, query="heat transfer", collection="cran", min_score=0.99)).json()
+    assert all(h["score"] >= 0.99 for h in strict["hits"])
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "fragment"),
+    [
+        ({"query": "", "collection": "cran"}, 400, "query must not be empty"),
+        ({"query": "wing", "collection": "nope"}, 404, 'collection "nope" does not exist'),
+        ({"query": "wing", "collection": "cran", "filter": {"year": {"between": [1, 2]}}}, 400, "year"),
+        ({"query": "wing", "collection": "cran", "filter": ["year"]}, 400, "filter"),
+        ({"query": "wing", "collection": "cran", "top_k": 0}, 400, "top_k must be between 1 and"),
+        ({"query": "wing", "collection": "cran", "topk": 3}, 400, "topk"),
+        ({"query": "wing", "collection": "cran", "rerank": {"model": "nope"}}, 400, "unknown rerank model"),
+        (
+            {"query": "wing", "collection": "cran", "fusion": {"weights": {"lexical": 0, "vector": 0}}},
+            400,
+            "weights",
+        ),
+    ],
+)
+async def test_bad_requests_say_what_to_fix(
+    client: tuple[httpx.AsyncClient, str], body: dict[str, Any], status: int, fragment: str
+) -> None:
+    response = await search(client, **body)
+    assert response.status_code == status, response.text
+    assert fragment in response.json()["error"]["message"]
+
+
+async def test_search_needs_a_key(client: tuple[httpx.AsyncClient, str]) -> None:
+    http, _ = client
+    response = await http.post("/v1/search", json={"query": "wing", "collection": "cran"})
+    assert response.status_code == 401
+
+
+async def test_a_dead_lexical_backend_degrades_instead_of_failing(tmp_path: Path) -> None:
+    """Elasticsearch down (nothing listens on the port): the vector side answers and says so."""
+    settings = search_settings(tmp_path, "tantivy")
+    await index_documents(settings, "cran", DOCS[:20])
+    dead = search_settings(
+        tmp_path, "elasticsearch", elasticsearch_url="http://127.0.0.1:9", lexical_timeout=2.0
+    )
+    key = new_key(settings, "degraded", quota=2)
+    async with running(dead) as http:
+        headers = {"Authorization": f"Bearer {key}"}
+        response = await http.post(
+            "/v1/search",
+            json={"query": DOCS[3].title, "collection": "cran", "rerank": {"enabled": False}},
+            headers=headers,
+        )
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert [d["stage"] for d in body["degraded"]] == ["lexical"]
+        assert body["hits"] and all(h["evidence"]["bm25"] == {} for h in body["hits"])
+        assert body["hits"][0]["id"] == DOCS[3].id
+        metrics = (await http.get("/metrics")).text
+        assert 'fathom_search_degraded_total{stage="lexical"} 1.0' in metrics
+        # one search unit per query: the quota of 2 allows one more, then 402
+        assert (
+            await http.post("/v1/search", json={"query": "x", "collection": "cran"}, headers=headers)
+        ).status_code == 200
+        assert (
+            await http.post("/v1/search", json={"query": "x", "collection": "cran"}, headers=headers)
+        ).status_code == 402
