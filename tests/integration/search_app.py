@@ -7,9 +7,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-from indexers.chunking import Chunker, ChunkingPolicy
-from indexers.documents import Document
+from service.ingest.chunking import Chunker, ChunkingPolicy
+from service.ingest.documents import Document
 from indexers.run import IndexReport, index_records
+from indexers.sources import beir_corpus, read_jsonl
 from service.backends.stack import open_stack
 from service.settings import Settings, settings_from_dict
 from tests.conftest import DATA, MODELS
@@ -46,6 +47,14 @@ def cranfield(limit: int | None = None) -> list[Document]:
             raw = json.loads(line)
             metadata = {"year": 1950 + number % 20, "kind": "even" if number % 2 == 0 else "odd"}
             documents.append(Document(raw["_id"], raw.get("title", ""), raw["text"], metadata))
+    return documents
+
+
+def beir_documents(name: str) -> list[Document]:
+    """A whole collection from ../shared/data as the indexer reads it."""
+    records = list(read_jsonl(beir_corpus(DATA / name)))
+    documents = [r for r in records if isinstance(r, Document)]
+    assert len(documents) == len(records)
     return documents
 
 

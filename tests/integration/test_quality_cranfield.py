@@ -5,25 +5,20 @@ Reference nDCG@10 measured independently with all-MiniLM-L6-v2: BM25 0.352, dens
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from indexers.evaluation import load_qrels, load_queries, mean_over_queries
 from service.backends.stack import open_stack
 from service.search.pipeline import SearchPipeline, SearchQuery
+from service.settings import Settings
 from tests.conftest import DATA
-from tests.integration.search_app import cranfield, index_documents, search_settings
 
 pytestmark = pytest.mark.anyio
 CRANFIELD = DATA / "cranfield"
 STAGES = {"bm25": (1.0, 0.0), "dense": (0.0, 1.0), "hybrid": (1.0, 1.0)}
 
 
-async def ndcg_per_stage(data_dir: Path) -> dict[str, float]:
-    settings = search_settings(data_dir, "tantivy")
-    report = await index_documents(settings, "cranfield", cranfield())
-    assert report.added == 1400 and report.failed == 0
+async def ndcg_per_stage(settings: Settings) -> dict[str, float]:
     queries = load_queries(CRANFIELD / "queries.jsonl")
     qrels = load_qrels(CRANFIELD / "qrels" / "test.tsv")
     async with open_stack(settings) as stack:
@@ -32,7 +27,9 @@ async def ndcg_per_stage(data_dir: Path) -> dict[str, float]:
         for stage, weights in STAGES.items():
             rankings = {}
             for query_id, text in queries.items():
-                request = SearchQuery(text, "cranfield", top_k=10, candidates=100, weights=weights, rerank_enabled=False)
+                request = SearchQuery(
+                    text, "cranfield", top_k=10, candidates=100, weights=weights, rerank_enabled=False
+                )
                 outcome = await pipeline.search(request)
                 assert outcome.degraded == []
                 rankings[query_id] = [hit.id for hit in outcome.hits]
@@ -40,8 +37,8 @@ async def ndcg_per_stage(data_dir: Path) -> dict[str, float]:
     return figures
 
 
-async def test_hybrid_is_at_least_the_better_retriever(tmp_path: Path) -> None:
-    figures = await ndcg_per_stage(tmp_path)
+async def test_hybrid_is_at_least_the_better_retriever(indexed_cranfield: Settings) -> None:
+    figures = await ndcg_per_stage(indexed_cranfield)
     print("cranfield nDCG@10:", {stage: round(value, 4) for stage, value in figures.items()})
     assert figures["bm25"] > 0.30 and figures["dense"] > 0.33  # sane retrievers, near the references
     assert figures["hybrid"] >= max(figures["bm25"], figures["dense"])

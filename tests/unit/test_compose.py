@@ -1,0 +1,53 @@
+"""docker-compose.yml validates, and runs the server versions the code expects."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from importlib.metadata import version
+
+import pytest
+
+from service.settings import load_settings
+from tests.conftest import REPO
+
+
+def compose_command() -> list[str]:
+    """Compose v2 (`docker compose`) where the plugin is installed, else Debian's docker-compose."""
+    if shutil.which("docker"):
+        probe = subprocess.run(["docker", "compose", "version"], capture_output=True, check=False)
+        if probe.returncode == 0:
+            return ["docker", "compose"]
+    if shutil.which("docker-compose"):
+        return ["docker-compose"]
+    pytest.skip("no docker compose here: .ci/run installs Debian's docker-compose")
+
+
+def test_compose_file_is_valid_and_wires_the_three_services() -> None:
+    result = subprocess.run(
+        [*compose_command(), "config"], cwd=REPO, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    config = result.stdout
+    for service in ("elasticsearch:", "qdrant:", "fathom:"):
+        assert service in config
+    assert "/app/config/docker.toml" in config
+
+
+def test_elasticsearch_server_major_matches_the_client() -> None:
+    compose = (REPO / "docker-compose.yml").read_text()
+    image = next(
+        line.split("elasticsearch:")[-1]
+        for line in compose.splitlines()
+        if "elasticsearch/elasticsearch:" in line
+    )
+    assert image.strip().split(".")[0] == version("elasticsearch").split(".")[0]
+    ci_script = (REPO / ".ci" / "elasticsearch.sh").read_text()
+    assert f'ES_VERSION="{image.strip()}"' in ci_script
+
+
+def test_docker_config_loads() -> None:
+    settings = load_settings(REPO / "config" / "docker.toml", environ={})
+    assert settings.search.lexical == "elasticsearch"
+    assert settings.qdrant.url and settings.elasticsearch.url
+    assert settings.data_dir == "/data" and settings.server.host == "0.0.0.0"
