@@ -177,3 +177,23 @@ async def test_a_dead_lexical_backend_degrades_instead_of_failing(tmp_path: Path
         assert (
             await http.post("/v1/search", json={"query": "x", "collection": "cran"}, headers=headers)
         ).status_code == 402
+
+
+async def test_readiness_reports_search(client: tuple[httpx.AsyncClient, str]) -> None:
+    http, _ = client
+    ready = await http.get("/readyz")
+    assert ready.status_code == 200 and ready.json()["search"] == "ready"
+
+
+async def test_search_on_a_rerank_only_replica_is_503(tmp_path: Path) -> None:
+    settings = search_settings(tmp_path, enabled=False)
+    key = new_key(settings, "replica")
+    async with running(settings) as http:
+        response = await http.post(
+            "/v1/search",
+            json={"query": "wing", "collection": "cran"},
+            headers={"Authorization": f"Bearer {key}"},
+        )
+        ready = await http.get("/readyz")
+    assert response.status_code == 503 and "switched off" in response.json()["error"]["message"]
+    assert ready.status_code == 200 and ready.json()["search"] == "disabled"
