@@ -1,36 +1,64 @@
-"""Loading documents into both stores: chunk, embed in batches, write lexical and vector sides."""
+"""One indexing run: stream a source in batches through the ingest writer, then delete what went missing."""
 
 from __future__ import annotations
 
-import asyncio
+import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from itertools import islice
+from pathlib import Path
 
-from indexers.chunking import Chunker, embedding_text
-from indexers.documents import Document
-from indexers.sources import Record, SourceProblem
-from service.backends.stack import SearchStack
-from service.search.models import Chunk
+from indexers.files import document_files, read_folder
+from indexers.sources import Fields, Record, SourceProblem, beir_corpus, read_csv, read_jsonl
+from service.ingest.documents import Document
+from service.ingest.writer import IngestReport, IngestWriter
 
-DOCUMENTS_PER_BATCH = 64
+DOCUMENTS_PER_BATCH = 128
+FORMATS = ("auto", "beir", "jsonl", "csv", "folder")
 
 
-@dataclass(slots=True)
-class IndexReport:
-    added: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    deleted: int = 0
-    failed: int = 0
-    chunks: int = 0
-    problems: list[SourceProblem] = field(default_factory=list)
+class StrictFailure(Exception):
+    """--strict and a record could not be read: the run stops before writing that batch."""
 
-    def summary(self) -> str:
-        return (
-            f"added {self.added}, updated {self.updated}, unchanged {self.unchanged}, "
-            f"deleted {self.deleted}, failed {self.failed} ({self.chunks} chunks written)"
-        )
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    records: Iterator[Record]
+    # Records expected, for the progress bar's ETA; None when counting would mean reading twice.
+    total: int | None
+
+
+def source_format(path: Path, chosen: str) -> str:
+    if chosen != "auto":
+        return chosen
+    if path.is_dir():
+        return "beir" if (path / "corpus.jsonl").is_file() else "folder"
+    return "csv" if path.suffix.lower() == ".csv" else "jsonl"
+
+
+def open_source(path: Path, chosen: str, fields: Fields) -> Source:
+    """The records of a source and how many to expect; FileNotFoundError when there is no such source."""
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist")
+    kind = source_format(path, chosen)
+    if kind == "folder":
+        if not path.is_dir():
+            raise FileNotFoundError(f"{path} is not a folder")
+        return Source(read_folder(path), sum(1 for _ in document_files(path)))
+    if kind == "csv":
+        lines = count_lines(path)
+        return Source(read_csv(path, fields), None if lines is None else max(0, lines - 1))
+    corpus = beir_corpus(path)
+    return Source(read_jsonl(corpus, fields), count_lines(corpus))
+
+
+def count_lines(path: Path) -> int | None:
+    """Lines in the file (a fast byte scan); CSV rows may span lines, so this is an estimate there."""
+    try:
+        with path.open("rb") as handle:
+            return sum(block.count(b"\n") for block in iter(lambda: handle.read(1 << 20), b""))
+    except OSError:
+        return None
 
 
 def batched(records: Iterable[Record], size: int) -> Iterator[list[Record]]:
@@ -39,35 +67,46 @@ def batched(records: Iterable[Record], size: int) -> Iterator[list[Record]]:
         yield batch
 
 
-async def write_chunks(stack: SearchStack, collection: str, chunks: list[Chunk]) -> None:
-    """Embed off the event loop, then write both stores at once."""
-    vectors = await asyncio.to_thread(stack.embedder.embed_passages_sync, [embedding_text(c) for c in chunks])
-    await asyncio.gather(
-        stack.lexical.upsert(collection, chunks),
-        stack.vectors.upsert(collection, chunks, vectors),
-    )
-
-
 async def index_records(
-    stack: SearchStack,
+    writer: IngestWriter,
     collection: str,
     records: Iterable[Record],
-    chunker: Chunker,
+    *,
+    strict: bool = False,
+    delete_missing: bool = False,
+    batch_size: int = DOCUMENTS_PER_BATCH,
     on_progress: Callable[[int], object] = lambda _: None,
-) -> IndexReport:
-    """Stream records in batches into the collection, creating it in both stores if needed."""
-    await asyncio.gather(
-        stack.lexical.ensure_collection(collection), stack.vectors.ensure_collection(collection)
-    )
-    report = IndexReport()
-    for batch in batched(records, DOCUMENTS_PER_BATCH):
+    report: IngestReport | None = None,
+) -> IngestReport:
+    """Finish any interrupted run first, then write the source batch by batch.
+
+    Fills `report` as it goes (when given), so a run stopped by --strict still tells what it did.
+    """
+    await writer.create_collection(collection)
+    report = report if report is not None else IngestReport()
+    report.add(await writer.recover(collection))
+    run = time.time_ns()
+    for batch in batched(records, batch_size):
+        problems = [str(r) for r in batch if isinstance(r, SourceProblem)]
+        if problems and strict:
+            report.problems.extend(problems)
+            report.failed += len(problems)
+            raise StrictFailure(problems[0])
+        report.problems.extend(problems)
+        report.failed += len(problems)
         documents = [r for r in batch if isinstance(r, Document)]
-        report.problems.extend(r for r in batch if isinstance(r, SourceProblem))
-        report.failed += len(batch) - len(documents)
-        chunks = [chunk for document in documents for chunk in chunker.chunks(document)]
-        if chunks:
-            await write_chunks(stack, collection, chunks)
-        report.added += len(documents)
-        report.chunks += len(chunks)
+        report.add(await writer.upsert(collection, documents, run))
         on_progress(len(batch))
+    if delete_missing:
+        await delete_missing_documents(writer, collection, run, report)
     return report
+
+
+async def delete_missing_documents(
+    writer: IngestWriter, collection: str, run: int, report: IngestReport
+) -> None:
+    # A record that could not be read is not missing: deleting it would lose a document silently.
+    if report.failed:
+        report.problems.append("--delete-missing skipped: some records could not be read or written")
+        return
+    report.deleted += await writer.delete(collection, writer.journal.unseen(collection, run))

@@ -12,13 +12,16 @@ from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 
-from service.api import health, models, rerank, search
+from service.api import collections, health, models, rerank, search
 from service.api.errors import EXCEPTION_HANDLERS
 from service.api.metrics import Metrics, metrics_middleware
 from service.api.services import Services
 from service.auth.keys import KeyStore
 from service.backends.http_reranker import HttpReranker
 from service.backends.stack import SearchStack, open_stack
+from service.ingest.chunking import Chunker, ChunkingPolicy
+from service.ingest.journal import Journal, journal_path
+from service.ingest.writer import IngestWriter
 from service.rerank.local_reranker import EngineReranker
 from service.rerank.registry import ModelRegistry
 from service.search.errors import SearchError
@@ -67,6 +70,7 @@ async def open_search(services: Services, exits: AsyncExitStack) -> None:
         log.error("search is not available: %s", exc)
         return
     services.stack = stack
+    services.ingest = await open_ingest(services.settings, stack, exits)
     services.pipeline = SearchPipeline(
         stack.lexical,
         stack.vectors,
@@ -74,6 +78,22 @@ async def open_search(services: Services, exits: AsyncExitStack) -> None:
         await search_reranker(services, exits),
         services.settings.search,
     )
+
+
+async def open_ingest(settings: Settings, stack: SearchStack, exits: AsyncExitStack) -> IngestWriter:
+    """The collections API's writer; changes a previous process left unfinished are finished first."""
+    journal = Journal(journal_path(settings.data_path))
+    exits.callback(journal.close)
+    writer = IngestWriter(stack, journal, Chunker(stack.embedder.tokenizer, ChunkingPolicy()))
+    try:
+        report = await writer.recover_all()
+    except SearchError as exc:
+        # Serving search matters more; the next write to the collection retries the recovery.
+        log.error("unfinished collection changes could not be recovered yet: %s", exc)
+    else:
+        if report.recovered:
+            log.info("finished %d interrupted collection changes", report.recovered)
+    return writer
 
 
 def create_app(settings: Settings) -> Litestar:
@@ -96,6 +116,12 @@ def create_app(settings: Settings) -> Litestar:
         route_handlers=[
             rerank.rerank,
             search.search,
+            collections.list_collections,
+            collections.get_collection,
+            collections.put_collection,
+            collections.delete_collection,
+            collections.upsert_documents,
+            collections.delete_document,
             models.list_models,
             health.healthz,
             health.readyz,

@@ -10,6 +10,7 @@ from litestar.connection import ASGIConnection
 from service.api.metrics import Metrics
 from service.auth.keys import KeyStore
 from service.backends.stack import SearchStack
+from service.ingest.writer import IngestWriter
 from service.rerank.registry import ModelRegistry
 from service.search.pipeline import SearchPipeline
 from service.settings import Settings
@@ -25,6 +26,8 @@ class Services:
     stack: SearchStack | None = None
     stack_error: str | None = None
     pipeline: SearchPipeline | None = None
+    # The collections API's write path; opened with the stack.
+    ingest: IngestWriter | None = None
 
 
 def services_of(connection: ASGIConnection[Any, Any, Any, Any]) -> Services:

@@ -109,6 +109,21 @@ class ElasticsearchIndex:
             response = await self._client.count(index=self._index(collection))
         return int(response["count"])
 
+    async def chunk_counts(self, collection: str) -> dict[str, int]:
+        """A composite terms aggregation on doc_id, paged: no document is fetched."""
+        counts: dict[str, int] = {}
+        composite: dict[str, Any] = {"size": BATCH_SIZE, "sources": [{"doc": {"terms": {"field": "doc_id"}}}]}
+        with self._translated(collection):
+            while True:
+                response = await self._client.search(
+                    index=self._index(collection), size=0, aggs={"docs": {"composite": composite}}
+                )
+                result = response["aggregations"]["docs"]
+                counts.update({b["key"]["doc"]: int(b["doc_count"]) for b in result["buckets"]})
+                if not result["buckets"] or "after_key" not in result:
+                    return counts
+                composite["after"] = result["after_key"]
+
     async def ensure_collection(self, collection: str) -> None:
         index = self._index(collection)
         with self._translated(collection):

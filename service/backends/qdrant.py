@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager, suppress
 from datetime import date, datetime
@@ -13,13 +14,23 @@ import httpx
 from qdrant_client import AsyncQdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
-from service.search.errors import BackendTimeout, BackendUnavailable, InvalidRequest, NotFound, SearchError
+from service.search.errors import (
+    BackendTimeout,
+    BackendUnavailable,
+    InvalidRequest,
+    NotFound,
+    SearchError,
+    StoreLocked,
+)
 from service.search.models import AnyOf, Chunk, Condition, Equals, Filter, Hit, Range, Scalar
 from service.settings import QdrantSettings
 
 # Qdrant takes only integers and UUIDs as point ids: chunk ids map to a UUID under this fixed namespace,
 # so re-indexing a chunk overwrites its point. The chunk id itself travels in the payload.
 CHUNK_ID_NAMESPACE = uuid.UUID("6f0d5a8e-3c1b-5e2a-9d47-0b8f1c2e7a35")
+
+# Points per scroll request when reading every chunk's document id.
+SCROLL_PAGE = 2048
 
 # Statuses that mean the server gave up in time rather than refused.
 TIMEOUT_STATUSES = frozenset({408, 504})
@@ -88,6 +99,19 @@ class QdrantIndex:
             result = await self._client.count(self._name(collection), exact=True)
         return result.count
 
+    async def chunk_counts(self, collection: str) -> dict[str, int]:
+        """Scrolls the doc_id payloads only, a page at a time."""
+        counts: Counter[str] = Counter()
+        offset: models.ExtendedPointId | None = None
+        async with self._translated(collection):
+            while True:
+                points, offset = await self._client.scroll(
+                    self._name(collection), limit=SCROLL_PAGE, offset=offset, with_payload=["doc_id"]
+                )
+                counts.update(str((point.payload or {}).get("doc_id")) for point in points)
+                if offset is None:
+                    return dict(counts)
+
     async def upsert(
         self, collection: str, chunks: Sequence[Chunk], vectors: Sequence[Sequence[float]]
     ) -> None:
@@ -154,7 +178,7 @@ def open_client(settings: QdrantSettings, local_path: Path | None) -> AsyncQdran
     try:
         return AsyncQdrantClient(path=str(local_path))
     except RuntimeError as exc:  # the folder's lock is held by another client
-        raise BackendUnavailable(f"qdrant local storage {local_path} is unavailable: {exc}") from exc
+        raise StoreLocked(f"qdrant local storage {local_path} is in use by another process: {exc}") from exc
 
 
 def missing(collection: str) -> NotFound:

@@ -8,6 +8,7 @@ import json
 import re
 import shutil
 import threading
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -115,6 +116,9 @@ class TantivyIndex:
     async def count_chunks(self, collection: str) -> int:
         return await self._run(collection, self._count, collection)
 
+    async def chunk_counts(self, collection: str) -> dict[str, int]:
+        return await self._run(collection, self._chunk_counts, collection)
+
     async def ensure_collection(self, collection: str) -> None:
         await self._run(collection, self._opened, collection, create=True)
 
@@ -164,6 +168,14 @@ class TantivyIndex:
 
     def _count(self, collection: str) -> int:
         return self._opened(collection).index.searcher().num_docs
+
+    def _chunk_counts(self, collection: str) -> dict[str, int]:
+        searcher = self._opened(collection).index.searcher()
+        if searcher.num_docs == 0:
+            return {}
+        # One pass over every live passage: the doc_id field is not a fast field, so read the stored one.
+        result = searcher.search(tantivy.Query.all_query(), limit=searcher.num_docs, count=False)
+        return dict(Counter(str(searcher.doc(address).get_first("doc_id")) for _, address in result.hits))
 
     def _drop(self, collection: str) -> None:
         with self._registry_lock:

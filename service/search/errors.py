@@ -47,3 +47,9 @@ class BackendUnavailable(SearchError):
 
 class BackendTimeout(BackendUnavailable):
     code = "backend_timeout"
+
+
+class StoreLocked(BackendUnavailable):
+    """An embedded store's folder is held by another process (e.g. `fathom serve` on the same data_dir)."""
+
+    code = "store_locked"

@@ -56,6 +56,10 @@ class PassageStore(Protocol):
 
     async def count_chunks(self, collection: str) -> int: ...
 
+    async def chunk_counts(self, collection: str) -> dict[str, int]:
+        """Chunks held per document id, read in bulk, to check the store against the ingest journal."""
+        ...
+
     async def close(self) -> None:
         """Release connections, files and locks."""
         ...

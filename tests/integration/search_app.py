@@ -7,11 +7,11 @@ import os
 from pathlib import Path
 from typing import Any
 
-from service.ingest.chunking import Chunker, ChunkingPolicy
-from service.ingest.documents import Document
-from indexers.run import IndexReport, index_records
+from indexers.run import index_records
 from indexers.sources import beir_corpus, read_jsonl
-from service.backends.stack import open_stack
+from service.ingest.documents import Document
+from service.ingest.session import open_writer
+from service.ingest.writer import IngestReport
 from service.settings import Settings, settings_from_dict
 from tests.conftest import DATA, MODELS
 from tests.integration.rerank_app import TINY
@@ -58,7 +58,6 @@ def beir_documents(name: str) -> list[Document]:
     return documents
 
 
-async def index_documents(settings: Settings, collection: str, documents: list[Document]) -> IndexReport:
-    async with open_stack(settings) as stack:
-        chunker = Chunker(stack.embedder.tokenizer, ChunkingPolicy())
-        return await index_records(stack, collection, documents, chunker)
+async def index_documents(settings: Settings, collection: str, documents: list[Document]) -> IngestReport:
+    async with open_writer(settings) as writer:
+        return await index_records(writer, collection, documents)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from tokenizers import Tokenizer
 
-from indexers.chunking import Chunker, ChunkingPolicy, chunk_id
-from indexers.documents import Document
+from service.ingest.chunking import Chunker, ChunkingPolicy, chunk_id
+from service.ingest.documents import Document
 from tests.conftest import MODELS
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from tokenizers import Tokenizer
 
-from indexers.documents import Document
+from service.ingest.documents import Document
 from service.search.models import Chunk
 
 SPECIAL_TOKENS = 2  # [CLS] and [SEP]

@@ -1,0 +1,102 @@
+"""The indexer as an operator runs it (`fathom index` in a subprocess), and what the stores then hold."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from service.backends.qdrant import QdrantIndex
+from service.backends.stack import open_lexical, qdrant_path
+from service.ingest.journal import Journal, journal_path
+from service.settings import Settings
+from tests.conftest import MODELS
+from tests.integration.search_app import ELASTICSEARCH_URL
+
+FATHOM = str(Path(sys.executable).with_name("fathom"))
+MINILM_DIMENSIONS = 384
+
+
+def write_config(folder: Path, lexical: str = "tantivy") -> Path:
+    """A config file as an operator writes it: the offline embedding model, the chosen lexical store."""
+    config = folder / "fathom.toml"
+    config.write_text(
+        f'[embedding]\npath = "{MODELS / "all-MiniLM-L6-v2"}"\n'
+        f'[search]\nlexical = "{lexical}"\n'
+        f'[elasticsearch]\nurl = "{ELASTICSEARCH_URL or "http://127.0.0.1:9200"}"\n'
+        f'index_prefix = "t{os.getpid()}-"\n',
+        encoding="utf-8",
+    )
+    return config
+
+
+def cli_env(data_dir: Path) -> dict[str, str]:
+    env = {**os.environ, "FATHOM_DATA_DIR": str(data_dir)}
+    env.pop("FATHOM_CONFIG", None)
+    return env
+
+
+def fathom(
+    config: Path, data_dir: Path, *args: str, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [FATHOM, "--config", str(config), *args],
+        capture_output=True,
+        text=True,
+        env=cli_env(data_dir),
+        timeout=timeout,
+        check=False,
+    )
+
+
+def start_fathom(config: Path, data_dir: Path, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [FATHOM, "--config", str(config), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=cli_env(data_dir),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Holdings:
+    """Chunks per document id in the journal and in each store."""
+
+    journal: dict[str, int]
+    lexical: dict[str, int]
+    vector: dict[str, int]
+    pending: int
+    lexical_total: int
+    vector_total: int
+
+    @property
+    def consistent(self) -> bool:
+        """All three agree, nothing is unfinished, and no chunk is stored twice."""
+        return (
+            self.journal == self.lexical == self.vector
+            and self.pending == 0
+            and self.lexical_total == self.vector_total == sum(self.journal.values())
+        )
+
+
+async def holdings(settings: Settings, collection: str) -> Holdings:
+    """Read with no process writing: Qdrant local mode allows one client per folder."""
+    journal = Journal(journal_path(settings.data_path))
+    lexical = open_lexical(settings)
+    vectors = QdrantIndex(settings.qdrant, dimensions=MINILM_DIMENSIONS, local_path=qdrant_path(settings))
+    try:
+        return Holdings(
+            journal.chunk_counts(collection),
+            await lexical.chunk_counts(collection),
+            await vectors.chunk_counts(collection),
+            len(journal.pending(collection)),
+            await lexical.count_chunks(collection),
+            await vectors.count_chunks(collection),
+        )
+    finally:
+        journal.close()
+        await lexical.close()
+        await vectors.close()
