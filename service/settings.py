@@ -134,12 +134,19 @@ def parse_env_value(raw: str) -> Any:
 
 
 def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
-    """FATHOM_SECTION__KEY=value as nested tables; FATHOM_CONFIG itself names a file and is skipped."""
+    """FATHOM_SECTION__KEY=value as nested tables.
+
+    Only variables whose first part names a setting count (FATHOM_DATA_DIR, FATHOM_SERVER__...):
+    other FATHOM_* variables (FATHOM_CONFIG itself, test and tool variables) are not settings. A
+    misspelt key inside a known section is still an error.
+    """
     tree: dict[str, Any] = {}
     for name, raw in environ.items():
-        if not name.startswith(ENV_PREFIX) or name == "FATHOM_CONFIG":
+        if not name.startswith(ENV_PREFIX):
             continue
         path = [part.lower() for part in name[len(ENV_PREFIX) :].split("__")]
+        if path[0] not in Settings.__struct_fields__:
+            continue
         node = tree
         for part in path[:-1]:
             node = node.setdefault(part, {})

@@ -9,15 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-import sqlite3
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from service.search.errors import InvalidRequest, QuotaExceeded, RateLimited
+from service.sqlite_store import SqliteFile
 
 KEY_PREFIX = "fth_"
 
@@ -60,30 +57,12 @@ class KeyStore:
     """All key state; every method is one short SQLite transaction, safe from any thread."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
         # Every keyed request writes (rate limit, usage): an fsync per commit would cost ~6 ms each here.
-        # In WAL mode NORMAL never corrupts; a power cut may lose the last moments of usage counts.
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA busy_timeout=5000")
-        self._db.executescript(_SCHEMA)
-        self._lock = threading.Lock()
+        self._file = SqliteFile(path, _SCHEMA, synchronous="NORMAL")
+        self._transaction = self._file.transaction
 
     def close(self) -> None:
-        self._db.close()
-
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        # BEGIN IMMEDIATE: other processes sharing the file (several workers) serialise on the write lock.
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+        self._file.close()
 
     def create(self, name: str, *, quota: int | None = None, rate_limit: int | None = None) -> str:
         """A new key; the raw key is returned once and never stored."""
@@ -105,12 +84,11 @@ class KeyStore:
         return raw
 
     def list(self) -> list[ApiKey]:
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT name, key_prefix, quota, rate_limit, used, created_at, revoked_at"
-                " FROM api_keys ORDER BY created_at"
-            ).fetchall()
-        return [ApiKey(*row) for row in rows]
+        rows = self._file.query(
+            "SELECT name, key_prefix, quota, rate_limit, used, created_at, revoked_at"
+            " FROM api_keys ORDER BY created_at"
+        )
+        return [ApiKey(*row) for row in rows]  # type: ignore[arg-type]
 
     def revoke(self, name: str) -> bool:
         """Revoke by name; False when no active key has that name."""
@@ -123,13 +101,12 @@ class KeyStore:
 
     def authenticate(self, raw: str) -> ApiKey | None:
         """The active key matching a raw key, or None."""
-        with self._lock:
-            row = self._db.execute(
-                "SELECT name, key_prefix, quota, rate_limit, used, created_at, revoked_at"
-                " FROM api_keys WHERE key_hash = ? AND revoked_at IS NULL",
-                (hash_key(raw),),
-            ).fetchone()
-        return ApiKey(*row) if row else None
+        rows = self._file.query(
+            "SELECT name, key_prefix, quota, rate_limit, used, created_at, revoked_at"
+            " FROM api_keys WHERE key_hash = ? AND revoked_at IS NULL",
+            (hash_key(raw),),
+        )
+        return ApiKey(*rows[0]) if rows else None  # type: ignore[arg-type]
 
     def admit(self, name: str, now: float | None = None) -> None:
         """Count one request against the key's rate limit; raise RateLimited when over it."""

@@ -9,13 +9,12 @@ document whose stores may differ from its `documents` row still has an intent, a
 
 from __future__ import annotations
 
-import sqlite3
-import threading
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from service.sqlite_store import SqliteFile
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS collections (
@@ -66,33 +65,13 @@ class Journal:
     """Journal state in one SQLite file; each method is one short transaction, safe from any thread."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
         # FULL: an intent must be on disk before the stores are touched, even across a power cut.
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute("PRAGMA busy_timeout=10000")
-        self._db.executescript(_SCHEMA)
-        self._lock = threading.Lock()
+        self._file = SqliteFile(path, _SCHEMA, synchronous="FULL")
+        self._transaction = self._file.transaction
+        self._query = self._file.query
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
-
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
-
-    def _query(self, sql: str, params: Sequence[object] = ()) -> list[tuple[object, ...]]:
-        with self._lock:
-            return self._db.execute(sql, params).fetchall()
+        self._file.close()
 
     # --- collections ------------------------------------------------------------------------------
 

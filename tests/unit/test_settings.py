@@ -39,8 +39,18 @@ def test_explicit_file_wins_over_fathom_config(tmp_path: Path) -> None:
 
 
 def test_env_values_parse_as_toml_or_stay_strings() -> None:
-    tree = env_overrides({"FATHOM_DATA_DIR": "/srv/fathom", "FATHOM_RERANK__MAX_LENGTH": "256", "OTHER": "x"})
-    assert tree == {"data_dir": "/srv/fathom", "rerank": {"max_length": 256}}
+    environ = {
+        "FATHOM_DATA_DIR": "/srv/fathom",
+        "FATHOM_RERANK__MAX_LENGTH": "256",
+        "FATHOM_TEST_ELASTICSEARCH_URL": "http://127.0.0.1:9200",  # names no setting: not one
+        "OTHER": "x",
+    }
+    assert env_overrides(environ) == {"data_dir": "/srv/fathom", "rerank": {"max_length": 256}}
+
+
+def test_a_misspelt_key_in_a_known_section_is_an_error() -> None:
+    with pytest.raises(ConfigError, match="prot"):
+        load_settings(environ={"FATHOM_SERVER__PROT": "80"})
 
 
 @pytest.mark.parametrize(
