@@ -14,6 +14,7 @@ import httpx
 from qdrant_client import AsyncQdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
+from service.backends.qdrant_local import ThreadedLocalClient
 from service.search.errors import (
     BackendTimeout,
     BackendUnavailable,
@@ -46,7 +47,7 @@ class QdrantIndex:
     With `settings.url` it talks to a server; otherwise it runs Qdrant's local mode in `local_path`.
     Local mode holds an exclusive file lock on that folder until `close()`: open one QdrantIndex per
     folder per process, and never two processes on one folder (use a server to share an index).
-    Local mode also searches by brute force on the event loop, which suits the embedded setup's sizes.
+    Local mode searches by brute force, on a worker thread of its own (see qdrant_local.py).
     """
 
     def __init__(self, settings: QdrantSettings, *, dimensions: int, local_path: Path | None = None) -> None:
@@ -166,7 +167,7 @@ class QdrantIndex:
             raise translate(exc, collection) from exc
 
 
-def open_client(settings: QdrantSettings, local_path: Path | None) -> AsyncQdrantClient:
+def open_client(settings: QdrantSettings, local_path: Path | None) -> AsyncQdrantClient | ThreadedLocalClient:
     if settings.url:
         # The version check runs in a background thread whose only outcome is a warning; /readyz is
         # where an unreachable or mismatched server shows.
@@ -176,7 +177,7 @@ def open_client(settings: QdrantSettings, local_path: Path | None) -> AsyncQdran
     if local_path is None:
         raise BackendUnavailable("qdrant has neither a url nor a local path")
     try:
-        return AsyncQdrantClient(path=str(local_path))
+        return ThreadedLocalClient(local_path)
     except RuntimeError as exc:  # the folder's lock is held by another client
         raise StoreLocked(f"qdrant local storage {local_path} is in use by another process: {exc}") from exc
 
