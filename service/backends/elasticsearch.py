@@ -36,6 +36,10 @@ SNIPPET_CHARS = 200
 BATCH_SIZE = 500
 
 
+# Defined in passages.json from what every Elasticsearch has, for servers without analysis-common.
+FALLBACK_ANALYZER = "english_without_stemming"
+
+
 def load_index_body(analyzer: str | None = None) -> dict[str, Any]:
     """Settings and mappings from config/elasticsearch/passages.json, optionally with another analyzer."""
     body: dict[str, Any] = json.loads(PASSAGES_CONFIG.read_text(encoding="utf-8"))
@@ -54,7 +58,7 @@ class ElasticsearchIndex:
         self._timeout = settings.request_timeout
         self._client = client or AsyncElasticsearch(settings.url, request_timeout=settings.request_timeout)
         self._body = load_index_body()
-        self._fallback_body = load_index_body(analyzer="standard")
+        self._fallback_body = load_index_body(analyzer=FALLBACK_ANALYZER)
 
     async def close(self) -> None:
         await self._client.close()
@@ -136,8 +140,9 @@ class ElasticsearchIndex:
                     raise
                 logger.warning(
                     "Elasticsearch has no english analyzer (no analysis-common module): "
-                    'collection "%s" uses the standard analyzer, without stemming',
+                    'collection "%s" uses %s: English stop words, no stemming',
                     collection,
+                    FALLBACK_ANALYZER,
                 )
                 await self._create(index, self._fallback_body)
 
