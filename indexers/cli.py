@@ -11,6 +11,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from indexers.eval_cli import add_eval_command
 from indexers.run import (
     DOCUMENTS_PER_BATCH,
     FORMATS,
@@ -67,6 +68,7 @@ def add_commands(commands: Any) -> None:
     verify.add_argument("--repair", action="store_true", help="finish interrupted writes, remove strays")
     verify.add_argument("--config", help=argparse.SUPPRESS, dest="sub_config")
     verify.set_defaults(handler=run_verify)
+    add_eval_command(commands)
 
 
 def locked_message(exc: StoreLocked) -> str:

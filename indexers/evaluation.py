@@ -53,7 +53,23 @@ def mean_over_queries(
 ) -> float:
     """The metric averaged over every query with a positive judgement; a missing ranking counts 0."""
     score = {"ndcg": ndcg_at_k, "recall": recall_at_k, "mrr": mrr_at_k}[metric]
-    judged_queries = [q for q, judged in qrels.items() if any(g > 0 for g in judged.values())]
-    if not judged_queries:
+    queries = judged_queries(qrels)
+    if not queries:
         return 0.0
-    return sum(score(rankings.get(q, []), qrels[q], k) for q in judged_queries) / len(judged_queries)
+    return sum(score(rankings.get(q, []), qrels[q], k) for q in queries) / len(queries)
+
+
+def judged_queries(qrels: Qrels) -> list[str]:
+    """Ids of the queries with at least one positive judgement: the ones every metric averages over."""
+    return [query for query, judged in qrels.items() if any(grade > 0 for grade in judged.values())]
+
+
+def percentile(values: Sequence[float], fraction: float) -> float:
+    """Linear interpolation between the closest ranks (numpy's default); 0.0 for no values."""
+    ordered = sorted(values)
+    if not ordered:
+        return 0.0
+    position = fraction * (len(ordered) - 1)
+    low = math.floor(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)

