@@ -166,6 +166,8 @@ def write_config(path: Path, model_dir: Path, max_length: int) -> None:
                 f"path = {json.dumps(str(model_dir.resolve()))}",
                 '[rerank.models."BAAI/bge-reranker-v2-m3"]',
                 "enabled = false",
+                "[search]",  # a rerank-only server: no stores or embedding model to open
+                "enabled = false",
                 "",
             ]
         ),
