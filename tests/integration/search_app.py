@@ -7,6 +7,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from indexers.run import index_records
 from indexers.sources import beir_corpus, read_jsonl
 from service.ingest.documents import Document
@@ -17,6 +19,17 @@ from tests.conftest import DATA, MODELS
 from tests.integration.rerank_app import TINY
 
 ELASTICSEARCH_URL = os.environ.get("FATHOM_TEST_ELASTICSEARCH_URL", "")
+# Parametrise over these to run a test on both lexical backends; Elasticsearch only where a server is.
+LEXICAL_BACKENDS = [
+    "tantivy",
+    pytest.param(
+        "elasticsearch",
+        marks=[
+            pytest.mark.elasticsearch,
+            pytest.mark.skipif(not ELASTICSEARCH_URL, reason="FATHOM_TEST_ELASTICSEARCH_URL is not set"),
+        ],
+    ),
+]
 
 
 def search_settings(

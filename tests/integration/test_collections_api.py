@@ -19,19 +19,9 @@ from service.search.errors import BackendUnavailable
 from service.search.models import Chunk
 from service.settings import Settings
 from tests.integration.rerank_app import new_key, running
-from tests.integration.search_app import ELASTICSEARCH_URL, cranfield, search_settings
+from tests.integration.search_app import LEXICAL_BACKENDS, cranfield, search_settings
 
 pytestmark = pytest.mark.anyio
-BACKENDS = [
-    "tantivy",
-    pytest.param(
-        "elasticsearch",
-        marks=[
-            pytest.mark.elasticsearch,
-            pytest.mark.skipif(not ELASTICSEARCH_URL, reason="FATHOM_TEST_ELASTICSEARCH_URL is not set"),
-        ],
-    ),
-]
 DOCS = cranfield(limit=6)
 
 
@@ -43,7 +33,7 @@ def body(documents: Sequence[Document]) -> dict[str, Any]:
     }
 
 
-@pytest.fixture(params=BACKENDS)
+@pytest.fixture(params=LEXICAL_BACKENDS)
 async def api(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> AsyncIterator[tuple[httpx.AsyncClient, dict[str, str]]]:

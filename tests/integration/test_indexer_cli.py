@@ -15,19 +15,9 @@ from service.backends.stack import qdrant_path
 from service.ingest.documents import Document
 from service.ingest.journal import journal_path
 from tests.integration.ingest_app import fathom, holdings, start_fathom, write_config
-from tests.integration.search_app import ELASTICSEARCH_URL, cranfield, search_settings
+from tests.integration.search_app import LEXICAL_BACKENDS, cranfield, search_settings
 
 pytestmark = pytest.mark.anyio
-BACKENDS = [
-    "tantivy",
-    pytest.param(
-        "elasticsearch",
-        marks=[
-            pytest.mark.elasticsearch,
-            pytest.mark.skipif(not ELASTICSEARCH_URL, reason="FATHOM_TEST_ELASTICSEARCH_URL is not set"),
-        ],
-    ),
-]
 # Small windows make several chunks of a Cranfield abstract without embedding much.
 SMALL_CHUNKS = ("--chunk-tokens", "64", "--overlap", "8")
 SUMMARY = re.compile(r"added (\d+), updated (\d+), unchanged (\d+), deleted (\d+), failed (\d+)")
@@ -46,7 +36,7 @@ def summary(stdout: str) -> tuple[int, ...]:
     return tuple(int(n) for n in found.groups())
 
 
-@pytest.mark.parametrize("lexical", BACKENDS)
+@pytest.mark.parametrize("lexical", LEXICAL_BACKENDS)
 async def test_rerun_change_shrink_and_delete_missing(tmp_path: Path, lexical: str) -> None:
     config, data = write_config(tmp_path, lexical), tmp_path / "data"
     settings = search_settings(data, lexical)

@@ -10,23 +10,18 @@ import httpx
 import pytest
 
 from tests.integration.rerank_app import new_key, running
-from tests.integration.search_app import ELASTICSEARCH_URL, cranfield, index_documents, search_settings
+from tests.integration.search_app import (
+    LEXICAL_BACKENDS,
+    cranfield,
+    index_documents,
+    search_settings,
+)
 
 pytestmark = pytest.mark.anyio
-BACKENDS = [
-    "tantivy",
-    pytest.param(
-        "elasticsearch",
-        marks=[
-            pytest.mark.elasticsearch,
-            pytest.mark.skipif(not ELASTICSEARCH_URL, reason="FATHOM_TEST_ELASTICSEARCH_URL is not set"),
-        ],
-    ),
-]
 DOCS = cranfield(limit=80)
 
 
-@pytest.fixture(params=BACKENDS, scope="module")
+@pytest.fixture(params=LEXICAL_BACKENDS, scope="module")
 def lexical(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
