@@ -6,13 +6,11 @@ Elasticsearch runs when FATHOM_TEST_ELASTICSEARCH_URL is set; `.ci/elasticsearch
 from __future__ import annotations
 
 import html
-import json
 import os
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
-from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +23,8 @@ from service.search.errors import BackendUnavailable, InvalidRequest, NotFound
 from service.search.models import AnyOf, Chunk, Equals, Filter, Range
 from service.search.protocols import LexicalStore
 from service.settings import ElasticsearchSettings
-from tests.conftest import DATA
+from tests.integration.contract_data import CORPUS, cranfield_chunks
 
-CORPUS = DATA / "cranfield" / "corpus.jsonl"
 DOCS = 60
 COLLECTION = "cranfield"
 ES_URL = os.environ.get("FATHOM_TEST_ELASTICSEARCH_URL", "")
@@ -45,38 +42,7 @@ class Backend:
     stems: bool
 
 
-def synthetic_metadata(i: int, doc_id: str) -> dict[str, Any]:
-    """Filterable fields of every kind, spread so each filter keeps some documents and drops others."""
-    return {
-        "key": doc_id,
-        "parity": "even" if i % 2 == 0 else "odd",
-        "tag": "abc"[i % 3],
-        "group": i % 4,
-        "reviewed": i % 5 == 0,
-        # Whole and fractional values in one field: Tantivy stores them as two number types.
-        "pages": i * 1.5,
-        "published": f"{1950 + i % 10}-{1 + i % 12:02d}-15",
-        "updated": f"2024-03-{1 + i % 28:02d}T{i % 24:02d}:30:00+02:00",
-    }
-
-
-def read_chunks() -> list[Chunk]:
-    with CORPUS.open(encoding="utf-8") as handle:
-        docs = islice((json.loads(line) for line in handle), DOCS)
-        return [
-            Chunk(
-                id=f"{doc['_id']}:0",
-                doc_id=doc["_id"],
-                position=0,
-                title=doc["title"],
-                text=doc["text"],
-                metadata=synthetic_metadata(i, doc["_id"]),
-            )
-            for i, doc in enumerate(docs)
-        ]
-
-
-CHUNKS = read_chunks() if CORPUS.is_file() else []
+CHUNKS = cranfield_chunks(DOCS) if CORPUS.is_file() else []
 BY_ID = {chunk.id: chunk for chunk in CHUNKS}
 
 

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import gc
-import json
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -19,14 +17,14 @@ from service.backends.qdrant import QdrantIndex
 from service.search.errors import BackendUnavailable, InvalidRequest, NotFound
 from service.search.models import AnyOf, Chunk, Equals, Filter, Range
 from service.settings import EmbeddingSettings, QdrantSettings
-from tests.conftest import DATA, MODELS
+from tests.conftest import MODELS
+from tests.integration.contract_data import CORPUS, cranfield_chunks
 
 DOCS = 40
 COLLECTION = "cranfield"
 
 
 MODEL_DIR = MODELS / "all-MiniLM-L6-v2"
-CORPUS = DATA / "cranfield" / "corpus.jsonl"
 
 pytestmark = [
     pytest.mark.anyio,
@@ -57,36 +55,6 @@ class Corpus:
         return [(self.chunks[i].doc_id, float(scores[i])) for i in kept[:limit]]
 
 
-def synthetic_metadata(i: int, source: dict[str, Any]) -> dict[str, Any]:
-    """Filterable fields of every kind, spread so each filter keeps some documents and drops others."""
-    return {
-        "author": source.get("author", ""),
-        "parity": "even" if i % 2 == 0 else "odd",
-        "tag": "abc"[i % 3],
-        "group": i % 4,
-        "reviewed": i % 5 == 0,
-        "pages": i * 1.5,
-        "published": date(1950 + i % 10, 1 + i % 12, 15).isoformat(),
-    }
-
-
-def read_chunks(limit: int) -> list[Chunk]:
-    with CORPUS.open(encoding="utf-8") as handle:
-        docs = (json.loads(line) for line in handle)
-        nonempty = islice((doc for doc in docs if doc["text"].strip()), limit)
-        return [
-            Chunk(
-                id=f"{doc['_id']}:0",
-                doc_id=doc["_id"],
-                position=0,
-                title=doc["title"],
-                text=doc["text"],
-                metadata=synthetic_metadata(i, doc.get("metadata") or {}),
-            )
-            for i, doc in enumerate(nonempty)
-        ]
-
-
 @pytest.fixture(scope="module")
 def embedder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FastembedEmbedder]:
     model = FastembedEmbedder(EmbeddingSettings(path=str(MODEL_DIR)), tmp_path_factory.mktemp("models"))
@@ -96,7 +64,7 @@ def embedder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FastembedEmbe
 
 @pytest.fixture(scope="module")
 def corpus(embedder: FastembedEmbedder) -> Corpus:
-    chunks = read_chunks(DOCS)
+    chunks = cranfield_chunks(DOCS, skip_empty=True)
     return Corpus(chunks, np.array(embedder.embed_passages_sync([chunk.text for chunk in chunks])))
 
 
