@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -69,6 +71,10 @@ async def open_search(services: Services, exits: AsyncExitStack) -> None:
         services.stack_error = str(exc)
         log.error("search is not available: %s", exc)
         return
+    except Exception as exc:  # a background task: nothing else would ever report it
+        services.stack_error = f"unexpected {type(exc).__name__} while opening the stores"
+        log.exception("search is not available")
+        return
     services.stack = stack
     services.ingest = await open_ingest(services.settings, stack, exits)
     services.pipeline = SearchPipeline(
@@ -96,6 +102,13 @@ async def open_ingest(settings: Settings, stack: SearchStack, exits: AsyncExitSt
     return writer
 
 
+async def stop_opening(opening: asyncio.Task[None]) -> None:
+    """At shutdown: stop a search stack still opening; what it had opened is closed by the exit stack."""
+    opening.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await opening
+
+
 def create_app(settings: Settings) -> Litestar:
     services = build_services(settings)
 
@@ -109,8 +122,13 @@ def create_app(settings: Settings) -> Litestar:
         async with AsyncExitStack() as exits:
             exits.callback(services.keys.close)
             exits.push_async_callback(services.models.close)
-            await open_search(services, exits)
-            yield
+            # In the background, like the models: a model download or a recovery must not hold up
+            # start-up, and /readyz says when search is ready.
+            services.opening = asyncio.get_running_loop().create_task(open_search(services, exits))
+            try:
+                yield
+            finally:
+                await stop_opening(services.opening)
 
     return Litestar(
         route_handlers=[

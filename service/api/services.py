@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,12 +23,20 @@ class Services:
     keys: KeyStore
     models: ModelRegistry
     metrics: Metrics
-    # Opened by the lifespan; when they cannot open, search answers 503 with the reason.
+    # Opened in the background from the lifespan, as models load: until then, or when they cannot
+    # open, search and collections answer 503 with the reason.
+    opening: asyncio.Task[None] | None = None
     stack: SearchStack | None = None
     stack_error: str | None = None
     pipeline: SearchPipeline | None = None
     # The collections API's write path; opened with the stack.
     ingest: IngestWriter | None = None
+
+    async def wait_started(self) -> None:
+        """Until every model has loaded or failed and the search stack has opened or failed."""
+        await self.models.wait_loaded()
+        if self.opening is not None:
+            await asyncio.shield(self.opening)
 
 
 def services_of(connection: ASGIConnection[Any, Any, Any, Any]) -> Services:

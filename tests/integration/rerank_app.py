@@ -44,9 +44,9 @@ def new_key(settings: Settings, name: str, **limits: int | None) -> str:
 
 @asynccontextmanager
 async def running(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    """The app on the test's own event loop, lifespan run, every model's load attempt finished."""
+    """The app on the test's own event loop, lifespan run, models and search stack opened (or failed)."""
     app = create_app(settings)
     transport = httpx.ASGITransport(app=app)
     async with app.lifespan(), httpx.AsyncClient(transport=transport, base_url="http://fathom") as client:
-        await app.state["services"].models.wait_loaded()
+        await app.state["services"].wait_started()
         yield client
