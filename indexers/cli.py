@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -22,22 +21,13 @@ from indexers.run import (
     source_format,
 )
 from indexers.sources import Fields
+from service.cli import collection_name
 from service.ingest.chunking import ChunkingPolicy
 from service.ingest.drift import find_drift, repair
 from service.ingest.session import open_writer
 from service.ingest.writer import IngestReport
 from service.search.errors import StoreLocked
 from service.settings import Settings
-
-COLLECTION_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
-
-
-def collection_name(text: str) -> str:
-    if not COLLECTION_NAME.fullmatch(text):
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a collection name: use 1-64 lowercase letters, digits, '-' or '_'"
-        )
-    return text
 
 
 def field_list(text: str) -> frozenset[str]:

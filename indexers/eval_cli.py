@@ -31,6 +31,7 @@ from indexers.evaluation import (
     percentile,
 )
 from service.backends.stack import open_stack
+from service.cli import collection_name, non_negative_int
 from service.rerank.local_reranker import EngineReranker
 from service.rerank.registry import ModelRegistry
 from service.search.errors import InvalidRequest, NotFound, StoreLocked
@@ -230,23 +231,18 @@ def stage_list(text: str) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def count(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-    return value
-
-
 def add_eval_command(commands: Any) -> None:
-    from indexers.cli import collection_name  # here: indexers.cli imports this module
-
     parser = commands.add_parser("eval", help="nDCG@10, Recall@100, MRR@10 and latency of each search stage")
     parser.add_argument("folder", type=Path, help="a BEIR folder: queries.jsonl and qrels/<qrels>.tsv")
     parser.add_argument("--collection", required=True, type=collection_name, help="where it was indexed")
     parser.add_argument("--stages", type=stage_list, default=list(STAGES), help="default: all four")
     parser.add_argument("--rerank-model", help="a configured rerank model (default: the search default)")
-    parser.add_argument("--rerank-depth", type=count, help="hits reranked (default: [search.rerank] depth)")
-    parser.add_argument("--max-queries", type=count, help="evaluate only the first N judged queries")
+    parser.add_argument(
+        "--rerank-depth", type=non_negative_int, help="hits reranked (default: [search.rerank] depth)"
+    )
+    parser.add_argument(
+        "--max-queries", type=non_negative_int, help="evaluate only the first N judged queries"
+    )
     parser.add_argument("--qrels", default="test", help="judgements file qrels/<name>.tsv (default test)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument("--config", help=argparse.SUPPRESS, dest="sub_config")

@@ -8,6 +8,8 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 
+from service.search.collections import checked_collection_name
+from service.search.errors import SearchError
 from service.settings import ConfigError, Settings, load_settings
 
 Command = Callable[[argparse.Namespace, Settings], int]
@@ -86,6 +88,13 @@ def positive_int(text: str) -> int:
     return value
 
 
+def collection_name(text: str) -> str:
+    try:
+        return checked_collection_name(text)
+    except SearchError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def non_negative_int(text: str) -> int:
     value = int(text)
     if value < 0:
@@ -140,8 +149,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return handler(args, settings)
     except Exception as exc:  # a CLI user gets one line, not a trace, for errors we can name
-        from service.search.errors import SearchError
-
         if isinstance(exc, SearchError):
             print(f"error: {exc}", file=sys.stderr)
             return 1

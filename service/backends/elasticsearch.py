@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import date
@@ -21,6 +20,7 @@ from elasticsearch import (
 )
 from elasticsearch.helpers import BulkIndexError, async_bulk
 
+from service.search.collections import checked_collection_name
 from service.search.errors import BackendTimeout, BackendUnavailable, InvalidRequest, NotFound
 from service.search.models import AnyOf, Chunk, Condition, Equals, Filter, Hit, Range
 from service.settings import ElasticsearchSettings
@@ -28,8 +28,6 @@ from service.settings import ElasticsearchSettings
 logger = logging.getLogger(__name__)
 
 PASSAGES_CONFIG = Path(__file__).resolve().parents[2] / "config" / "elasticsearch" / "passages.json"
-# Index names must be lowercase in Elasticsearch; the same rule keeps Tantivy's folders safe.
-COLLECTION_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,99}")
 SEARCH_FIELDS = ["title", "text"]
 SNIPPET_CHARS = 200
 # Bulk request size and the page size when collecting a document's chunks to delete.
@@ -174,11 +172,7 @@ class ElasticsearchIndex:
         return [hit["_id"] for hit in response["hits"]["hits"]]
 
     def _index(self, collection: str) -> str:
-        if not COLLECTION_NAME.fullmatch(collection):
-            raise InvalidRequest(
-                f"collection name {collection!r} is not valid: use lowercase letters, digits, '_' and '-', "
-                "starting with a letter or digit, at most 100 characters"
-            )
+        checked_collection_name(collection)
         return self._prefix + collection
 
     @contextmanager

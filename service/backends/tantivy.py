@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import html
 import json
-import re
 import shutil
 import threading
 from collections import Counter
@@ -18,6 +17,7 @@ from typing import Any, ParamSpec, TypeVar
 
 import tantivy
 
+from service.search.collections import checked_collection_name
 from service.search.errors import BackendUnavailable, InvalidRequest, NotFound, SearchError
 from service.search.filters import parse_iso_date
 from service.search.models import AnyOf, Chunk, Condition, Equals, Filter, Hit, Range, Scalar
@@ -25,9 +25,6 @@ from service.search.models import AnyOf, Chunk, Condition, Equals, Filter, Hit, 
 P = ParamSpec("P")
 T = TypeVar("T")
 
-# Same rule as ElasticsearchIndex, so a collection name works in both stores; it also keeps the
-# folder inside the base path.
-COLLECTION_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,99}")
 SEARCH_FIELDS = ["title", "text"]
 SNIPPET_CHARS = 200
 # Title and text are analysed as classic English BM25 setups do: runs of letters and digits,
@@ -231,11 +228,7 @@ class TantivyIndex:
             return opened
 
     def _path(self, collection: str) -> Path:
-        if not COLLECTION_NAME.fullmatch(collection):
-            raise InvalidRequest(
-                f"collection name {collection!r} is not valid: use lowercase letters, digits, '_' and '-', "
-                "starting with a letter or digit, at most 100 characters"
-            )
+        checked_collection_name(collection)
         return self._base / collection
 
 
