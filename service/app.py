@@ -7,7 +7,6 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
-from pathlib import Path
 
 from litestar import Litestar
 from litestar.datastructures import State
@@ -34,15 +33,11 @@ from service.settings import Settings
 log = logging.getLogger("fathom")
 
 
-def key_store_path(settings: Settings) -> Path:
-    return settings.data_path / "fathom.sqlite3"
-
-
 def build_services(settings: Settings) -> Services:
     metrics = Metrics()
     return Services(
         settings=settings,
-        keys=KeyStore(key_store_path(settings)),
+        keys=KeyStore.in_data_dir(settings.data_path),
         models=ModelRegistry(
             settings.rerank, cache_dir=settings.data_path / "models", batch_observer=metrics.batch_observer
         ),

@@ -6,8 +6,10 @@ import argparse
 import logging
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 
+from service.auth.keys import KeyStore
 from service.search.collections import checked_collection_name
 from service.search.errors import SearchError
 from service.settings import ConfigError, Settings, load_settings
@@ -27,15 +29,18 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def keys_create(args: argparse.Namespace, settings: Settings) -> int:
-    from service.app import key_store_path
-    from service.auth.keys import KeyStore
-
-    store = KeyStore(key_store_path(settings))
+@contextmanager
+def key_store(settings: Settings) -> Iterator[KeyStore]:
+    store = KeyStore.in_data_dir(settings.data_path)
     try:
-        raw = store.create(args.name, quota=args.quota, rate_limit=args.rate_limit)
+        yield store
     finally:
         store.close()
+
+
+def keys_create(args: argparse.Namespace, settings: Settings) -> int:
+    with key_store(settings) as store:
+        raw = store.create(args.name, quota=args.quota, rate_limit=args.rate_limit)
     quota = "unlimited" if args.quota is None else f"{args.quota} search units"
     rate = "unlimited" if args.rate_limit is None else f"{args.rate_limit} requests/minute"
     print(f"created key {args.name!r} (quota: {quota}; rate limit: {rate}).")
@@ -45,14 +50,8 @@ def keys_create(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def keys_list(args: argparse.Namespace, settings: Settings) -> int:
-    from service.app import key_store_path
-    from service.auth.keys import KeyStore
-
-    store = KeyStore(key_store_path(settings))
-    try:
+    with key_store(settings) as store:
         keys = store.list()
-    finally:
-        store.close()
     print(f"{'NAME':<24} {'PREFIX':<10} {'USED':>8} {'QUOTA':>10} {'RATE/MIN':>9}  {'CREATED':<20} STATUS")
     for key in keys:
         created = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(key.created_at))
@@ -66,14 +65,8 @@ def keys_list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def keys_revoke(args: argparse.Namespace, settings: Settings) -> int:
-    from service.app import key_store_path
-    from service.auth.keys import KeyStore
-
-    store = KeyStore(key_store_path(settings))
-    try:
+    with key_store(settings) as store:
         revoked = store.revoke(args.name)
-    finally:
-        store.close()
     if not revoked:
         print(f"error: no active key named {args.name!r}; see `fathom keys list`", file=sys.stderr)
         return 1

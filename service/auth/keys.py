@@ -61,6 +61,10 @@ class KeyStore:
         self._file = SqliteFile(path, _SCHEMA, synchronous="NORMAL")
         self._transaction = self._file.transaction
 
+    @classmethod
+    def in_data_dir(cls, data_dir: Path) -> KeyStore:
+        return cls(data_dir / "fathom.sqlite3")
+
     def close(self) -> None:
         self._file.close()
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 
-from service.app import create_app, key_store_path
+from service.app import create_app
 from service.auth.keys import KeyStore
 from service.settings import Settings, settings_from_dict
 from tests.conftest import MODELS
@@ -35,7 +35,7 @@ def rerank_settings(data_dir: Path, **rerank: Any) -> Settings:
 
 
 def new_key(settings: Settings, name: str, **limits: int | None) -> str:
-    store = KeyStore(key_store_path(settings))
+    store = KeyStore.in_data_dir(settings.data_path)
     try:
         return store.create(name, **limits)
     finally:
