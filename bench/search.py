@@ -68,26 +68,17 @@ async def ensure_indexed(settings: Any) -> None:
     """Index CACM once per data dir: both stores for Tantivy, the lexical side only for Elasticsearch."""
     from indexers.sources import beir_corpus, read_jsonl
     from service.backends.stack import open_stack
-
-    try:
-        from service.ingest.chunking import Chunker, ChunkingPolicy, embedding_text
-        from service.ingest.documents import Document
-    except ImportError:  # before the ingest package existed
-        from indexers.chunking import Chunker, ChunkingPolicy, embedding_text  # type: ignore[no-redef]
-        from indexers.documents import Document  # type: ignore[no-redef]
+    from service.ingest.chunking import Chunker, ChunkingPolicy, embedding_text
+    from service.ingest.documents import Document
 
     async with open_stack(settings) as stack:
         chunker = Chunker(stack.embedder.tokenizer, ChunkingPolicy())
         documents = [r for r in read_jsonl(beir_corpus(CACM)) if isinstance(r, Document)]
         chunks = [chunk for document in documents for chunk in chunker.chunks(document)]
-        if not await stack.lexical.collection_exists(COLLECTION) or await stack.lexical.count_chunks(
-            COLLECTION
-        ) != len(chunks):
+        if not await holds(stack.lexical, len(chunks)):
             await stack.lexical.ensure_collection(COLLECTION)
             await stack.lexical.upsert(COLLECTION, chunks)
-        if not await stack.vectors.collection_exists(COLLECTION) or await stack.vectors.count_chunks(
-            COLLECTION
-        ) != len(chunks):
+        if not await holds(stack.vectors, len(chunks)):
             print(f"embedding {len(chunks)} CACM chunks (once per data dir)...", file=sys.stderr)
             await stack.vectors.ensure_collection(COLLECTION)
             vectors = await asyncio.to_thread(
@@ -97,6 +88,7 @@ async def ensure_indexed(settings: Any) -> None:
 
 
 async def holds(store: Any, chunks: int) -> bool:
+    """The store already has CACM, whole."""
     return bool(await store.collection_exists(COLLECTION)) and await store.count_chunks(COLLECTION) == chunks
 
 
