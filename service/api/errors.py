@@ -32,11 +32,23 @@ STATUS: dict[type[errors.SearchError], tuple[int, str]] = {
 _HTTP_TYPES = {400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error"}
 
 
+def error_body(message: str, error_type: str, code: str) -> dict[str, Any]:
+    """The one error body. `error` is Fathom's (and OpenAI's) shape; the same text is repeated where the
+    clients of the APIs Fathom stands in for read it: top-level `message` (Cohere's SDKs) and `detail`
+    (Jina's clients, which fail with KeyError('detail') on an error body without it)."""
+    return {
+        "error": {"message": message, "type": error_type, "code": code},
+        "message": message,
+        "detail": message,
+    }
+
+
 def error_response(
     status: int, message: str, error_type: str, code: str, headers: dict[str, str] | None = None
 ) -> Response[dict[str, Any]]:
-    body = {"error": {"message": message, "type": error_type, "code": code}}
-    return Response(body, status_code=status, media_type=MediaType.JSON, headers=headers)
+    return Response(
+        error_body(message, error_type, code), status_code=status, media_type=MediaType.JSON, headers=headers
+    )
 
 
 def status_of(exc: errors.SearchError) -> tuple[int, str]:

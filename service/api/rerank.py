@@ -15,30 +15,27 @@ from service.auth.guard import require_api_key
 from service.search.errors import InvalidRequest
 from service.settings import RerankSettings
 
-
-class RerankDocument(msgspec.Struct):
-    text: str
+# A document is a string, or an object (Jina's {"text": ...}, Cohere v1's semi-structured documents)
+# whose `rank_fields` are scored, joined; the object itself comes back as `document`.
+Document = str | dict[str, Any]
 
 
 class RerankRequest(msgspec.Struct, kw_only=True):
-    """Unknown fields (Cohere's rank_fields, max_chunks_per_doc, ...) are accepted and ignored."""
+    """Unknown fields are accepted and ignored, as Cohere and Jina clients send fields of their own."""
 
     query: str
-    documents: list[str | RerankDocument]
+    documents: list[Document]
     model: str | None = None
     top_n: int | None = None
     return_documents: bool = False
     max_tokens_per_doc: int | None = None
-
-
-class DocumentText(msgspec.Struct):
-    text: str
+    rank_fields: list[str] | None = None
 
 
 class RerankResult(msgspec.Struct, omit_defaults=True):
     index: int
     relevance_score: float
-    document: DocumentText | None = None
+    document: dict[str, Any] | None = None
 
 
 class Usage(msgspec.Struct):
@@ -66,8 +63,33 @@ class RerankResponse(msgspec.Struct):
     meta: Meta
 
 
+def document_text(document: Document, number: int, rank_fields: list[str]) -> str:
+    """What the model reads of a document: the string, or the object's rank fields joined in order."""
+    if isinstance(document, str):
+        return document
+    values = [document[name] for name in rank_fields if name in document]
+    if not values:
+        named = ", ".join(repr(name) for name in rank_fields)
+        raise InvalidRequest(
+            f"documents[{number}] has none of the fields to rank on ({named}); send them, or name the"
+            " fields to rank on in rank_fields"
+        )
+    for value in values:
+        if not isinstance(value, str | int | float) or isinstance(value, bool):
+            raise InvalidRequest(
+                f"documents[{number}]: the fields to rank on must hold text, got {type(value).__name__}"
+            )
+    return "\n".join(str(value) for value in values)
+
+
 def document_texts(request: RerankRequest) -> list[str]:
-    return [doc if isinstance(doc, str) else doc.text for doc in request.documents]
+    rank_fields = request.rank_fields or ["text"]
+    return [document_text(doc, number, rank_fields) for number, doc in enumerate(request.documents)]
+
+
+def returned_document(document: Document) -> dict[str, Any]:
+    """As Cohere returns it: the object as sent, a string as {"text": ...}."""
+    return {"text": document} if isinstance(document, str) else document
 
 
 def validate(request: RerankRequest, limits: RerankSettings) -> None:
@@ -89,15 +111,17 @@ def validate(request: RerankRequest, limits: RerankSettings) -> None:
         raise InvalidRequest("top_n must be at least 1")
     if request.max_tokens_per_doc is not None and request.max_tokens_per_doc < 1:
         raise InvalidRequest("max_tokens_per_doc must be at least 1")
+    if request.rank_fields is not None and not request.rank_fields:
+        raise InvalidRequest('rank_fields must name at least one field (the default is ["text"])')
 
 
 def ranked(
-    scores: list[float], texts: list[str], top_n: int | None, with_documents: bool
+    scores: list[float], documents: list[Document], top_n: int | None, with_documents: bool
 ) -> list[RerankResult]:
     """Best first; equal scores keep the order the documents came in."""
     order = sorted(range(len(scores)), key=lambda index: (-scores[index], index))[:top_n]
     return [
-        RerankResult(index, scores[index], DocumentText(texts[index]) if with_documents else None)
+        RerankResult(index, scores[index], returned_document(documents[index]) if with_documents else None)
         for index in order
     ]
 
@@ -121,7 +145,7 @@ async def rerank(request: Request[Any, Any, Any], data: JSONBody[RerankRequest])
     return RerankResponse(
         id=str(uuid.uuid4()),
         model=model_id,
-        results=ranked(scored.scores, texts, data.top_n, data.return_documents),
+        results=ranked(scored.scores, data.documents, data.top_n, data.return_documents),
         usage=Usage(scored.tokens),
         meta=Meta(BilledUnits(units), Tokens(scored.tokens)),
     )
