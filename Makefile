@@ -3,8 +3,11 @@
 
 PYTHON ?= python3
 VENV ?= .venv
-# The offline models beside the checkout (../shared/models); CONFIG=config/default.toml downloads from the hub.
-CONFIG ?= config/offline.toml
+# The overlay laid over the packaged defaults: $FATHOM_CONFIG if set, else the offline models beside the
+# checkout (../shared/models). `make serve CONFIG=` serves the defaults alone, downloading models from the hub.
+CONFIG ?= $(or $(FATHOM_CONFIG),config/offline.toml)
+# Empty: [server] port of the configuration (8000 by default).
+PORT ?=
 
 BIN := $(VENV)/bin
 
@@ -19,7 +22,7 @@ $(VENV)/.installed: pyproject.toml
 install: $(VENV)/.installed
 
 serve: install
-	$(BIN)/fathom serve --config $(CONFIG)
+	$(BIN)/fathom serve $(if $(CONFIG),--config $(CONFIG)) $(if $(PORT),--port $(PORT))
 
 lint: install
 	$(BIN)/ruff check service indexers tests bench

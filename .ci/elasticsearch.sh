@@ -12,7 +12,7 @@
 # it ships only the apm, transport-netty4, x-pack-core and x-pack-security modules. So there is no
 # analysis-common (no `english` analyzer and no stemmer filters; the standard, simple, whitespace, stop and
 # keyword analyzers are there) and no reindex module (no _delete_by_query). Fathom's Elasticsearch adapter
-# works within those limits; see config/elasticsearch/passages.json.
+# works within those limits; see service/defaults/elasticsearch/passages.json.
 set -euo pipefail
 
 ES_VERSION="9.1.5"

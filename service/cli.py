@@ -97,7 +97,7 @@ def non_negative_int(text: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fathom", description="Fathom: hybrid search and reranking.")
-    parser.add_argument("--config", help="TOML file laid over config/default.toml (else $FATHOM_CONFIG)")
+    parser.add_argument("--config", help="TOML file laid over the packaged defaults (else $FATHOM_CONFIG)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve_parser = commands.add_parser("serve", help="run the HTTP service")

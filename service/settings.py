@@ -1,16 +1,20 @@
-"""Settings: config/default.toml, then the FATHOM_CONFIG file, then FATHOM_* environment variables."""
+"""Settings: the packaged default.toml, then the FATHOM_CONFIG file, then FATHOM_* environment variables."""
 
 from __future__ import annotations
 
 import os
 import tomllib
 from collections.abc import Mapping
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any, Literal
 
 import msgspec
 
-DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "default.toml"
+from service.packaged import packaged
+
+# Shipped in the package: `pip install .` serves without a checkout beside it.
+DEFAULT_CONFIG = packaged("default.toml")
 ENV_PREFIX = "FATHOM_"
 
 
@@ -154,7 +158,7 @@ def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
     return tree
 
 
-def read_toml(path: Path) -> dict[str, Any]:
+def read_toml(path: Path | Traversable) -> dict[str, Any]:
     try:
         with path.open("rb") as handle:
             return tomllib.load(handle)

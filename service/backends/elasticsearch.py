@@ -7,7 +7,6 @@ import logging
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import date
-from pathlib import Path
 from typing import Any
 
 from elasticsearch import (
@@ -20,6 +19,7 @@ from elasticsearch import (
 )
 from elasticsearch.helpers import BulkIndexError, async_bulk
 
+from service.packaged import packaged
 from service.search.collections import checked_collection_name
 from service.search.errors import BackendTimeout, BackendUnavailable, InvalidRequest, NotFound
 from service.search.models import AnyOf, Chunk, Condition, Equals, Filter, Hit, Range
@@ -27,7 +27,7 @@ from service.settings import ElasticsearchSettings
 
 logger = logging.getLogger(__name__)
 
-PASSAGES_CONFIG = Path(__file__).resolve().parents[2] / "config" / "elasticsearch" / "passages.json"
+PASSAGES_CONFIG = packaged("elasticsearch", "passages.json")
 SEARCH_FIELDS = ["title", "text"]
 SNIPPET_CHARS = 200
 # Bulk request size and the page size when collecting a document's chunks to delete.
@@ -39,7 +39,7 @@ FALLBACK_ANALYZER = "english_without_stemming"
 
 
 def load_index_body(analyzer: str | None = None) -> dict[str, Any]:
-    """Settings and mappings from config/elasticsearch/passages.json, optionally with another analyzer."""
+    """Settings and mappings from the packaged elasticsearch/passages.json, perhaps with another analyzer."""
     body: dict[str, Any] = json.loads(PASSAGES_CONFIG.read_text(encoding="utf-8"))
     body.pop("_comment", None)
     if analyzer:

@@ -1,0 +1,289 @@
+"""`fathom eval BEIR_FOLDER --collection NAME`: retrieval quality and latency of each search stage.
+
+Every judged query runs through the real SearchPipeline, in process, on the configured stores. Each
+stage asks both retrievers for 100 candidates and keeps the first 100 hits: Recall@100 reads all of
+them, nDCG@10 and MRR@10 the first 10. Latency is the wall time of one `pipeline.search`; the query
+embedding cache is off, so every stage pays for its own embeddings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from tqdm import tqdm
+
+from indexers.evaluation import (
+    Qrels,
+    judged_queries,
+    load_qrels,
+    load_queries,
+    mean_over_queries,
+    percentile,
+)
+from service.backends.stack import open_stack
+from service.cli import collection_name, non_negative_int
+from service.rerank.local_reranker import EngineReranker
+from service.rerank.registry import ModelRegistry
+from service.search.errors import InvalidRequest, NotFound, StoreLocked
+from service.search.pipeline import SearchPipeline, SearchQuery
+from service.search.protocols import Reranker
+from service.settings import Settings
+
+DEPTH = 100  # candidates per retriever, and hits kept per query
+CUT = 10  # nDCG@10, MRR@10
+
+
+@dataclass(frozen=True, slots=True)
+class Stage:
+    weights: tuple[float, float]
+    rerank: bool = False
+
+
+STAGES = {
+    "bm25": Stage((1.0, 0.0)),
+    "dense": Stage((0.0, 1.0)),
+    "hybrid": Stage((1.0, 1.0)),
+    "rerank": Stage((1.0, 1.0), rerank=True),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Benchmark:
+    """A BEIR folder read for evaluation: the judged queries to run (in file order) and their qrels."""
+
+    queries: dict[str, str]
+    qrels: Qrels
+
+
+@dataclass(frozen=True, slots=True)
+class StageResult:
+    stage: str
+    ndcg_at_10: float
+    recall_at_100: float
+    mrr_at_10: float
+    p50_ms: float
+    p95_ms: float
+    degraded: int  # queries answered with a stage missing (a failed retriever or reranker)
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    collection: str
+    queries: int  # judged queries, each counted in every mean
+    rerank_model: str | None
+    rerank_depth: int | None
+    stages: list[StageResult]
+
+
+def read_benchmark(folder: Path, qrels_name: str = "test", max_queries: int | None = None) -> Benchmark:
+    """FileNotFoundError naming what is missing; a judged query absent from queries.jsonl scores 0."""
+    for needed in (folder / "queries.jsonl", folder / "qrels" / f"{qrels_name}.tsv"):
+        if not needed.is_file():
+            raise FileNotFoundError(f"{needed} does not exist: {folder} is not a BEIR folder")
+    texts = load_queries(folder / "queries.jsonl")
+    qrels = load_qrels(folder / "qrels" / f"{qrels_name}.tsv")
+    judged = judged_queries(qrels)
+    wanted = set(judged)
+    ordered = [q for q in texts if q in wanted] + [q for q in judged if q not in texts]
+    kept = ordered[:max_queries] if max_queries is not None else ordered
+    # A query without text gets no ranking: it stays in the qrels and scores 0.
+    runnable = {q: texts[q] for q in kept if texts.get(q, "").strip()}
+    return Benchmark(queries=runnable, qrels={q: qrels[q] for q in kept})
+
+
+def eval_settings(settings: Settings) -> Settings:
+    """The configured settings, with room for 100 hits and without the query-vector cache."""
+    search = msgspec.structs.replace(
+        settings.search,
+        max_top_k=max(settings.search.max_top_k, DEPTH),
+        max_candidates=max(settings.search.max_candidates, DEPTH),
+    )
+    embedding = msgspec.structs.replace(settings.embedding, query_cache_size=0)
+    return msgspec.structs.replace(settings, search=search, embedding=embedding)
+
+
+@asynccontextmanager
+async def local_reranker(settings: Settings, model_id: str) -> AsyncIterator[Reranker]:
+    """One configured rerank model, loaded in process; ModelUnavailable/InvalidRequest if it cannot be."""
+    rerank = settings.rerank
+    configured = rerank.enabled_models()
+    if model_id not in configured:
+        available = ", ".join(sorted(configured)) or "none"
+        raise InvalidRequest(f"rerank model {model_id!r} is not configured; configured: {available}")
+    registry = ModelRegistry(
+        msgspec.structs.replace(rerank, default_model=model_id, models={model_id: configured[model_id]}),
+        cache_dir=settings.data_path / "models",
+    )
+    registry.start_loading()
+    try:
+        await registry.wait_loaded()
+        await registry.engine(model_id)  # raises when the model is unknown or failed to load
+        yield EngineReranker(registry, model_id)
+    finally:
+        await registry.close()
+
+
+async def evaluate(
+    settings: Settings,
+    collection: str,
+    benchmark: Benchmark,
+    *,
+    stages: Sequence[str] = tuple(STAGES),
+    rerank_model: str | None = None,
+    rerank_depth: int | None = None,
+    progress: bool = False,
+) -> Report:
+    """Run every query of the benchmark through each stage; NotFound when the collection is missing."""
+    settings = eval_settings(settings)
+    reranks = any(STAGES[name].rerank for name in stages)
+    model = rerank_model or settings.search.rerank.model or settings.rerank.default_model
+    depth = settings.search.rerank.depth if rerank_depth is None else rerank_depth
+    results = []
+    async with AsyncExitStack() as exits:
+        stack = await exits.enter_async_context(open_stack(settings))
+        if not await stack.lexical.collection_exists(collection):
+            raise NotFound(f'collection "{collection}" does not exist')
+        reranker = await exits.enter_async_context(local_reranker(settings, model)) if reranks else None
+        pipeline = SearchPipeline(stack.lexical, stack.vectors, stack.embedder, reranker, settings.search)
+        for name in stages:
+            stage = STAGES[name]
+            results.append(
+                await run_stage(pipeline, collection, benchmark, name, stage, depth=depth, progress=progress)
+            )
+    return Report(
+        collection=collection,
+        queries=len(benchmark.qrels),
+        rerank_model=model if reranks else None,
+        rerank_depth=depth if reranks else None,
+        stages=results,
+    )
+
+
+async def run_stage(
+    pipeline: SearchPipeline,
+    collection: str,
+    benchmark: Benchmark,
+    name: str,
+    stage: Stage,
+    *,
+    depth: int,
+    progress: bool,
+) -> StageResult:
+    rankings: dict[str, list[str]] = {}
+    latencies: list[float] = []
+    degraded = 0
+    items = tqdm(
+        benchmark.queries.items(), desc=name, unit="query", file=sys.stderr, disable=not progress, leave=False
+    )
+    for query_id, text in items:
+        request = SearchQuery(
+            text,
+            collection,
+            top_k=DEPTH,
+            candidates=DEPTH,
+            weights=stage.weights,
+            rerank_enabled=stage.rerank,
+            rerank_depth=depth,
+        )
+        started = time.perf_counter()
+        outcome = await pipeline.search(request)
+        latencies.append((time.perf_counter() - started) * 1000)
+        rankings[query_id] = [hit.id for hit in outcome.hits]
+        degraded += bool(outcome.degraded)
+    qrels = benchmark.qrels
+    return StageResult(
+        stage=name,
+        ndcg_at_10=mean_over_queries(rankings, qrels, "ndcg", CUT),
+        recall_at_100=mean_over_queries(rankings, qrels, "recall", DEPTH),
+        mrr_at_10=mean_over_queries(rankings, qrels, "mrr", CUT),
+        p50_ms=percentile(latencies, 0.50),
+        p95_ms=percentile(latencies, 0.95),
+        degraded=degraded,
+    )
+
+
+def table(results: Sequence[StageResult]) -> str:
+    lines = [f"{'stage':<8} {'nDCG@10':>8} {'Recall@100':>10} {'MRR@10':>8} {'p50 ms':>8} {'p95 ms':>8}"]
+    for r in results:
+        lines.append(
+            f"{r.stage:<8} {r.ndcg_at_10:>8.4f} {r.recall_at_100:>10.4f} {r.mrr_at_10:>8.4f} "
+            f"{r.p50_ms:>8.1f} {r.p95_ms:>8.1f}"
+        )
+    lines += [f"warning: {r.stage}: {r.degraded} queries answered degraded" for r in results if r.degraded]
+    return "\n".join(lines)
+
+
+def stage_list(text: str) -> list[str]:
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in STAGES]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"stages are a comma-separated subset of {','.join(STAGES)}")
+    return list(dict.fromkeys(names))
+
+
+def add_eval_command(commands: Any) -> None:
+    parser = commands.add_parser("eval", help="nDCG@10, Recall@100, MRR@10 and latency of each search stage")
+    parser.add_argument("folder", type=Path, help="a BEIR folder: queries.jsonl and qrels/<qrels>.tsv")
+    parser.add_argument("--collection", required=True, type=collection_name, help="where it was indexed")
+    parser.add_argument("--stages", type=stage_list, default=list(STAGES), help="default: all four")
+    parser.add_argument("--rerank-model", help="a configured rerank model (default: the search default)")
+    parser.add_argument(
+        "--rerank-depth", type=non_negative_int, help="hits reranked (default: [search.rerank] depth)"
+    )
+    parser.add_argument(
+        "--max-queries", type=non_negative_int, help="evaluate only the first N judged queries"
+    )
+    parser.add_argument("--qrels", default="test", help="judgements file qrels/<name>.tsv (default test)")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument("--config", help=argparse.SUPPRESS, dest="sub_config")
+    parser.set_defaults(handler=run_eval)
+
+
+def run_eval(args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        benchmark = read_benchmark(args.folder, args.qrels, args.max_queries)
+    except (FileNotFoundError, ValueError, KeyError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    work = evaluate(
+        settings,
+        args.collection,
+        benchmark,
+        stages=args.stages,
+        rerank_model=args.rerank_model,
+        rerank_depth=args.rerank_depth,
+        progress=not args.json,
+    )
+    try:
+        report = asyncio.run(work)
+    except NotFound as exc:
+        print(
+            f"error: {exc}; index it first: fathom index {args.folder} --collection {args.collection}",
+            file=sys.stderr,
+        )
+        return 1
+    except StoreLocked as exc:
+        print(
+            f"error: {exc}; stop `fathom serve` (or another fathom command on this data_dir) "
+            "and run `fathom eval` again",
+            file=sys.stderr,
+        )
+        return 1
+    if args.json:
+        print(json.dumps({"folder": str(args.folder), "qrels": args.qrels, **asdict(report)}))
+    else:
+        print(f"{report.collection}: {report.queries} judged queries (qrels {args.qrels})")
+        print(table(report.stages))
+        if report.rerank_model is not None:
+            print(f"rerank: model {report.rerank_model}, depth {report.rerank_depth}")
+    return 0

@@ -1,0 +1,1 @@
+"""Fathom: self-hosted search middleware."""

@@ -1,0 +1,174 @@
+"""Collections over HTTP, for sites that push their changes: the same write path and journal as the CLI."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import msgspec
+from litestar import Request, Response, delete, get, post, put
+from litestar.params import FromPath, JSONBody
+
+from service.api.services import services_of
+from service.auth.guard import require_api_key
+from service.ingest.documents import Document
+from service.ingest.writer import IngestWriter
+from service.search.errors import BackendUnavailable, InvalidRequest, NotFound
+
+MAX_DOCUMENTS_PER_REQUEST = 1000
+# Documents per write through the journal, as the CLI's batches: bounds what one failure redoes.
+WRITE_BATCH = 64
+
+
+class DocumentIn(msgspec.Struct, forbid_unknown_fields=True):
+    id: str
+    text: str = ""
+    title: str = ""
+    metadata: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+class UpsertRequest(msgspec.Struct, forbid_unknown_fields=True):
+    documents: list[DocumentIn]
+
+
+class UpsertResponse(msgspec.Struct):
+    collection: str
+    added: int
+    updated: int
+    unchanged: int
+    failed: int
+    errors: list[str]
+
+
+class StoreCounts(msgspec.Struct):
+    documents: int
+    chunks: int
+
+
+class CollectionInfo(msgspec.Struct):
+    name: str
+    documents: int
+    pending: int
+    stores: dict[str, StoreCounts]
+
+
+class CollectionSummary(msgspec.Struct):
+    name: str
+    documents: int
+
+
+class CollectionList(msgspec.Struct):
+    collections: list[CollectionSummary]
+
+
+def writer_of(request: Request[Any, Any, Any]) -> IngestWriter:
+    services = services_of(request)
+    if services.ingest is None:
+        raise BackendUnavailable(f"collections are not available: {services.stack_error or 'still starting'}")
+    return services.ingest
+
+
+def to_documents(body: UpsertRequest) -> list[Document]:
+    if not body.documents:
+        raise InvalidRequest("documents: send at least one document")
+    if len(body.documents) > MAX_DOCUMENTS_PER_REQUEST:
+        raise InvalidRequest(f"documents: at most {MAX_DOCUMENTS_PER_REQUEST} per request")
+    for number, document in enumerate(body.documents):
+        if not document.id.strip():
+            raise InvalidRequest(f"documents[{number}].id must not be empty")
+    return [Document(d.id, d.title, d.text, d.metadata) for d in body.documents]
+
+
+@get("/v1/collections", guards=[require_api_key], summary="List collections", tags=["collections"])
+async def list_collections(request: Request[Any, Any, Any]) -> CollectionList:
+    journal = writer_of(request).journal
+    ready = [name for name, state in journal.collections().items() if state == "ready"]
+    return CollectionList([CollectionSummary(name, journal.document_count(name)) for name in ready])
+
+
+@get(
+    "/v1/collections/{name:str}", guards=[require_api_key], summary="Collection counts", tags=["collections"]
+)
+async def get_collection(request: Request[Any, Any, Any], name: FromPath[str]) -> CollectionInfo:
+    """Documents and chunks in the journal and in each store: a quick look for drift."""
+    writer = writer_of(request)
+    writer.require(name)
+    lexical, vector = await asyncio.gather(
+        writer.stack.lexical.chunk_counts(name), writer.stack.vectors.chunk_counts(name)
+    )
+    journal = writer.journal.chunk_counts(name)
+    return CollectionInfo(
+        name=name,
+        documents=len(journal),
+        pending=len(writer.journal.pending(name)),
+        stores={
+            "journal": StoreCounts(len(journal), sum(journal.values())),
+            "lexical": StoreCounts(len(lexical), sum(lexical.values())),
+            "vector": StoreCounts(len(vector), sum(vector.values())),
+        },
+    )
+
+
+@put(
+    "/v1/collections/{name:str}",
+    guards=[require_api_key],
+    summary="Create a collection",
+    tags=["collections"],
+)
+async def put_collection(request: Request[Any, Any, Any], name: FromPath[str]) -> Response[dict[str, Any]]:
+    """201 when created, 200 when it already existed."""
+    created = await writer_of(request).create_collection(name)
+    return Response({"name": name, "created": created}, status_code=201 if created else 200)
+
+
+@delete(
+    "/v1/collections/{name:str}",
+    guards=[require_api_key],
+    status_code=200,
+    summary="Delete a collection",
+    tags=["collections"],
+)
+async def delete_collection(request: Request[Any, Any, Any], name: FromPath[str]) -> dict[str, Any]:
+    await writer_of(request).drop_collection(name)
+    return {"name": name, "deleted": True}
+
+
+@post(
+    "/v1/collections/{name:str}/documents",
+    guards=[require_api_key],
+    status_code=200,
+    summary="Add or replace documents",
+    tags=["collections"],
+)
+async def upsert_documents(
+    request: Request[Any, Any, Any], name: FromPath[str], data: JSONBody[UpsertRequest]
+) -> UpsertResponse:
+    """Unchanged documents are skipped; a changed one's chunks are all replaced."""
+    writer = writer_of(request)
+    writer.require(name)
+    documents = to_documents(data)
+    # An interrupted change in this collection is finished before new ones, as the CLI does.
+    report = await writer.recover(name)
+    for start in range(0, len(documents), WRITE_BATCH):
+        report.add(await writer.upsert(name, documents[start : start + WRITE_BATCH]))
+    return UpsertResponse(
+        name, report.added, report.updated, report.unchanged, report.failed, report.problems
+    )
+
+
+@delete(
+    "/v1/collections/{name:str}/documents/{doc_id:path}",
+    guards=[require_api_key],
+    status_code=200,
+    summary="Delete a document",
+    tags=["collections"],
+)
+async def delete_document(
+    request: Request[Any, Any, Any], name: FromPath[str], doc_id: FromPath[str]
+) -> dict[str, Any]:
+    writer = writer_of(request)
+    writer.require(name)
+    doc_id = doc_id.removeprefix("/")  # a path parameter keeps its leading slash; ids may hold slashes
+    if await writer.delete(name, [doc_id]) == 0:
+        raise NotFound(f'collection "{name}" has no document {doc_id!r}')
+    return {"collection": name, "id": doc_id, "deleted": True}

@@ -1,0 +1,120 @@
+"""One table from error class to HTTP status, and one JSON error body for every failure.
+
+Route handlers hold no try/except: they raise from service.search.errors and these handlers answer.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from litestar import MediaType, Request, Response
+from litestar.exceptions import HTTPException, SerializationException, ValidationException
+from litestar.types import ExceptionHandlersMap
+
+from service.search import errors
+
+log = logging.getLogger("fathom.api")
+
+# status, error type (the names Cohere- and OpenAI-style clients expect)
+STATUS: dict[type[errors.SearchError], tuple[int, str]] = {
+    errors.InvalidRequest: (400, "invalid_request_error"),
+    errors.Unauthorized: (401, "authentication_error"),
+    errors.QuotaExceeded: (402, "insufficient_quota"),
+    errors.NotFound: (404, "not_found_error"),
+    errors.RateLimited: (429, "rate_limit_error"),
+    errors.ModelUnavailable: (503, "service_unavailable"),
+    errors.Overloaded: (503, "service_unavailable"),
+    errors.BackendUnavailable: (503, "service_unavailable"),
+    errors.BackendTimeout: (503, "service_unavailable"),
+}
+
+_HTTP_TYPES = {400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error"}
+
+
+def error_body(message: str, error_type: str, code: str) -> dict[str, Any]:
+    """The one error body. `error` is Fathom's (and OpenAI's) shape; the same text is repeated where the
+    clients of the APIs Fathom stands in for read it: top-level `message` (Cohere's SDKs) and `detail`
+    (Jina's clients, which fail with KeyError('detail') on an error body without it)."""
+    return {
+        "error": {"message": message, "type": error_type, "code": code},
+        "message": message,
+        "detail": message,
+    }
+
+
+def error_response(
+    status: int, message: str, error_type: str, code: str, headers: dict[str, str] | None = None
+) -> Response[dict[str, Any]]:
+    return Response(
+        error_body(message, error_type, code), status_code=status, media_type=MediaType.JSON, headers=headers
+    )
+
+
+def status_of(exc: errors.SearchError) -> tuple[int, str]:
+    for cls in type(exc).__mro__:
+        if cls in STATUS:
+            return STATUS[cls]
+    return 500, "internal_error"
+
+
+def handle_search_error(request: Request[Any, Any, Any], exc: errors.SearchError) -> Response[dict[str, Any]]:
+    status, error_type = status_of(exc)
+    headers: dict[str, str] = {}
+    if isinstance(exc, errors.Unauthorized):
+        headers["WWW-Authenticate"] = 'Bearer realm="fathom"'
+    if isinstance(exc, errors.RateLimited):
+        headers["Retry-After"] = str(max(1, round(exc.retry_after + 0.5)))
+    if status == 503:
+        headers["Retry-After"] = "5"
+    return error_response(status, str(exc), error_type, exc.code, headers)
+
+
+def validation_message(exc: ValidationException) -> str:
+    """Litestar's parse errors, told as 'field: problem' so the client knows what to fix."""
+    problems = []
+    for item in exc.extra if isinstance(exc.extra, list) else []:
+        if isinstance(item, dict):
+            key = item.get("key")
+            text = str(item.get("message", "invalid value"))
+            if key == "data":  # the body as a whole: empty, or not an object
+                problems.append(f"the request body must be a JSON object ({text})")
+            else:
+                problems.append(f"{key}: {text}" if key else text)
+    return "invalid request: " + ("; ".join(problems) or str(exc.detail))
+
+
+def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, Any]]:
+    status = exc.status_code
+    if isinstance(exc, ValidationException):
+        return error_response(400, validation_message(exc), "invalid_request_error", "invalid_request")
+    if isinstance(exc.__cause__, SerializationException):
+        return error_response(
+            400, f"the request body is not valid JSON: {exc.detail}", "invalid_request_error", "invalid_json"
+        )
+    if status == 404:
+        message = f"no route {request.method} {request.url.path}; see /schema for the API"
+    elif status == 405:
+        message = f"{request.method} is not allowed on {request.url.path}"
+    elif status == 413:
+        message = "the request body is too large; send fewer or shorter documents"
+    else:
+        message = str(exc.detail)
+    code = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}.get(status, "http_error")
+    error_type = _HTTP_TYPES.get(status, "invalid_request_error" if status < 500 else "internal_error")
+    return error_response(status, message, error_type, code, exc.headers)
+
+
+def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
+    """Log the trace for operators; the client sees a plain message, never the trace."""
+    log.exception("unexpected error on %s %s", request.method, request.url.path)
+    return error_response(
+        500, "internal server error; the operator's log has the details", "internal_error", "internal_error"
+    )
+
+
+EXCEPTION_HANDLERS: ExceptionHandlersMap = {
+    errors.SearchError: handle_search_error,
+    HTTPException: handle_http_exception,
+    Exception: handle_unexpected,
+}

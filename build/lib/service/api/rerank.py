@@ -1,0 +1,151 @@
+"""POST /v1/rerank (aliases /v2/rerank, /rerank): the spec's contract plus what Cohere and Jina send."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import msgspec
+from litestar import Request, post
+from litestar.params import JSONBody
+
+from service.api.services import services_of
+from service.auth.billing import billed, rerank_search_units
+from service.auth.guard import require_api_key
+from service.search.errors import InvalidRequest
+from service.settings import RerankSettings
+
+# A document is a string, or an object (Jina's {"text": ...}, Cohere v1's semi-structured documents)
+# whose `rank_fields` are scored, joined; the object itself comes back as `document`.
+Document = str | dict[str, Any]
+
+
+class RerankRequest(msgspec.Struct, kw_only=True):
+    """Unknown fields are accepted and ignored, as Cohere and Jina clients send fields of their own."""
+
+    query: str
+    documents: list[Document]
+    model: str | None = None
+    top_n: int | None = None
+    return_documents: bool = False
+    max_tokens_per_doc: int | None = None
+    rank_fields: list[str] | None = None
+
+
+class RerankResult(msgspec.Struct, omit_defaults=True):
+    index: int
+    relevance_score: float
+    document: dict[str, Any] | None = None
+
+
+class Usage(msgspec.Struct):
+    total_tokens: int
+
+
+class BilledUnits(msgspec.Struct):
+    search_units: int
+
+
+class Tokens(msgspec.Struct):
+    input_tokens: int
+
+
+class Meta(msgspec.Struct):
+    billed_units: BilledUnits
+    tokens: Tokens
+
+
+class RerankResponse(msgspec.Struct):
+    id: str
+    model: str
+    results: list[RerankResult]
+    usage: Usage
+    meta: Meta
+
+
+def document_text(document: Document, number: int, rank_fields: list[str]) -> str:
+    """What the model reads of a document: the string, or the object's rank fields joined in order."""
+    if isinstance(document, str):
+        return document
+    values = [document[name] for name in rank_fields if name in document]
+    if not values:
+        named = ", ".join(repr(name) for name in rank_fields)
+        raise InvalidRequest(
+            f"documents[{number}] has none of the fields to rank on ({named}); send them, or name the"
+            " fields to rank on in rank_fields"
+        )
+    for value in values:
+        if not isinstance(value, str | int | float) or isinstance(value, bool):
+            raise InvalidRequest(
+                f"documents[{number}]: the fields to rank on must hold text, got {type(value).__name__}"
+            )
+    return "\n".join(str(value) for value in values)
+
+
+def document_texts(request: RerankRequest) -> list[str]:
+    rank_fields = request.rank_fields or ["text"]
+    return [document_text(doc, number, rank_fields) for number, doc in enumerate(request.documents)]
+
+
+def returned_document(document: Document) -> dict[str, Any]:
+    """As Cohere returns it: the object as sent, a string as {"text": ...}."""
+    return {"text": document} if isinstance(document, str) else document
+
+
+def validate(request: RerankRequest, limits: RerankSettings) -> None:
+    """Every 400 of the endpoint, with a message that says what to fix."""
+    if not request.query.strip():
+        raise InvalidRequest("query must not be empty")
+    if len(request.query) > limits.max_query_chars:
+        raise InvalidRequest(
+            f"query is {len(request.query)} characters long; the limit is {limits.max_query_chars}"
+        )
+    if not request.documents:
+        raise InvalidRequest("documents must hold at least one document")
+    if len(request.documents) > limits.max_documents:
+        raise InvalidRequest(
+            f"too many documents: {len(request.documents)} sent, at most {limits.max_documents} per request;"
+            " split them over several requests"
+        )
+    if request.top_n is not None and request.top_n < 1:
+        raise InvalidRequest("top_n must be at least 1")
+    if request.max_tokens_per_doc is not None and request.max_tokens_per_doc < 1:
+        raise InvalidRequest("max_tokens_per_doc must be at least 1")
+    if request.rank_fields is not None and not request.rank_fields:
+        raise InvalidRequest('rank_fields must name at least one field (the default is ["text"])')
+
+
+def ranked(
+    scores: list[float], documents: list[Document], top_n: int | None, with_documents: bool
+) -> list[RerankResult]:
+    """Best first; equal scores keep the order the documents came in."""
+    order = sorted(range(len(scores)), key=lambda index: (-scores[index], index))[:top_n]
+    return [
+        RerankResult(index, scores[index], returned_document(documents[index]) if with_documents else None)
+        for index in order
+    ]
+
+
+@post(
+    ["/v1/rerank", "/v2/rerank", "/rerank"],
+    guards=[require_api_key],
+    status_code=200,
+    summary="Rerank documents by relevance to a query",
+    tags=["rerank"],
+)
+async def rerank(request: Request[Any, Any, Any], data: JSONBody[RerankRequest]) -> RerankResponse:
+    services = services_of(request)
+    validate(data, services.settings.rerank)
+    engine = await services.models.engine(data.model)
+    model_id = data.model or services.models.default_model
+    texts = document_texts(data)
+    units = rerank_search_units(len(texts))
+    with billed(services.keys, request.state.api_key, units):
+        scored = await engine.rerank(data.query, texts, data.max_tokens_per_doc)
+    return RerankResponse(
+        id=str(uuid.uuid4()),
+        model=model_id,
+        results=ranked(scored.scores, data.documents, data.top_n, data.return_documents),
+        usage=Usage(scored.tokens),
+        meta=Meta(BilledUnits(units), Tokens(scored.tokens)),
+    )

@@ -1,0 +1,168 @@
+"""POST /v1/search: hybrid retrieval, fusion and rerank, with each hit's evidence and per-stage timings."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import msgspec
+from litestar import Request, post
+from litestar.params import JSONBody
+
+from service.api.services import Services, services_of
+from service.auth.billing import billed
+from service.auth.guard import require_api_key
+from service.rerank.local_reranker import EngineReranker
+from service.search.errors import BackendUnavailable, InvalidRequest
+from service.search.filters import parse_filter
+from service.search.fusion import StageEvidence
+from service.search.pipeline import SearchPipeline, SearchQuery
+from service.search.protocols import Reranker
+from service.search.results import SearchHit, SearchOutcome
+
+SEARCH_UNITS_PER_QUERY = 1
+
+
+class Weights(msgspec.Struct, forbid_unknown_fields=True):
+    lexical: float = 1.0
+    vector: float = 1.0
+
+
+class FusionOptions(msgspec.Struct, forbid_unknown_fields=True):
+    k: int | None = None
+    weights: Weights | None = None
+
+
+class RerankOptions(msgspec.Struct, forbid_unknown_fields=True):
+    enabled: bool | None = None
+    depth: int | None = None
+    model: str | None = None
+
+
+class SearchRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Unknown fields are refused: a misspelt option silently ignored would be worse than a 400."""
+
+    query: str
+    collection: str
+    top_k: int | None = None
+    filter: dict[str, Any] | None = None
+    candidates: int | None = None
+    fusion: FusionOptions | None = None
+    rerank: RerankOptions | None = None
+    min_score: float | None = None
+    passages: bool = False
+
+
+class Evidence(msgspec.Struct, omit_defaults=True):
+    rank: int | None = None
+    score: float | None = None
+
+
+class HitEvidence(msgspec.Struct):
+    bm25: Evidence
+    vector: Evidence
+    fused: Evidence
+    rerank: Evidence
+
+
+class SearchResult(msgspec.Struct):
+    id: str
+    chunk_id: str
+    title: str
+    snippet: str
+    metadata: dict[str, Any]
+    score: float
+    evidence: HitEvidence
+
+
+class DegradedStage(msgspec.Struct):
+    stage: str
+    reason: str
+
+
+class SearchResponse(msgspec.Struct):
+    id: str
+    collection: str
+    hits: list[SearchResult]
+    timings: dict[str, float]
+    degraded: list[DegradedStage]
+
+
+def to_query(data: SearchRequest) -> SearchQuery:
+    fusion = data.fusion or FusionOptions()
+    weights = fusion.weights or Weights()
+    rerank = data.rerank or RerankOptions()
+    return SearchQuery(
+        query=data.query,
+        collection=data.collection,
+        top_k=data.top_k,
+        filter=parse_filter(data.filter),
+        candidates=data.candidates,
+        rrf_k=fusion.k,
+        weights=(weights.lexical, weights.vector),
+        rerank_enabled=rerank.enabled,
+        rerank_depth=rerank.depth,
+        min_score=data.min_score,
+        passages=data.passages,
+    )
+
+
+def evidence(stage: StageEvidence) -> Evidence:
+    return Evidence(rank=stage.rank, score=stage.score)
+
+
+def to_result(hit: SearchHit) -> SearchResult:
+    return SearchResult(
+        id=hit.id,
+        chunk_id=hit.chunk_id,
+        title=hit.title,
+        snippet=hit.snippet,
+        metadata=hit.metadata,
+        score=hit.score,
+        evidence=HitEvidence(
+            bm25=evidence(hit.bm25),
+            vector=evidence(hit.vector),
+            fused=Evidence(score=hit.fused_score),
+            rerank=Evidence(score=hit.rerank_score),
+        ),
+    )
+
+
+def pipeline_for(services: Services, model: str | None) -> SearchPipeline:
+    """The shared pipeline, or one whose reranker is the model this request names."""
+    if services.stack is None or services.pipeline is None:
+        raise BackendUnavailable(f"search is not available: {services.stack_error or 'still starting'}")
+    if model is None:
+        return services.pipeline
+    if services.settings.search.rerank.url:
+        raise InvalidRequest(
+            "rerank.model cannot be chosen per request: this server reranks through a remote URL"
+        )
+    if model not in services.models.states:
+        available = ", ".join(sorted(services.models.states)) or "none"
+        raise InvalidRequest(f"unknown rerank model {model!r}; available models: {available}")
+    reranker: Reranker = EngineReranker(services.models, model)
+    stack = services.stack
+    return SearchPipeline(stack.lexical, stack.vectors, stack.embedder, reranker, services.settings.search)
+
+
+def response_of(collection: str, outcome: SearchOutcome) -> SearchResponse:
+    return SearchResponse(
+        id=str(uuid.uuid4()),
+        collection=collection,
+        hits=[to_result(hit) for hit in outcome.hits],
+        timings={stage: round(ms, 3) for stage, ms in outcome.timings.items()},
+        degraded=[DegradedStage(d.stage, d.reason) for d in outcome.degraded],
+    )
+
+
+@post("/v1/search", guards=[require_api_key], status_code=200, summary="Hybrid search", tags=["search"])
+async def search(request: Request[Any, Any, Any], data: JSONBody[SearchRequest]) -> SearchResponse:
+    services = services_of(request)
+    query = to_query(data)
+    pipeline = pipeline_for(services, data.rerank.model if data.rerank else None)
+    with billed(services.keys, request.state.api_key, SEARCH_UNITS_PER_QUERY):
+        outcome = await pipeline.search(query)
+    for degraded in outcome.degraded:
+        services.metrics.degraded.labels(degraded.stage).inc()
+    return response_of(data.collection, outcome)

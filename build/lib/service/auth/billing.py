@@ -1,0 +1,30 @@
+"""Charging search units to the calling key; only successful requests are billed."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from service.auth.keys import ApiKey, KeyStore
+
+DOCUMENTS_PER_SEARCH_UNIT = 100
+
+
+def rerank_search_units(documents: int) -> int:
+    """As Cohere bills: one unit per query per 100 documents, rounded up."""
+    return max(1, math.ceil(documents / DOCUMENTS_PER_SEARCH_UNIT))
+
+
+@contextmanager
+def billed(keys: KeyStore, key: ApiKey | None, units: int) -> Iterator[None]:
+    """Charge before the work (402 when short), so concurrent requests cannot overdraw the quota."""
+    if key is None:  # auth is off
+        yield
+        return
+    keys.charge(key.name, units)
+    try:
+        yield
+    except BaseException:  # a request that fails, for any reason, is not billed
+        keys.refund(key.name, units)
+        raise

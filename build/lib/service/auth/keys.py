@@ -1,0 +1,147 @@
+"""API keys, quotas and rate limits, kept in SQLite under data_dir so they survive restarts.
+
+Keys are shown once and stored as SHA-256 hashes: they carry 256 random bits, so a slow password
+hash adds nothing. Rate limits use GCRA (a leaky bucket kept as one timestamp per key), which
+allows a burst of up to the per-minute limit and then spreads requests evenly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from service.search.errors import InvalidRequest, QuotaExceeded, RateLimited
+from service.sqlite_store import SqliteFile
+
+KEY_PREFIX = "fth_"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS api_keys (
+    name TEXT PRIMARY KEY,
+    key_hash TEXT NOT NULL UNIQUE,
+    key_prefix TEXT NOT NULL,
+    quota INTEGER,
+    rate_limit INTEGER,
+    used INTEGER NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL,
+    revoked_at REAL,
+    -- GCRA: the theoretical arrival time of the next request, in epoch seconds.
+    rate_tat REAL NOT NULL DEFAULT 0
+);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    name: str
+    key_prefix: str
+    quota: int | None
+    rate_limit: int | None
+    used: int
+    created_at: float
+    revoked_at: float | None
+
+    @property
+    def active(self) -> bool:
+        return self.revoked_at is None
+
+
+def hash_key(raw: str) -> str:
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+class KeyStore:
+    """All key state; every method is one short SQLite transaction, safe from any thread."""
+
+    def __init__(self, path: Path) -> None:
+        # Every keyed request writes (rate limit, usage): an fsync per commit would cost ~6 ms each here.
+        self._file = SqliteFile(path, _SCHEMA, synchronous="NORMAL")
+        self._transaction = self._file.transaction
+
+    @classmethod
+    def in_data_dir(cls, data_dir: Path) -> KeyStore:
+        return cls(data_dir / "fathom.sqlite3")
+
+    def close(self) -> None:
+        self._file.close()
+
+    def create(self, name: str, *, quota: int | None = None, rate_limit: int | None = None) -> str:
+        """A new key; the raw key is returned once and never stored."""
+        if not name.strip():
+            raise InvalidRequest("a key needs a non-empty name")
+        if quota is not None and quota < 0:
+            raise InvalidRequest("quota must be 0 or more search units")
+        if rate_limit is not None and rate_limit < 1:
+            raise InvalidRequest("rate limit must be at least 1 request per minute")
+        raw = KEY_PREFIX + secrets.token_urlsafe(32)
+        with self._transaction() as db:
+            if db.execute("SELECT 1 FROM api_keys WHERE name = ?", (name,)).fetchone():
+                raise InvalidRequest(f"a key named {name!r} already exists; pick another name")
+            db.execute(
+                "INSERT INTO api_keys (name, key_hash, key_prefix, quota, rate_limit, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (name, hash_key(raw), raw[:8], quota, rate_limit, time.time()),
+            )
+        return raw
+
+    def list(self) -> list[ApiKey]:
+        rows = self._file.query(
+            "SELECT name, key_prefix, quota, rate_limit, used, created_at, revoked_at"
+            " FROM api_keys ORDER BY created_at"
+        )
+        return [ApiKey(*row) for row in rows]  # type: ignore[arg-type]
+
+    def revoke(self, name: str) -> bool:
+        """Revoke by name; False when no active key has that name."""
+        with self._transaction() as db:
+            cursor = db.execute(
+                "UPDATE api_keys SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL",
+                (time.time(), name),
+            )
+        return cursor.rowcount > 0
+
+    def authenticate(self, raw: str) -> ApiKey | None:
+        """The active key matching a raw key, or None."""
+        rows = self._file.query(
+            "SELECT name, key_prefix, quota, rate_limit, used, created_at, revoked_at"
+            " FROM api_keys WHERE key_hash = ? AND revoked_at IS NULL",
+            (hash_key(raw),),
+        )
+        return ApiKey(*rows[0]) if rows else None  # type: ignore[arg-type]
+
+    def admit(self, name: str, now: float | None = None) -> None:
+        """Count one request against the key's rate limit; raise RateLimited when over it."""
+        now = time.time() if now is None else now
+        with self._transaction() as db:
+            row = db.execute("SELECT rate_limit, rate_tat FROM api_keys WHERE name = ?", (name,)).fetchone()
+            if row is None or row[0] is None:
+                return
+            limit, tat = row
+            interval = 60.0 / limit
+            tat = max(tat, now)
+            wait = tat - now - (60.0 - interval)
+            if wait > 0:
+                raise RateLimited(
+                    f"rate limit of {limit} requests per minute exceeded; retry in {wait:.1f} s",
+                    retry_after=wait,
+                )
+            db.execute("UPDATE api_keys SET rate_tat = ? WHERE name = ?", (tat + interval, name))
+
+    def charge(self, name: str, units: int) -> None:
+        """Take `units` search units from the key's quota, all or nothing; QuotaExceeded when short."""
+        with self._transaction() as db:
+            quota, used = db.execute("SELECT quota, used FROM api_keys WHERE name = ?", (name,)).fetchone()
+            if quota is not None and used + units > quota:
+                raise QuotaExceeded(
+                    f"quota exhausted: this request needs {units} search unit(s) and the key has"
+                    f" {max(quota - used, 0)} of {quota} left; ask for a larger quota"
+                )
+            db.execute("UPDATE api_keys SET used = used + ? WHERE name = ?", (units, name))
+
+    def refund(self, name: str, units: int) -> None:
+        """Give back units charged for a request that then failed on our side."""
+        with self._transaction() as db:
+            db.execute("UPDATE api_keys SET used = MAX(used - ?, 0) WHERE name = ?", (units, name))

@@ -1,0 +1,288 @@
+"""BM25 passages in Elasticsearch: one index per collection, one document per chunk."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import date
+from typing import Any
+
+from elasticsearch import (
+    ApiError,
+    AsyncElasticsearch,
+    BadRequestError,
+    ConnectionTimeout,
+    NotFoundError,
+    TransportError,
+)
+from elasticsearch.helpers import BulkIndexError, async_bulk
+
+from service.packaged import packaged
+from service.search.collections import checked_collection_name
+from service.search.errors import BackendTimeout, BackendUnavailable, InvalidRequest, NotFound
+from service.search.models import AnyOf, Chunk, Condition, Equals, Filter, Hit, Range
+from service.settings import ElasticsearchSettings
+
+logger = logging.getLogger(__name__)
+
+PASSAGES_CONFIG = packaged("elasticsearch", "passages.json")
+SEARCH_FIELDS = ["title", "text"]
+SNIPPET_CHARS = 200
+# Bulk request size and the page size when collecting a document's chunks to delete.
+BATCH_SIZE = 500
+
+
+# Defined in passages.json from what every Elasticsearch has, for servers without analysis-common.
+FALLBACK_ANALYZER = "english_without_stemming"
+
+
+def load_index_body(analyzer: str | None = None) -> dict[str, Any]:
+    """Settings and mappings from the packaged elasticsearch/passages.json, perhaps with another analyzer."""
+    body: dict[str, Any] = json.loads(PASSAGES_CONFIG.read_text(encoding="utf-8"))
+    body.pop("_comment", None)
+    if analyzer:
+        for name in SEARCH_FIELDS:
+            body["mappings"]["properties"][name]["analyzer"] = analyzer
+    return body
+
+
+class ElasticsearchIndex:
+    """LexicalStore on an Elasticsearch 9 cluster; `close()` releases the HTTP connections."""
+
+    def __init__(self, settings: ElasticsearchSettings, client: AsyncElasticsearch | None = None) -> None:
+        self._prefix = settings.index_prefix
+        self._timeout = settings.request_timeout
+        self._client = client or AsyncElasticsearch(settings.url, request_timeout=settings.request_timeout)
+        self._body = load_index_body()
+        self._fallback_body = load_index_body(analyzer=FALLBACK_ANALYZER)
+
+    async def close(self) -> None:
+        await self._client.close()
+
+    async def search(
+        self, collection: str, text: str, *, limit: int, filter: Filter | None = None
+    ) -> list[Hit]:
+        with self._translated(collection):
+            response = await self._client.search(
+                index=self._index(collection),
+                query=search_query(text, filter),
+                highlight=HIGHLIGHT,
+                size=limit,
+                track_total_hits=False,
+            )
+        return [hit_from_response(hit) for hit in response["hits"]["hits"]]
+
+    async def upsert(self, collection: str, chunks: Sequence[Chunk]) -> None:
+        """Index the chunks (same chunk id: replaced) and refresh, so searches see them on return.
+
+        Creates the collection when needed, so it never gets Elasticsearch's guessed mapping.
+        """
+        if not chunks:
+            return
+        await self.ensure_collection(collection)
+        index = self._index(collection)
+        with self._translated(collection):
+            await async_bulk(self._client, index_actions(index, chunks), chunk_size=BATCH_SIZE)
+            await self._client.indices.refresh(index=index)
+
+    async def delete_documents(self, collection: str, doc_ids: Sequence[str]) -> None:
+        """Delete every chunk of the documents, visible to searches on return.
+
+        Collects chunk ids with searches and deletes them in bulk rather than with _delete_by_query,
+        which needs the reindex module that minimal distributions (the integ-test-zip) lack.
+        """
+        index = self._index(collection)
+        with self._translated(collection):
+            # Slices keep each terms query far below Elasticsearch's 65,536-term limit.
+            for start in range(0, len(doc_ids), BATCH_SIZE):
+                await self._delete_chunks_of(index, doc_ids[start : start + BATCH_SIZE])
+
+    async def _delete_chunks_of(self, index: str, doc_ids: Sequence[str]) -> None:
+        while ids := await self._chunk_ids(index, doc_ids):
+            actions = ({"_op_type": "delete", "_index": index, "_id": chunk_id} for chunk_id in ids)
+            # A chunk deleted meanwhile answers 404: already gone is what we want.
+            await async_bulk(self._client, actions, chunk_size=BATCH_SIZE, ignore_status=(404,))
+            await self._client.indices.refresh(index=index)
+
+    async def count_chunks(self, collection: str) -> int:
+        with self._translated(collection):
+            response = await self._client.count(index=self._index(collection))
+        return int(response["count"])
+
+    async def chunk_counts(self, collection: str) -> dict[str, int]:
+        """A composite terms aggregation on doc_id, paged: no document is fetched."""
+        counts: dict[str, int] = {}
+        composite: dict[str, Any] = {"size": BATCH_SIZE, "sources": [{"doc": {"terms": {"field": "doc_id"}}}]}
+        with self._translated(collection):
+            while True:
+                response = await self._client.search(
+                    index=self._index(collection), size=0, aggs={"docs": {"composite": composite}}
+                )
+                result = response["aggregations"]["docs"]
+                counts.update({b["key"]["doc"]: int(b["doc_count"]) for b in result["buckets"]})
+                if not result["buckets"] or "after_key" not in result:
+                    return counts
+                composite["after"] = result["after_key"]
+
+    async def ensure_collection(self, collection: str) -> None:
+        index = self._index(collection)
+        with self._translated(collection):
+            if await self._client.indices.exists(index=index):
+                return
+            try:
+                await self._create(index, self._body)
+            except BadRequestError as exc:
+                if not lacks_english_analyzer(exc):
+                    raise
+                logger.warning(
+                    "Elasticsearch has no english analyzer (no analysis-common module): "
+                    'collection "%s" uses %s: English stop words, no stemming',
+                    collection,
+                    FALLBACK_ANALYZER,
+                )
+                await self._create(index, self._fallback_body)
+
+    async def drop_collection(self, collection: str) -> None:
+        with self._translated(collection):
+            await self._client.indices.delete(index=self._index(collection), ignore_unavailable=True)
+
+    async def collection_exists(self, collection: str) -> bool:
+        with self._translated(collection):
+            return bool(await self._client.indices.exists(index=self._index(collection)))
+
+    async def _create(self, index: str, body: Mapping[str, Any]) -> None:
+        try:
+            await self._client.indices.create(index=index, **body)
+        except BadRequestError as exc:
+            # Another process created it between our existence check and this call: fine.
+            if exc.message != "resource_already_exists_exception":
+                raise
+
+    async def _chunk_ids(self, index: str, doc_ids: Sequence[str]) -> list[str]:
+        """Up to BATCH_SIZE ids of chunks that belong to any of the documents."""
+        response = await self._client.search(
+            index=index,
+            query={"terms": {"doc_id": list(doc_ids)}},
+            source=False,
+            size=BATCH_SIZE,
+            track_total_hits=False,
+        )
+        return [hit["_id"] for hit in response["hits"]["hits"]]
+
+    def _index(self, collection: str) -> str:
+        checked_collection_name(collection)
+        return self._prefix + collection
+
+    @contextmanager
+    def _translated(self, collection: str) -> Iterator[None]:
+        """The one place Elasticsearch's exceptions become Fathom's error tree."""
+        try:
+            yield
+        except NotFoundError as exc:
+            if exc.message == "index_not_found_exception":
+                raise NotFound(f'collection "{collection}" does not exist') from exc
+            raise BackendUnavailable(f"Elasticsearch: {error_reason(exc)}") from exc
+        except BadRequestError as exc:
+            raise InvalidRequest(f'collection "{collection}": {error_reason(exc)}') from exc
+        except BulkIndexError as exc:
+            raise InvalidRequest(f'collection "{collection}": {bulk_reason(exc)}') from exc
+        except ConnectionTimeout as exc:
+            raise BackendTimeout(f"Elasticsearch did not answer within {self._timeout:g} s") from exc
+        except (ApiError, TransportError) as exc:
+            raise BackendUnavailable(f"Elasticsearch is unavailable: {exc}") from exc
+
+
+HIGHLIGHT: dict[str, Any] = {
+    # encoder=html escapes the passage, so the snippet is safe to render with its <em> tags.
+    "encoder": "html",
+    "pre_tags": ["<em>"],
+    "post_tags": ["</em>"],
+    "fields": {
+        # no_match_size: a snippet from the start of the text even when only the title matched.
+        "text": {"fragment_size": SNIPPET_CHARS, "number_of_fragments": 1, "no_match_size": SNIPPET_CHARS}
+    },
+}
+
+
+def search_query(text: str, filter: Filter | None) -> dict[str, Any]:
+    """BM25 over title and text; filter clauses restrict the candidates without scoring them."""
+    match = {
+        "multi_match": {"query": text, "fields": SEARCH_FIELDS, "type": "best_fields", "tie_breaker": 0.3}
+    }
+    clauses = [filter_clause(condition) for condition in filter.conditions] if filter else []
+    return {"bool": {"must": [match], "filter": clauses}}
+
+
+def filter_clause(condition: Condition) -> dict[str, Any]:
+    field = f"metadata.{condition.field}"
+    if isinstance(condition, Equals):
+        return {"term": {field: condition.value}}
+    if isinstance(condition, AnyOf):
+        return {"terms": {field: list(condition.values)}}
+    return {"range": {field: range_bounds(condition)}}
+
+
+def range_bounds(condition: Range) -> dict[str, Any]:
+    bounds = {"gte": condition.gte, "gt": condition.gt, "lte": condition.lte, "lt": condition.lt}
+    # Dates travel as ISO strings; a time without a zone is UTC to Elasticsearch, as to Tantivy.
+    return {
+        op: value.isoformat() if isinstance(value, date) else value
+        for op, value in bounds.items()
+        if value is not None
+    }
+
+
+async def index_actions(index: str, chunks: Sequence[Chunk]) -> AsyncIterator[dict[str, Any]]:
+    for chunk in chunks:
+        yield {
+            "_op_type": "index",
+            "_index": index,
+            "_id": chunk.id,
+            "_source": {
+                "doc_id": chunk.doc_id,
+                "position": chunk.position,
+                "title": chunk.title,
+                "text": chunk.text,
+                "metadata": chunk.metadata,
+            },
+        }
+
+
+def hit_from_response(hit: Mapping[str, Any]) -> Hit:
+    source = hit["_source"]
+    fragments = hit.get("highlight", {}).get("text", [])
+    return Hit(
+        chunk_id=hit["_id"],
+        doc_id=source["doc_id"],
+        score=float(hit["_score"]),
+        title=source.get("title", ""),
+        text=source.get("text", ""),
+        snippet=fragments[0] if fragments else "",
+        metadata=source.get("metadata") or {},
+    )
+
+
+def lacks_english_analyzer(exc: BadRequestError) -> bool:
+    return "analyzer [english]" in error_reason(exc)
+
+
+def error_reason(exc: ApiError) -> str:
+    """Elasticsearch's own sentence for the failure, which names the field or setting at fault."""
+    body = exc.body if isinstance(exc.body, Mapping) else {}
+    error = body.get("error")
+    if isinstance(error, Mapping):
+        causes = error.get("root_cause") or [error]
+        return str(causes[0].get("reason") or exc.message)
+    return str(exc.message)
+
+
+def bulk_reason(exc: BulkIndexError) -> str:
+    """The first failed item's reason: usually a metadata value that does not fit its field's type."""
+    for item in exc.errors:
+        for result in item.values():
+            error = result.get("error")
+            if isinstance(error, Mapping):
+                return f"chunk {result.get('_id')}: {error.get('reason')}"
+    return str(exc)

@@ -1,0 +1,226 @@
+"""FastembedEmbedder: sentence embeddings from an ONNX model through fastembed, off the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TypeVar
+
+from fastembed import TextEmbedding
+from fastembed.common.model_description import ModelSource, PoolingType
+from fastembed.text.onnx_text_model import OnnxTextModel
+from tokenizers import Tokenizer
+
+from service.search.errors import ModelUnavailable
+from service.settings import EmbeddingSettings
+
+# What a local model folder must hold; the ONNX graph's name is fixed so the folder layout is the contract.
+LOCAL_MODEL_FILE = "model.onnx"
+LOCAL_REQUIRED_FILES = (LOCAL_MODEL_FILE, "tokenizer.json", "tokenizer_config.json", "config.json")
+
+# Local folders are registered with fastembed under this prefix so they never shadow a hub model it knows.
+LOCAL_NAME_PREFIX = "fathom-local/"
+
+A = TypeVar("A")
+R = TypeVar("R")
+
+
+class QueryCache:
+    """Least-recently-used query vectors; size 0 turns caching off.
+
+    Vectors are stored as tuples and handed out as fresh lists, so no caller can alter a cached entry.
+    """
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._entries: OrderedDict[str, tuple[float, ...]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, text: str) -> list[float] | None:
+        vector = self._entries.get(text)
+        if vector is None:
+            return None
+        self._entries.move_to_end(text)
+        return list(vector)
+
+    def put(self, text: str, vector: Sequence[float]) -> None:
+        if self._size <= 0:
+            return
+        self._entries[text] = tuple(vector)
+        self._entries.move_to_end(text)
+        while len(self._entries) > self._size:
+            self._entries.popitem(last=False)
+
+
+class FastembedEmbedder:
+    """The Embedder protocol on fastembed's TextEmbedding: one model, one inference thread.
+
+    The single worker thread serialises query inference, so concurrent requests never oversubscribe the
+    cores ONNX Runtime already parallelises over. The indexer calls `embed_passages_sync` on its own thread.
+    """
+
+    def __init__(self, settings: EmbeddingSettings, cache_dir: Path) -> None:
+        self._settings = settings
+        self._model = load_text_embedding(settings, cache_dir)
+        inference_tokenizer = model_tokenizer(self._model, settings)
+        truncate_at(inference_tokenizer, settings.max_length)
+        self._tokenizer = untruncated_copy(inference_tokenizer)
+        self._dimensions = self._model.embedding_size
+        self._cache = QueryCache(settings.query_cache_size)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fathom-embedder")
+
+    @property
+    def dimensions(self) -> int:
+        return self._dimensions
+
+    @property
+    def max_length(self) -> int:
+        """Tokens per input, special tokens included; longer inputs are cut at the right."""
+        return self._settings.max_length
+
+    @property
+    def tokenizer(self) -> Tokenizer:
+        """The model's tokenizer without truncation or padding, for counting and chunking."""
+        return self._tokenizer
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens the model would see, special tokens included: `<= max_length` means nothing is cut."""
+        return len(self._tokenizer.encode(text).ids)
+
+    async def embed_query(self, text: str) -> list[float]:
+        cached = self._cache.get(text)
+        if cached is not None:
+            return cached
+        vector = await self._in_worker(self._embed_query_sync, text)
+        self._cache.put(text, vector)
+        return vector
+
+    async def embed_passages(self, texts: Sequence[str]) -> list[list[float]]:
+        return await self._in_worker(self.embed_passages_sync, texts)
+
+    def embed_passages_sync(self, texts: Sequence[str]) -> list[list[float]]:
+        """One vector per text, in order, on the calling thread.
+
+        Texts are embedded shortest first so each batch pads to a similar length, then put back in order.
+        """
+        order = sorted(range(len(texts)), key=lambda index: len(texts[index]))
+        vectors = self._model.embed([texts[index] for index in order], batch_size=self._settings.batch_size)
+        result: list[list[float]] = [[] for _ in texts]
+        for index, vector in zip(order, vectors, strict=True):
+            result[index] = vector.tolist()
+        return result
+
+    def close(self) -> None:
+        """Stop the inference thread; queued work is cancelled, a running batch finishes."""
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    def _embed_query_sync(self, text: str) -> list[float]:
+        vector = next(iter(self._model.query_embed(text)))
+        result: list[float] = vector.tolist()
+        return result
+
+    async def _in_worker(self, function: Callable[[A], R], argument: A) -> R:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, function, argument)
+
+
+def load_text_embedding(settings: EmbeddingSettings, cache_dir: Path) -> TextEmbedding:
+    """The fastembed model: the local folder at `settings.path`, else a hub model fastembed knows."""
+    threads = settings.threads or None  # 0 means ONNX Runtime's own choice, one thread per core
+    where = f"folder {settings.path}" if settings.path else f"model {settings.model!r}"
+    try:
+        if settings.path:
+            name = register_local_model(settings.model, Path(settings.path), settings.max_length)
+            return TextEmbedding(
+                name, cache_dir=str(cache_dir), threads=threads, specific_model_path=settings.path
+            )
+        return TextEmbedding(settings.model, cache_dir=str(cache_dir), threads=threads)
+    except ModelUnavailable:
+        raise
+    except Exception as exc:  # fastembed raises anything from ValueError to network and ONNX errors
+        raise ModelUnavailable(f"embedding {where} cannot be loaded: {exc}") from exc
+
+
+def register_local_model(model_id: str, path: Path, max_length: int) -> str:
+    """Register the folder's model with fastembed once per process; returns the name to load it by.
+
+    The name carries the dimension, the only thing a registration fixes beyond mean pooling and
+    normalisation, so two folders of one model id but different widths never collide.
+    """
+    config = read_local_config(path)
+    dimensions = config_int(config, "hidden_size", path)
+    check_max_length(max_length, config, path)
+    name = f"{LOCAL_NAME_PREFIX}{model_id}:{dimensions}"
+    known = {description["model"].lower() for description in TextEmbedding.list_supported_models()}
+    if name.lower() not in known:
+        TextEmbedding.add_custom_model(
+            name,
+            pooling=PoolingType.MEAN,
+            normalization=True,
+            sources=ModelSource(hf=model_id),
+            dim=dimensions,
+            model_file=LOCAL_MODEL_FILE,
+        )
+    return name
+
+
+def read_local_config(path: Path) -> dict[str, object]:
+    """config.json of a local model folder, after checking the folder holds every file loading needs."""
+    if not path.is_dir():
+        raise ModelUnavailable(f"embedding model folder {path} does not exist")
+    missing = [name for name in LOCAL_REQUIRED_FILES if not (path / name).is_file()]
+    if missing:
+        raise ModelUnavailable(f"embedding model folder {path} lacks {', '.join(missing)}")
+    try:
+        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ModelUnavailable(f"{path / 'config.json'} cannot be read: {exc}") from exc
+    if not isinstance(config, dict):
+        raise ModelUnavailable(f"{path / 'config.json'} is not a JSON object")
+    return config
+
+
+def check_max_length(max_length: int, config: dict[str, object], path: Path) -> None:
+    """Refuse a limit past the position table: ONNX Runtime would fail on the first long input instead."""
+    positions = config.get("max_position_embeddings")
+    if max_length <= 0 or (isinstance(positions, int) and max_length > positions):
+        raise ModelUnavailable(
+            f"embedding max_length {max_length} does not fit the model in {path} "
+            f"(max_position_embeddings {positions})"
+        )
+
+
+def config_int(config: dict[str, object], key: str, path: Path) -> int:
+    value = config.get(key)
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ModelUnavailable(f"{path / 'config.json'} has no positive integer {key!r}")
+    return value
+
+
+def model_tokenizer(model: TextEmbedding, settings: EmbeddingSettings) -> Tokenizer:
+    inner = model.model
+    if not isinstance(inner, OnnxTextModel) or inner.tokenizer is None:
+        raise ModelUnavailable(f"embedding model {settings.model!r} exposes no tokenizer to truncate with")
+    return inner.tokenizer
+
+
+def truncate_at(tokenizer: Tokenizer, max_length: int) -> None:
+    """Cut at exactly `max_length` tokens.
+
+    fastembed takes the smaller of two tokenizer_config.json keys, so a folder that says 128 would be
+    silently cut at 128; the configured limit wins instead. The direction fastembed resolved is kept.
+    """
+    direction = (tokenizer.truncation or {}).get("direction", "right")
+    tokenizer.enable_truncation(max_length=max_length, direction=direction)
+
+
+def untruncated_copy(tokenizer: Tokenizer) -> Tokenizer:
+    copy = Tokenizer.from_str(tokenizer.to_str())
+    copy.no_truncation()
+    copy.no_padding()
+    return copy

@@ -1,0 +1,56 @@
+"""The configured search backends, opened together and closed together.
+
+One place builds them from Settings, so the service and the indexer CLI run the very same stores.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from service.backends.embedder import FastembedEmbedder
+from service.backends.qdrant import QdrantIndex
+from service.search.protocols import LexicalStore
+from service.settings import Settings
+
+
+@dataclass(slots=True)
+class SearchStack:
+    lexical: LexicalStore
+    vectors: QdrantIndex
+    embedder: FastembedEmbedder
+
+
+def qdrant_path(settings: Settings) -> Path:
+    return Path(settings.qdrant.path) if settings.qdrant.path else settings.data_path / "qdrant"
+
+
+def open_lexical(settings: Settings) -> LexicalStore:
+    """Elasticsearch when configured, else the embedded Tantivy index under data_dir."""
+    if settings.search.lexical == "elasticsearch":
+        from service.backends.elasticsearch import ElasticsearchIndex
+
+        return ElasticsearchIndex(settings.elasticsearch)
+    from service.backends.tantivy import TantivyIndex
+
+    return TantivyIndex(settings.data_path / "tantivy")
+
+
+@asynccontextmanager
+async def open_stack(settings: Settings) -> AsyncIterator[SearchStack]:
+    """Embedder (loaded off the event loop), lexical store and vector store; all closed on exit."""
+    async with AsyncExitStack() as stack:
+        embedder = await asyncio.to_thread(
+            FastembedEmbedder, settings.embedding, settings.data_path / "models"
+        )
+        stack.callback(embedder.close)
+        lexical = open_lexical(settings)
+        stack.push_async_callback(lexical.close)
+        vectors = QdrantIndex(
+            settings.qdrant, dimensions=embedder.dimensions, local_path=qdrant_path(settings)
+        )
+        stack.push_async_callback(vectors.close)
+        yield SearchStack(lexical=lexical, vectors=vectors, embedder=embedder)

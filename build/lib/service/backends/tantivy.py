@@ -1,0 +1,352 @@
+"""BM25 passages in embedded Tantivy indexes: one folder per collection, no server needed."""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import json
+import shutil
+import threading
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
+
+import tantivy
+
+from service.search.collections import checked_collection_name
+from service.search.errors import BackendUnavailable, InvalidRequest, NotFound, SearchError
+from service.search.filters import parse_iso_date
+from service.search.models import AnyOf, Chunk, Condition, Equals, Filter, Hit, Range, Scalar
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+SEARCH_FIELDS = ["title", "text"]
+SNIPPET_CHARS = 200
+# Title and text are analysed as classic English BM25 setups do: runs of letters and digits,
+# lowercased, English stop words removed, Snowball-stemmed. Queries go through the same analyser and
+# become one term query per token, repeats included, so a word said twice weighs twice (as in Lucene);
+# there is no query syntax for user text to trip over. On CACM's long natural-language queries, stop
+# words and repeats move nDCG@10 from 0.42 to 0.47 (Cranfield: 0.37 to 0.38).
+ANALYZER = "fathom_english"
+WRITER_HEAP_BYTES = 64_000_000
+
+
+def passage_schema() -> tantivy.Schema:
+    builder = tantivy.SchemaBuilder()
+    builder.add_text_field("chunk_id", stored=True, tokenizer_name="raw", index_option="basic")
+    builder.add_text_field("doc_id", stored=True, tokenizer_name="raw", index_option="basic")
+    builder.add_integer_field("position", stored=True)
+    builder.add_text_field("title", stored=True, tokenizer_name=ANALYZER)
+    builder.add_text_field("text", stored=True, tokenizer_name=ANALYZER)
+    # Filterable copy of the metadata: strings whole (raw), ISO dates as dates; fast for range queries.
+    builder.add_json_field(
+        "metadata", fast=True, tokenizer_name="raw", index_option="basic", expand_dots_enabled=True
+    )
+    # The metadata exactly as given, returned with hits.
+    builder.add_bytes_field("metadata_source", stored=True)
+    return builder.build()
+
+
+def english_analyzer() -> tantivy.TextAnalyzer:
+    return (
+        tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.simple())
+        .filter(tantivy.Filter.remove_long(40))
+        .filter(tantivy.Filter.lowercase())
+        .filter(tantivy.Filter.stopword("english"))
+        .filter(tantivy.Filter.stemmer("english"))
+        .build()
+    )
+
+
+SCHEMA = passage_schema()
+QUERY_ANALYZER = english_analyzer()
+
+
+def text_query(text: str) -> tantivy.Query | None:
+    """Every analysed query token against title and text, summed; None when no token survives."""
+    terms = QUERY_ANALYZER.analyze(text)
+    clauses = [
+        (tantivy.Occur.Should, tantivy.Query.term_query(SCHEMA, f, t)) for t in terms for f in SEARCH_FIELDS
+    ]
+    return tantivy.Query.boolean_query(clauses) if clauses else None
+
+
+@dataclass
+class OpenIndex:
+    """One collection's index and its single writer, which the lock serialises."""
+
+    index: tantivy.Index
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    writer: tantivy.IndexWriter | None = None
+
+    def write(self, change: Callable[[tantivy.IndexWriter], None]) -> None:
+        """Apply a change and commit it, visible to searchers on return; rolled back if it fails."""
+        with self.lock:
+            if self.writer is None:
+                self.writer = self.index.writer(heap_size=WRITER_HEAP_BYTES, num_threads=1)
+            try:
+                change(self.writer)
+                self.writer.commit()
+            except BaseException:
+                self.writer.rollback()
+                raise
+            self.index.reload()
+
+    def close(self) -> None:
+        with self.lock:
+            if self.writer is not None:
+                self.writer.wait_merging_threads()
+                self.writer = None
+
+
+class TantivyIndex:
+    """LexicalStore on Tantivy indexes under `base_path` (the app passes <data_dir>/tantivy).
+
+    Every Tantivy call runs in a worker thread; `close()` finishes merges and releases the writers.
+    """
+
+    def __init__(self, base_path: str | Path) -> None:
+        self._base = Path(base_path)
+        self._open: dict[str, OpenIndex] = {}
+        self._registry_lock = threading.Lock()
+
+    async def close(self) -> None:
+        await asyncio.to_thread(self._close_all)
+
+    async def search(
+        self, collection: str, text: str, *, limit: int, filter: Filter | None = None
+    ) -> list[Hit]:
+        if limit < 1:  # Tantivy panics on an empty top-k rather than raising
+            return []
+        return await self._run(collection, self._search, collection, text, limit, filter)
+
+    async def upsert(self, collection: str, chunks: Sequence[Chunk]) -> None:
+        """Add the chunks, replacing any with the same chunk id; creates the collection if needed."""
+        if chunks:
+            await self._run(collection, self._upsert, collection, chunks)
+
+    async def delete_documents(self, collection: str, doc_ids: Sequence[str]) -> None:
+        await self._run(collection, self._delete_documents, collection, doc_ids)
+
+    async def count_chunks(self, collection: str) -> int:
+        return await self._run(collection, self._count, collection)
+
+    async def chunk_counts(self, collection: str) -> dict[str, int]:
+        return await self._run(collection, self._chunk_counts, collection)
+
+    async def ensure_collection(self, collection: str) -> None:
+        await self._run(collection, self._opened, collection, create=True)
+
+    async def drop_collection(self, collection: str) -> None:
+        await self._run(collection, self._drop, collection)
+
+    async def collection_exists(self, collection: str) -> bool:
+        return await self._run(collection, lambda: index_exists(self._path(collection)))
+
+    async def _run(self, collection: str, call: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run a blocking Tantivy call off the event loop: the one place its errors are translated."""
+        try:
+            return await asyncio.to_thread(call, *args, **kwargs)
+        except SearchError:
+            raise
+        except (ValueError, OSError, RuntimeError) as exc:
+            raise BackendUnavailable(f'Tantivy index of collection "{collection}" failed: {exc}') from exc
+
+    def _search(self, collection: str, text: str, limit: int, filter: Filter | None) -> list[Hit]:
+        index = self._opened(collection).index
+        query = text_query(text)
+        if query is None:  # only stop words or punctuation: nothing for BM25 to rank
+            return []
+        searcher = index.searcher()
+        result = searcher.search(filtered(index, query, filter), limit=limit)
+        snippets = tantivy.SnippetGenerator.create(searcher, query, SCHEMA, "text")
+        snippets.set_max_num_chars(SNIPPET_CHARS)
+        return [hit_from_document(score, searcher.doc(address), snippets) for score, address in result.hits]
+
+    def _upsert(self, collection: str, chunks: Sequence[Chunk]) -> None:
+        documents = [passage_document(chunk) for chunk in chunks]
+
+        def change(writer: tantivy.IndexWriter) -> None:
+            # A delete only hits documents added before it, so each chunk replaces its older copies.
+            for chunk, document in zip(chunks, documents, strict=True):
+                writer.delete_documents_by_term("chunk_id", chunk.id)
+                writer.add_document(document)
+
+        self._opened(collection, create=True).write(change)
+
+    def _delete_documents(self, collection: str, doc_ids: Sequence[str]) -> None:
+        def change(writer: tantivy.IndexWriter) -> None:
+            for doc_id in doc_ids:
+                writer.delete_documents_by_term("doc_id", doc_id)
+
+        self._opened(collection).write(change)
+
+    def _count(self, collection: str) -> int:
+        return self._opened(collection).index.searcher().num_docs
+
+    def _chunk_counts(self, collection: str) -> dict[str, int]:
+        searcher = self._opened(collection).index.searcher()
+        if searcher.num_docs == 0:
+            return {}
+        # One pass over every live passage: the doc_id field is not a fast field, so read the stored one.
+        result = searcher.search(tantivy.Query.all_query(), limit=searcher.num_docs, count=False)
+        return dict(Counter(str(searcher.doc(address).get_first("doc_id")) for _, address in result.hits))
+
+    def _drop(self, collection: str) -> None:
+        with self._registry_lock:
+            opened = self._open.pop(collection, None)
+            if opened is not None:
+                opened.close()
+            shutil.rmtree(self._path(collection), ignore_errors=True)
+
+    def _close_all(self) -> None:
+        with self._registry_lock:
+            for opened in self._open.values():
+                opened.close()
+            self._open.clear()
+
+    def _opened(self, collection: str, *, create: bool = False) -> OpenIndex:
+        """The collection's open index, opened once per process; NotFound unless `create`."""
+        path = self._path(collection)
+        with self._registry_lock:
+            if collection in self._open:
+                return self._open[collection]
+            if index_exists(path):
+                index = tantivy.Index.open(str(path))
+            elif create:
+                path.mkdir(parents=True, exist_ok=True)
+                index = tantivy.Index(SCHEMA, path=str(path))
+            else:
+                raise NotFound(f'collection "{collection}" does not exist')
+            index.register_tokenizer(ANALYZER, english_analyzer())
+            opened = self._open[collection] = OpenIndex(index)
+            return opened
+
+    def _path(self, collection: str) -> Path:
+        checked_collection_name(collection)
+        return self._base / collection
+
+
+def index_exists(path: Path) -> bool:
+    # Index.exists raises on a folder that is not there.
+    return path.is_dir() and tantivy.Index.exists(str(path))
+
+
+def passage_document(chunk: Chunk) -> tantivy.Document:
+    try:
+        source = json.dumps(chunk.metadata, default=iso_format, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise InvalidRequest(f"chunk {chunk.id}: metadata must be JSON values: {exc}") from exc
+    document = tantivy.Document()
+    document.add_text("chunk_id", chunk.id)
+    document.add_text("doc_id", chunk.doc_id)
+    document.add_integer("position", chunk.position)
+    document.add_text("title", chunk.title)
+    document.add_text("text", chunk.text)
+    document.add_json("metadata", filterable(json.loads(source)))
+    document.add_bytes("metadata_source", source.encode())
+    return document
+
+
+def iso_format(value: object) -> str:
+    if isinstance(value, date):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def filterable(value: Any) -> Any:
+    """Metadata as filters see it: ISO dates as RFC 3339 UTC strings, which Tantivy indexes as dates."""
+    if isinstance(value, dict):
+        return {key: filterable(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [filterable(item) for item in value]
+    if isinstance(value, str) and (moment := parse_iso_date(value)) is not None:
+        return rfc3339(moment)
+    return value
+
+
+def rfc3339(moment: date) -> str:
+    """UTC with a Z; a date is its midnight and a time without zone is UTC, as in Elasticsearch."""
+    if not isinstance(moment, datetime):
+        moment = datetime(moment.year, moment.month, moment.day)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def filtered(index: tantivy.Index, text_query: tantivy.Query, filter: Filter | None) -> tantivy.Query:
+    """The text query restricted inside the index, so `limit` counts only matching passages.
+
+    Filter clauses score zero, leaving the BM25 scores as the text alone makes them.
+    """
+    if filter is None:
+        return text_query
+    clauses = [(tantivy.Occur.Must, text_query)]
+    for condition in filter.conditions:
+        for query in condition_queries(index, condition):
+            clauses.append((tantivy.Occur.Must, tantivy.Query.const_score_query(query, 0.0)))
+    return tantivy.Query.boolean_query(clauses)
+
+
+def condition_queries(index: tantivy.Index, condition: Condition) -> list[tantivy.Query]:
+    path = f"metadata.{condition.field}"
+    if isinstance(condition, Equals):
+        return [tantivy.Query.term_query(SCHEMA, path, term_value(condition.value))]
+    if isinstance(condition, AnyOf):
+        return [tantivy.Query.term_set_query(SCHEMA, path, [term_value(v) for v in condition.values])]
+    return range_queries(index, path, condition)
+
+
+def term_value(value: Scalar) -> Scalar | datetime:
+    """Dates were indexed as dates, so an ISO string must be looked up as one."""
+    if isinstance(value, str) and (moment := parse_iso_date(value)) is not None:
+        return datetime.fromisoformat(rfc3339(moment))
+    return value
+
+
+def range_queries(index: tantivy.Index, path: str, condition: Range) -> list[tantivy.Query]:
+    """One single-bound query per bound: Tantivy 0.27 panics on a two-sided range over a JSON field
+    whose bounds parse as different number types (e.g. `[2.5 TO 8]`, where 8.0 parses as an integer).
+
+    tantivy-py builds range queries on JSON paths only through the query parser; the path was
+    validated by parse_filter and the bounds are formatted numbers or dates, so nothing needs escaping.
+    """
+    bounds = {">=": condition.gte, ">": condition.gt, "<=": condition.lte, "<": condition.lt}
+    return [
+        index.parse_query(f"{path}:{op}{bound_text(value)}")
+        for op, value in bounds.items()
+        if value is not None
+    ]
+
+
+def bound_text(value: float | date) -> str:
+    if isinstance(value, date):
+        return rfc3339(value)
+    # Positional notation: the query parser reads no exponents.
+    return format(Decimal(repr(value)), "f")
+
+
+def hit_from_document(score: float, document: tantivy.Document, snippets: tantivy.SnippetGenerator) -> Hit:
+    text = document.get_first("text") or ""
+    return Hit(
+        chunk_id=str(document.get_first("chunk_id")),
+        doc_id=str(document.get_first("doc_id")),
+        score=float(score),
+        title=document.get_first("title") or "",
+        text=text,
+        snippet=snippet_html(snippets.snippet_from_doc(document), text),
+        metadata=json.loads(document.get_first("metadata_source") or b"{}"),
+    )
+
+
+def snippet_html(snippet: tantivy.Snippet, text: str) -> str:
+    """The best fragment with <em> around matched words, HTML-escaped; else the start of the text."""
+    if snippet.fragment():
+        # to_html escapes the passage before adding its <b> tags, so every "<b>" left is a tag.
+        return snippet.to_html().replace("<b>", "<em>").replace("</b>", "</em>")
+    return html.escape(text[:SNIPPET_CHARS])

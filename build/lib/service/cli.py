@@ -1,0 +1,152 @@
+"""The `fathom` command: serve, keys; the indexer commands come from indexers/cli.py."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+
+from service.auth.keys import KeyStore
+from service.search.collections import checked_collection_name
+from service.search.errors import SearchError
+from service.settings import ConfigError, Settings, load_settings
+
+Command = Callable[[argparse.Namespace, Settings], int]
+
+
+def serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    from service.app import create_app
+
+    host = args.host or settings.server.host
+    port = args.port or settings.server.port
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info", access_log=False)
+    return 0
+
+
+@contextmanager
+def key_store(settings: Settings) -> Iterator[KeyStore]:
+    store = KeyStore.in_data_dir(settings.data_path)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def keys_create(args: argparse.Namespace, settings: Settings) -> int:
+    with key_store(settings) as store:
+        raw = store.create(args.name, quota=args.quota, rate_limit=args.rate_limit)
+    quota = "unlimited" if args.quota is None else f"{args.quota} search units"
+    rate = "unlimited" if args.rate_limit is None else f"{args.rate_limit} requests/minute"
+    print(f"created key {args.name!r} (quota: {quota}; rate limit: {rate}).")
+    print("Store it now: it is shown only once.")
+    print(raw)
+    return 0
+
+
+def keys_list(args: argparse.Namespace, settings: Settings) -> int:
+    with key_store(settings) as store:
+        keys = store.list()
+    print(f"{'NAME':<24} {'PREFIX':<10} {'USED':>8} {'QUOTA':>10} {'RATE/MIN':>9}  {'CREATED':<20} STATUS")
+    for key in keys:
+        created = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(key.created_at))
+        quota = "-" if key.quota is None else str(key.quota)
+        rate = "-" if key.rate_limit is None else str(key.rate_limit)
+        status = "active" if key.active else "revoked"
+        print(
+            f"{key.name:<24} {key.key_prefix:<10} {key.used:>8} {quota:>10} {rate:>9}  {created:<20} {status}"
+        )
+    return 0
+
+
+def keys_revoke(args: argparse.Namespace, settings: Settings) -> int:
+    with key_store(settings) as store:
+        revoked = store.revoke(args.name)
+    if not revoked:
+        print(f"error: no active key named {args.name!r}; see `fathom keys list`", file=sys.stderr)
+        return 1
+    print(f"revoked key {args.name!r}")
+    return 0
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def collection_name(text: str) -> str:
+    try:
+        return checked_collection_name(text)
+    except SearchError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fathom", description="Fathom: hybrid search and reranking.")
+    parser.add_argument("--config", help="TOML file laid over config/default.toml (else $FATHOM_CONFIG)")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve_parser = commands.add_parser("serve", help="run the HTTP service")
+    serve_parser.add_argument("--config", help=argparse.SUPPRESS, dest="sub_config")
+    serve_parser.add_argument("--host", help="interface to bind (default from [server] host)")
+    serve_parser.add_argument("--port", type=positive_int, help="port to bind (default from [server] port)")
+    serve_parser.set_defaults(handler=serve)
+
+    keys = commands.add_parser("keys", help="manage API keys").add_subparsers(
+        dest="keys_command", required=True, metavar="ACTION"
+    )
+    create = keys.add_parser("create", help="create a key; it is printed once, on the last line")
+    create.add_argument("--config", help=argparse.SUPPRESS, dest="sub_config")
+    create.add_argument("--name", required=True)
+    create.add_argument(
+        "--quota", type=non_negative_int, help="search units the key may use (default: no limit)"
+    )
+    create.add_argument("--rate-limit", type=positive_int, help="requests per minute (default: no limit)")
+    create.set_defaults(handler=keys_create)
+    listing = keys.add_parser("list", help="list keys with usage")
+    listing.add_argument("--config", help=argparse.SUPPRESS, dest="sub_config")
+    listing.set_defaults(handler=keys_list)
+    revoke = keys.add_parser("revoke", help="revoke a key by name")
+    revoke.add_argument("--config", help=argparse.SUPPRESS, dest="sub_config")
+    revoke.add_argument("name")
+    revoke.set_defaults(handler=keys_revoke)
+
+    from indexers.cli import add_commands
+
+    add_commands(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings(getattr(args, "sub_config", None) or args.config)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    handler: Command = args.handler
+    try:
+        return handler(args, settings)
+    except Exception as exc:  # a CLI user gets one line, not a trace, for errors we can name
+        if isinstance(exc, SearchError):
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,79 @@
+"""Drift between the journal and the two stores: finding it (`fathom verify`) and repairing it."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from service.ingest.journal import Intent
+from service.ingest.writer import IngestReport, IngestWriter
+
+# How many drifting documents a report names before it only counts the rest.
+SHOWN = 20
+
+
+@dataclass(frozen=True, slots=True)
+class Counts:
+    journal: int | None
+    lexical: int | None
+    vector: int | None
+
+    def __str__(self) -> str:
+        shown = ["-" if n is None else str(n) for n in (self.journal, self.lexical, self.vector)]
+        return f"journal {shown[0]}, lexical {shown[1]}, vector {shown[2]} chunks"
+
+
+@dataclass(slots=True)
+class Drift:
+    collection: str
+    documents: int = 0
+    pending: list[Intent] = field(default_factory=list)
+    # documents whose chunk counts differ between the journal and a store, or that only a store holds
+    mismatched: dict[str, Counts] = field(default_factory=dict)
+
+    @property
+    def clean(self) -> bool:
+        return not self.pending and not self.mismatched
+
+    def lines(self) -> list[str]:
+        if self.clean:
+            return [f'collection "{self.collection}": {self.documents} documents, journal and stores agree']
+        lines = [
+            f'collection "{self.collection}": {len(self.pending)} unfinished changes, '
+            f"{len(self.mismatched)} documents differ between journal and stores"
+        ]
+        lines += [f"  unfinished {i.action} of {i.doc_id!r}" for i in self.pending[:SHOWN]]
+        lines += [f"  {doc_id!r}: {counts}" for doc_id, counts in list(self.mismatched.items())[:SHOWN]]
+        hidden = max(0, len(self.pending) - SHOWN) + max(0, len(self.mismatched) - SHOWN)
+        return lines + ([f"  ... and {hidden} more"] if hidden else [])
+
+
+async def find_drift(writer: IngestWriter, collection: str) -> Drift:
+    """Compare per-document chunk counts: journal, lexical store, vector store."""
+    writer.require(collection)
+    journal = writer.journal.chunk_counts(collection)
+    lexical, vector = await asyncio.gather(
+        writer.stack.lexical.chunk_counts(collection), writer.stack.vectors.chunk_counts(collection)
+    )
+    drift = Drift(collection, documents=len(journal), pending=writer.journal.pending(collection))
+    for doc_id in journal.keys() | lexical.keys() | vector.keys():
+        counts = Counts(journal.get(doc_id), lexical.get(doc_id), vector.get(doc_id))
+        if not counts.journal == counts.lexical == counts.vector:
+            drift.mismatched[doc_id] = counts
+    return drift
+
+
+async def repair(writer: IngestWriter, collection: str) -> tuple[IngestReport, Drift]:
+    """Redo unfinished changes, remove chunks no journal entry accounts for, then check again.
+
+    A document the journal holds but a store lacks cannot be rebuilt without its source: its hash is
+    forgotten so the next `fathom index` of the source rewrites it, and it stays in the final drift.
+    """
+    report = await writer.recover(collection)
+    drift = await find_drift(writer, collection)
+    orphans = [doc_id for doc_id, counts in drift.mismatched.items() if counts.journal is None]
+    await writer.purge(collection, orphans)
+    stale = [doc_id for doc_id, counts in drift.mismatched.items() if counts.journal is not None]
+    writer.journal.invalidate(collection, stale)
+    report.deleted += len(orphans)
+    return report, await find_drift(writer, collection)

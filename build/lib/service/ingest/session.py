@@ -1,0 +1,28 @@
+"""Opening the write path outside the server: stores, embedder and journal together (CLI, tests, bench)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from service.backends.stack import open_stack
+from service.ingest.chunking import Chunker, ChunkingPolicy
+from service.ingest.journal import Journal, journal_path
+from service.ingest.writer import IngestWriter
+from service.settings import Settings
+
+
+@asynccontextmanager
+async def open_writer(
+    settings: Settings, policy: ChunkingPolicy | None = None
+) -> AsyncIterator[IngestWriter]:
+    """An IngestWriter on the configured stores; everything closed on exit.
+
+    Raises StoreLocked when an embedded store is held by another process, such as `fathom serve`.
+    """
+    async with open_stack(settings) as stack:
+        journal = Journal(journal_path(settings.data_path))
+        try:
+            yield IngestWriter(stack, journal, Chunker(stack.embedder.tokenizer, policy or ChunkingPolicy()))
+        finally:
+            journal.close()

@@ -1,0 +1,273 @@
+"""The one write path into a collection, shared by the indexer CLI and the collections API.
+
+Every change follows the journal's protocol: record the intent, write both stores, commit. A change
+whose intent outlives its process (kill -9, a store that went away) is redone by `recover()`, which
+runs before any new work, so the journal and both stores converge and nothing is lost or duplicated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import defaultdict
+from collections.abc import Awaitable, Sequence
+from dataclasses import dataclass, field
+
+from service.backends.stack import SearchStack
+from service.ingest.chunking import Chunker, embedding_text
+from service.ingest.documents import Document
+from service.ingest.journal import Intent, Journal
+from service.search.errors import InvalidRequest, NotFound
+from service.search.models import Chunk
+
+# Document ids per delete request when removing many documents.
+DELETE_BATCH = 500
+
+
+@dataclass(slots=True)
+class IngestReport:
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    deleted: int = 0
+    failed: int = 0
+    recovered: int = 0
+    chunks: int = 0
+    problems: list[str] = field(default_factory=list)
+    # ids of documents a store refused, so they are counted failed rather than added or updated
+    refused: list[str] = field(default_factory=list)
+
+    def add(self, other: IngestReport) -> None:
+        for name in ("added", "updated", "unchanged", "deleted", "failed", "recovered", "chunks"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.problems.extend(other.problems)
+        self.refused.extend(other.refused)
+
+    def summary(self) -> str:
+        recovered = f", recovered {self.recovered}" if self.recovered else ""
+        return (
+            f"added {self.added}, updated {self.updated}, unchanged {self.unchanged}, "
+            f"deleted {self.deleted}, failed {self.failed}{recovered} ({self.chunks} chunks written)"
+        )
+
+
+def document_json(document: Document) -> str:
+    payload = {"id": document.id, "title": document.title, "text": document.text, "meta": document.metadata}
+    return json.dumps(payload, ensure_ascii=False, default=str)
+
+
+def document_from_json(text: str) -> Document:
+    raw = json.loads(text)
+    return Document(raw["id"], raw["title"], raw["text"], raw["meta"])
+
+
+def latest_versions(documents: Sequence[Document]) -> list[Document]:
+    """One version per id, the last given: a batch must not write a document twice."""
+    return list({document.id: document for document in documents}.values())
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """Documents with their chunks and each chunk's vector, embedded once even if written one by one."""
+
+    documents: Sequence[Document]
+    chunks: dict[str, list[Chunk]]
+    vectors: dict[str, list[float]]
+
+    def only(self, document: Document) -> Batch:
+        return Batch([document], self.chunks, self.vectors)
+
+
+class IngestWriter:
+    """Writes through the journal to the stack's two stores; one change at a time per collection."""
+
+    def __init__(self, stack: SearchStack, journal: Journal, chunker: Chunker) -> None:
+        self._stack = stack
+        self._journal = journal
+        self._chunker = chunker
+        self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+
+    @property
+    def journal(self) -> Journal:
+        return self._journal
+
+    @property
+    def stack(self) -> SearchStack:
+        return self._stack
+
+    async def create_collection(self, collection: str) -> bool:
+        """Create the collection in both stores and the journal; False when it existed already."""
+        await asyncio.gather(
+            self._stack.lexical.ensure_collection(collection),
+            self._stack.vectors.ensure_collection(collection),
+        )
+        return self._journal.add_collection(collection)
+
+    async def drop_collection(self, collection: str) -> None:
+        """Marked first, so a drop interrupted half-way is finished by `recover_all()`."""
+        self.require(collection)
+        async with self._locks[collection]:
+            self._journal.mark_dropping(collection)
+            await self._drop_stores(collection)
+            self._journal.forget_collection(collection)
+
+    def require(self, collection: str) -> None:
+        if self._journal.collections().get(collection) != "ready":
+            raise NotFound(f'collection "{collection}" does not exist')
+
+    async def recover_all(self) -> IngestReport:
+        """Finish every interrupted change in every collection (at start-up)."""
+        report = IngestReport()
+        for collection, state in self._journal.collections().items():
+            if state == "dropping":
+                await self._drop_stores(collection)
+                self._journal.forget_collection(collection)
+            else:
+                report.add(await self.recover(collection))
+        return report
+
+    async def recover(self, collection: str) -> IngestReport:
+        """Redo the collection's unfinished intents: delete each document's chunks, then rewrite it."""
+        async with self._locks[collection]:
+            pending = self._journal.pending(collection)
+            if not pending:
+                return IngestReport()
+            deletes = [i.doc_id for i in pending if i.action == "delete"]
+            await self._delete_in_stores(collection, deletes)
+            self._journal.commit_deletes(collection, deletes)
+            writes = [i for i in pending if i.action == "write" and i.document is not None]
+            report = await self._rewrite(collection, writes)
+            report.recovered = len(pending)
+            return report
+
+    async def upsert(self, collection: str, documents: Sequence[Document], run: int = 0) -> IngestReport:
+        """Write new and changed documents; skip those whose content hash the journal already holds."""
+        async with self._locks[collection]:
+            documents = latest_versions(documents)
+            known = self._journal.committed(collection, [d.id for d in documents])
+            hashes = {d.id: d.content_hash() for d in documents}
+            changed = [d for d in documents if d.id not in known or known[d.id].content_hash != hashes[d.id]]
+            changed_ids = {d.id for d in changed}
+            unchanged = [d.id for d in documents if d.id not in changed_ids]
+            self._journal.mark_seen(collection, unchanged, run)
+            chunks = await asyncio.to_thread(self._chunk_all, changed)
+            # Only a document that shrinks keeps chunks its new version does not overwrite by id; one
+            # that repair invalidated (empty hash) may hold anything in a store, so it is cleared too.
+            clear_first = [
+                d.id
+                for d in changed
+                if d.id in known
+                and (len(chunks[d.id]) < known[d.id].chunk_count or not known[d.id].content_hash)
+            ]
+            report = await self._write(collection, changed, chunks, clear_first, run)
+            written = [d.id for d in changed if d.id not in set(report.refused)]
+            report.added = sum(1 for doc_id in written if doc_id not in known)
+            report.updated = len(written) - report.added
+            report.unchanged = len(unchanged)
+            return report
+
+    async def delete(self, collection: str, doc_ids: Sequence[str]) -> int:
+        """Delete documents from both stores and the journal; returns how many the journal held."""
+        async with self._locks[collection]:
+            held = list(self._journal.committed(collection, doc_ids))
+            for start in range(0, len(held), DELETE_BATCH):
+                part = held[start : start + DELETE_BATCH]
+                self._journal.begin(collection, [Intent(doc_id, "delete") for doc_id in part])
+                await self._delete_in_stores(collection, part)
+                self._journal.commit_deletes(collection, part)
+            return len(held)
+
+    async def purge(self, collection: str, doc_ids: Sequence[str]) -> None:
+        """Delete chunks from both stores that no journal entry accounts for (repair only)."""
+        async with self._locks[collection]:
+            for start in range(0, len(doc_ids), DELETE_BATCH):
+                await self._delete_in_stores(collection, doc_ids[start : start + DELETE_BATCH])
+
+    async def _rewrite(self, collection: str, intents: Sequence[Intent]) -> IngestReport:
+        documents = [document_from_json(i.document) for i in intents if i.document is not None]
+        chunks = await asyncio.to_thread(self._chunk_all, documents)
+        # What a store holds of an interrupted write is unknown: clear it all, then write afresh.
+        return await self._write(collection, documents, chunks, [d.id for d in documents], run=0)
+
+    async def _write(
+        self,
+        collection: str,
+        documents: Sequence[Document],
+        chunks: dict[str, list[Chunk]],
+        clear_first: Sequence[str],
+        run: int,
+    ) -> IngestReport:
+        """Embed, then record the intents, write both stores and commit."""
+        if not documents:
+            return IngestReport()
+        flat = [chunk for d in documents for chunk in chunks[d.id]]
+        texts = [embedding_text(chunk) for chunk in flat]
+        vectors = await asyncio.to_thread(self._stack.embedder.embed_passages_sync, texts)
+        batch = Batch(documents, chunks, dict(zip([c.id for c in flat], vectors, strict=True)))
+        try:
+            return await self._store(collection, batch, clear_first, run)
+        except InvalidRequest:
+            if len(documents) == 1:
+                raise
+            # A store refused something in the batch: find which documents, one at a time.
+            return await self._store_one_by_one(collection, batch, clear_first, run)
+
+    async def _store(
+        self, collection: str, batch: Batch, clear_first: Sequence[str], run: int
+    ) -> IngestReport:
+        documents = batch.documents
+        self._journal.begin(
+            collection, [Intent(d.id, "write", d.content_hash(), document_json(d)) for d in documents]
+        )
+        ids = {d.id for d in documents}
+        await self._delete_in_stores(collection, [doc_id for doc_id in clear_first if doc_id in ids])
+        flat = [chunk for d in documents for chunk in batch.chunks[d.id]]
+        await gathered(
+            self._stack.lexical.upsert(collection, flat),
+            self._stack.vectors.upsert(collection, flat, [batch.vectors[c.id] for c in flat]),
+        )
+        written = [(d.id, d.content_hash(), len(batch.chunks[d.id])) for d in documents]
+        self._journal.commit_writes(collection, written, run)
+        return IngestReport(chunks=len(flat))
+
+    async def _store_one_by_one(
+        self, collection: str, batch: Batch, clear_first: Sequence[str], run: int
+    ) -> IngestReport:
+        report = IngestReport()
+        for document in batch.documents:
+            try:
+                report.add(await self._store(collection, batch.only(document), clear_first, run))
+            except InvalidRequest as exc:
+                # Refused for good: take out whatever part of it was written, so no half-document stays.
+                await self._delete_in_stores(collection, [document.id])
+                self._journal.commit_deletes(collection, [document.id])
+                report.failed += 1
+                report.refused.append(document.id)
+                report.problems.append(f"document {document.id!r}: {exc}")
+        return report
+
+    async def _delete_in_stores(self, collection: str, doc_ids: Sequence[str]) -> None:
+        if doc_ids:
+            await gathered(
+                self._stack.lexical.delete_documents(collection, doc_ids),
+                self._stack.vectors.delete_documents(collection, doc_ids),
+            )
+
+    async def _drop_stores(self, collection: str) -> None:
+        await gathered(
+            self._stack.lexical.drop_collection(collection), self._stack.vectors.drop_collection(collection)
+        )
+
+    def _chunk_all(self, documents: Sequence[Document]) -> dict[str, list[Chunk]]:
+        return {document.id: self._chunker.chunks(document) for document in documents}
+
+
+async def gathered(*calls: Awaitable[None]) -> None:
+    """Run store calls together and wait for all of them, then raise the first failure.
+
+    Plain gather would return on the first error while the other store is still writing.
+    """
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result

@@ -1,0 +1,160 @@
+"""A cross-encoder loaded through fastembed, tokenised and run the way the references were computed.
+
+fastembed finds or downloads the model and opens the ONNX Runtime session; Fathom does its own
+tokenisation and batching on top, because the service needs what fastembed's `rerank` does not give:
+`max_tokens_per_doc`, length-sorted batches shared across requests, and token counts for billing.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from fastembed.common.model_description import ModelSource
+from fastembed.rerank.cross_encoder import TextCrossEncoder
+from tokenizers import Encoding, Tokenizer
+
+from service.search.errors import ModelUnavailable
+
+_REGISTER_LOCK = threading.Lock()
+LOCAL_PREFIX = "fathom-local/"
+
+
+@dataclass(frozen=True, slots=True)
+class PairEncoding:
+    """The token ids of one (query, document) pair, truncated and with special tokens."""
+
+    ids: list[int]
+    type_ids: list[int]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+class CrossEncoder:
+    """Scores (query, document) pairs with an ONNX cross-encoder; thread-safe for one caller at a time."""
+
+    def __init__(self, session: Any, tokenizer: Tokenizer, *, max_length: int) -> None:
+        self._session = session
+        self._input_names = {node.name for node in session.get_inputs()}
+        self._output_name = session.get_outputs()[0].name
+        self.max_length = max_length
+        # Two copies of the model's tokenizer: one that only splits text into tokens, and one whose
+        # post-processing truncates a pair `longest_first` at max_length and adds the special tokens.
+        self._splitter = Tokenizer.from_str(tokenizer.to_str())
+        self._splitter.no_truncation()
+        self._splitter.no_padding()
+        self._pairer = Tokenizer.from_str(tokenizer.to_str())
+        self._pairer.no_padding()
+        self._pairer.enable_truncation(max_length=max_length, strategy="longest_first")
+        self._pad_id = _pad_id(tokenizer)
+
+    def encode(
+        self, query: str, documents: Sequence[str], max_tokens_per_doc: int | None = None
+    ) -> list[PairEncoding]:
+        """Tokenise each pair as `tokenizer(query, document, truncation="longest_first")` would.
+
+        `max_tokens_per_doc` cuts the document first; the pair limit applies after it.
+        """
+        query_tokens = self._splitter.encode(query, add_special_tokens=False)
+        doc_tokens = self._splitter.encode_batch(list(documents), add_special_tokens=False)
+        pairs = []
+        for doc in doc_tokens:
+            if max_tokens_per_doc is not None and len(doc.ids) > max_tokens_per_doc:
+                doc.truncate(max_tokens_per_doc)
+            pairs.append(self._pair(query_tokens, doc))
+        return pairs
+
+    def _pair(self, query: Encoding, document: Encoding) -> PairEncoding:
+        # post_process mutates truncation state of its inputs' overflow only, so the shared
+        # query encoding can be reused for every document.
+        merged = self._pairer.post_process(query, document, add_special_tokens=True)
+        return PairEncoding(ids=merged.ids, type_ids=merged.type_ids)
+
+    def logits(self, batch: Sequence[PairEncoding]) -> np.ndarray:
+        """One logit per pair: the batch is padded to its own longest pair, not to max_length."""
+        width = max(len(pair) for pair in batch)
+        input_ids = np.full((len(batch), width), self._pad_id, dtype=np.int64)
+        type_ids = np.zeros((len(batch), width), dtype=np.int64)
+        mask = np.zeros((len(batch), width), dtype=np.int64)
+        for row, pair in enumerate(batch):
+            input_ids[row, : len(pair)] = pair.ids
+            type_ids[row, : len(pair)] = pair.type_ids
+            mask[row, : len(pair)] = 1
+        feeds = {"input_ids": input_ids, "attention_mask": mask, "token_type_ids": type_ids}
+        outputs = self._session.run(
+            [self._output_name], {k: v for k, v in feeds.items() if k in self._input_names}
+        )
+        return _relevance_logit(np.asarray(outputs[0], dtype=np.float64))
+
+
+def _relevance_logit(output: np.ndarray) -> np.ndarray:
+    """The relevance logit per pair: the single output, or the last class of a two-class head."""
+    if output.ndim == 1:
+        return output
+    if output.shape[-1] == 1:
+        return np.asarray(output[:, 0])
+    return np.asarray(output[:, -1] - output[:, 0])
+
+
+def sigmoid(logits: np.ndarray) -> np.ndarray:
+    return np.asarray(1.0 / (1.0 + np.exp(-logits)))
+
+
+def _pad_id(tokenizer: Tokenizer) -> int:
+    padding = tokenizer.padding or {}
+    pad_id = padding.get("pad_id")
+    if isinstance(pad_id, int):
+        return pad_id
+    return 0
+
+
+def _model_file(folder: Path) -> str:
+    for candidate in ("model.onnx", "onnx/model.onnx"):
+        if (folder / candidate).is_file():
+            return candidate
+    raise ModelUnavailable(f"no model.onnx in {folder} (looked for model.onnx and onnx/model.onnx)")
+
+
+def _register_local(model_id: str, folder: Path) -> str:
+    """fastembed loads only models it knows, so a local folder is registered under its own name."""
+    name = f"{LOCAL_PREFIX}{folder.resolve()}"
+    with _REGISTER_LOCK:
+        known = {m["model"].lower() for m in TextCrossEncoder.list_supported_models()}
+        if name.lower() not in known:
+            TextCrossEncoder.add_custom_model(
+                name,
+                sources=ModelSource(hf=model_id),
+                model_file=_model_file(folder),
+                description=f"local folder for {model_id}",
+            )
+    return name
+
+
+def load_cross_encoder(
+    model_id: str, path: str | None, *, cache_dir: Path, max_length: int, threads: int = 0
+) -> CrossEncoder:
+    """Open a model from a local folder, or from fastembed's cache, downloading it when absent."""
+    try:
+        if path:
+            folder = Path(path)
+            if not folder.is_dir():
+                raise ModelUnavailable(f"model folder {folder} does not exist")
+            name = _register_local(model_id, folder)
+            encoder = TextCrossEncoder(
+                name, specific_model_path=str(folder), threads=threads or None, cuda=False
+            )
+        else:
+            encoder = TextCrossEncoder(
+                model_id, cache_dir=str(cache_dir), threads=threads or None, cuda=False
+            )
+    except ModelUnavailable:
+        raise
+    except Exception as exc:  # fastembed raises ValueError, OSError, onnxruntime errors, hub errors
+        raise ModelUnavailable(f"model {model_id!r} could not be loaded: {exc}") from exc
+    inner: Any = encoder.model  # fastembed's ONNX wrapper: the session and tokenizer it opened
+    return CrossEncoder(inner.model, inner.tokenizer, max_length=max_length)

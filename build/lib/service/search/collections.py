@@ -1,0 +1,20 @@
+"""The one rule for collection names, so a name valid anywhere is valid in every store and command."""
+
+from __future__ import annotations
+
+import re
+
+from service.search.errors import InvalidRequest
+
+# Elasticsearch index names must be lowercase; the rule also keeps Tantivy's folder inside its base path.
+COLLECTION_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+
+
+def checked_collection_name(name: str) -> str:
+    """The name itself, or InvalidRequest saying what a name may hold."""
+    if not COLLECTION_NAME.fullmatch(name):
+        raise InvalidRequest(
+            f"collection name {name!r} is not valid: use 1 to 64 lowercase letters, digits, '_' and '-',"
+            " starting with a letter or digit"
+        )
+    return name

@@ -1,0 +1,75 @@
+"""The smallest interface each search role needs; adapters in service/backends implement them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from service.search.models import Chunk, Filter, Hit
+
+
+class LexicalIndex(Protocol):
+    async def search(
+        self, collection: str, text: str, *, limit: int, filter: Filter | None = None
+    ) -> list[Hit]:
+        """Best `limit` passages for `text` by BM25, best first."""
+        ...
+
+
+class VectorIndex(Protocol):
+    async def search(
+        self, collection: str, vector: Sequence[float], *, limit: int, filter: Filter | None = None
+    ) -> list[Hit]:
+        """Nearest `limit` passages by cosine similarity, best first."""
+        ...
+
+
+class Embedder(Protocol):
+    @property
+    def dimensions(self) -> int: ...
+
+    async def embed_query(self, text: str) -> list[float]:
+        """One normalised vector for a query."""
+        ...
+
+    async def embed_passages(self, texts: Sequence[str]) -> list[list[float]]:
+        """One normalised vector per passage, in the order given."""
+        ...
+
+
+class Reranker(Protocol):
+    async def score(self, query: str, passages: Sequence[str]) -> list[float]:
+        """One relevance score in [0, 1] per passage, in the order given."""
+        ...
+
+
+class PassageStore(Protocol):
+    """The write side both stores share, so the indexer treats them alike."""
+
+    async def ensure_collection(self, collection: str) -> None: ...
+
+    async def drop_collection(self, collection: str) -> None: ...
+
+    async def collection_exists(self, collection: str) -> bool: ...
+
+    async def delete_documents(self, collection: str, doc_ids: Sequence[str]) -> None: ...
+
+    async def count_chunks(self, collection: str) -> int: ...
+
+    async def chunk_counts(self, collection: str) -> dict[str, int]:
+        """Chunks held per document id, read in bulk, to check the store against the ingest journal."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections, files and locks."""
+        ...
+
+
+class LexicalStore(LexicalIndex, PassageStore, Protocol):
+    async def upsert(self, collection: str, chunks: Sequence[Chunk]) -> None: ...
+
+
+class VectorStore(VectorIndex, PassageStore, Protocol):
+    async def upsert(
+        self, collection: str, chunks: Sequence[Chunk], vectors: Sequence[Sequence[float]]
+    ) -> None: ...

@@ -1,0 +1,188 @@
+"""Settings: the packaged default.toml, then the FATHOM_CONFIG file, then FATHOM_* environment variables."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from importlib.resources.abc import Traversable
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+
+from service.packaged import packaged
+
+# Shipped in the package: `pip install .` serves without a checkout beside it.
+DEFAULT_CONFIG = packaged("default.toml")
+ENV_PREFIX = "FATHOM_"
+
+
+class ConfigError(Exception):
+    """The configuration cannot be read or does not validate; the message says which key."""
+
+
+class ServerSettings(msgspec.Struct, forbid_unknown_fields=True):
+    host: str = "127.0.0.1"
+    port: int = 8000
+    max_body_bytes: int = 10_485_760
+
+
+class AuthSettings(msgspec.Struct, forbid_unknown_fields=True):
+    enabled: bool = True
+
+
+class ModelSettings(msgspec.Struct, forbid_unknown_fields=True):
+    """One reranker model: a local folder, or nothing for a hub id fastembed can download."""
+
+    path: str | None = None
+    enabled: bool = True
+
+
+class RerankSettings(msgspec.Struct, forbid_unknown_fields=True):
+    default_model: str = "BAAI/bge-reranker-v2-m3"
+    max_documents: int = 1000
+    max_length: int = 512
+    max_query_chars: int = 10_000
+    batch_size: int = 16
+    max_wait_ms: float = 2.0
+    max_queue_pairs: int = 20_000
+    threads: int = 0
+    models: dict[str, ModelSettings] = msgspec.field(default_factory=dict)
+
+    def enabled_models(self) -> dict[str, ModelSettings]:
+        return {name: model for name, model in self.models.items() if model.enabled}
+
+
+class EmbeddingSettings(msgspec.Struct, forbid_unknown_fields=True):
+    model: str = "sentence-transformers/all-MiniLM-L6-v2"
+    path: str | None = None
+    max_length: int = 256
+    batch_size: int = 32
+    query_cache_size: int = 1024
+    threads: int = 0
+
+
+class ElasticsearchSettings(msgspec.Struct, forbid_unknown_fields=True):
+    url: str = "http://127.0.0.1:9200"
+    index_prefix: str = "fathom-"
+    request_timeout: float = 10.0
+
+
+class QdrantSettings(msgspec.Struct, forbid_unknown_fields=True):
+    """A server (`url`) or, when `url` is empty, local mode in `path` (default <data_dir>/qdrant)."""
+
+    url: str = ""
+    api_key: str = ""
+    path: str = ""
+    collection_prefix: str = "fathom-"
+
+
+class SearchRerankSettings(msgspec.Struct, forbid_unknown_fields=True):
+    """In-process model (`model`, empty: the rerank default), or a remote /v1/rerank at `url`."""
+
+    enabled: bool = True
+    depth: int = 50
+    model: str = ""
+    url: str = ""
+    api_key: str = ""
+    timeout: float = 10.0
+
+
+class SearchSettings(msgspec.Struct, forbid_unknown_fields=True):
+    # Off for a rerank-only replica: no stores or embedder are opened, /v1/search answers 503.
+    enabled: bool = True
+    lexical: Literal["tantivy", "elasticsearch"] = "tantivy"
+    default_top_k: int = 10
+    max_top_k: int = 100
+    candidates: int = 100
+    max_candidates: int = 1000
+    rrf_k: int = 60
+    lexical_timeout: float = 5.0
+    vector_timeout: float = 5.0
+    rerank: SearchRerankSettings = msgspec.field(default_factory=SearchRerankSettings)
+
+
+class Settings(msgspec.Struct, forbid_unknown_fields=True):
+    data_dir: str = "data"
+    server: ServerSettings = msgspec.field(default_factory=ServerSettings)
+    auth: AuthSettings = msgspec.field(default_factory=AuthSettings)
+    rerank: RerankSettings = msgspec.field(default_factory=RerankSettings)
+    embedding: EmbeddingSettings = msgspec.field(default_factory=EmbeddingSettings)
+    elasticsearch: ElasticsearchSettings = msgspec.field(default_factory=ElasticsearchSettings)
+    qdrant: QdrantSettings = msgspec.field(default_factory=QdrantSettings)
+    search: SearchSettings = msgspec.field(default_factory=SearchSettings)
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir)
+
+
+def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of `base` with `override` laid over it, tables merged key by key."""
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def parse_env_value(raw: str) -> Any:
+    """An environment value as TOML would read it (`8080`, `true`, `["a"]`), else as a plain string."""
+    try:
+        return tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        return raw
+
+
+def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    """FATHOM_SECTION__KEY=value as nested tables.
+
+    Only variables whose first part names a setting count (FATHOM_DATA_DIR, FATHOM_SERVER__...):
+    other FATHOM_* variables (FATHOM_CONFIG itself, test and tool variables) are not settings. A
+    misspelt key inside a known section is still an error.
+    """
+    tree: dict[str, Any] = {}
+    for name, raw in environ.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        path = [part.lower() for part in name[len(ENV_PREFIX) :].split("__")]
+        if path[0] not in Settings.__struct_fields__:
+            continue
+        node = tree
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = parse_env_value(raw)
+    return tree
+
+
+def read_toml(path: Path | Traversable) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError as exc:
+        raise ConfigError(f"config file {path} does not exist") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+
+
+def load_settings(
+    config_file: str | Path | None = None, environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Read the three layers once, at start-up; `config_file` wins over FATHOM_CONFIG."""
+    environ = os.environ if environ is None else environ
+    layers = read_toml(DEFAULT_CONFIG)
+    named = config_file or environ.get("FATHOM_CONFIG")
+    if named:
+        layers = deep_merge(layers, read_toml(Path(named)))
+    layers = deep_merge(layers, env_overrides(environ))
+    return settings_from_dict(layers)
+
+
+def settings_from_dict(raw: Mapping[str, Any]) -> Settings:
+    try:
+        return msgspec.convert(raw, type=Settings, strict=False)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"invalid configuration: {exc}") from exc
