@@ -13,7 +13,7 @@ from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 
-from service.api import collections, health, models, rerank, search
+from service.api import collections, embeddings, health, models, rerank, search
 from service.api.errors import EXCEPTION_HANDLERS
 from service.api.metrics import Metrics, metrics_middleware
 from service.api.services import Services
@@ -129,6 +129,7 @@ def create_app(settings: Settings) -> Litestar:
         route_handlers=[
             rerank.rerank,
             search.search,
+            embeddings.embeddings,
             collections.list_collections,
             collections.get_collection,
             collections.put_collection,

@@ -16,6 +16,11 @@ def rerank_search_units(documents: int) -> int:
     return max(1, math.ceil(documents / DOCUMENTS_PER_SEARCH_UNIT))
 
 
+def embedding_search_units(inputs: int) -> int:
+    """Embedding is billed as reranking is: one unit per 100 texts, rounded up."""
+    return rerank_search_units(inputs)
+
+
 @contextmanager
 def billed(keys: KeyStore, key: ApiKey | None, units: int) -> Iterator[None]:
     """Charge before the work (402 when short), so concurrent requests cannot overdraw the quota."""
