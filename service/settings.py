@@ -97,6 +97,8 @@ class SearchSettings(msgspec.Struct, forbid_unknown_fields=True):
     max_top_k: int = 100
     candidates: int = 100
     max_candidates: int = 1000
+    # How deep pages of results (cursor) may go: past it a search gives no next cursor.
+    max_depth: int = 200
     rrf_k: int = 60
     lexical_timeout: float = 5.0
     vector_timeout: float = 5.0

@@ -1,0 +1,122 @@
+"""Facets and pages of results through POST /v1/search, on both lexical backends and real models."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+
+from service.backends.stack import open_lexical
+from tests.integration.rerank_app import new_key, running
+from tests.integration.search_app import LEXICAL_BACKENDS, cranfield, index_documents, search_settings
+
+pytestmark = pytest.mark.anyio
+DOCS = cranfield(limit=60)
+QUERY = "boundary layer flow over a flat plate"
+
+
+@pytest.fixture(params=LEXICAL_BACKENDS, scope="module")
+def lexical(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture(scope="module")
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(scope="module")
+async def client(lexical: str, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[httpx.AsyncClient]:
+    settings = search_settings(tmp_path_factory.mktemp(f"facets-{lexical}"), lexical)
+    report = await index_documents(settings, "cranfacets", DOCS)
+    assert report.added == len(DOCS) and report.failed == 0
+    key = new_key(settings, "pager")
+    async with running(settings) as http:
+        http.headers["Authorization"] = f"Bearer {key}"
+        yield http
+    store = open_lexical(settings)
+    await store.drop_collection("cranfacets")
+    await store.close()
+
+
+async def search(http: httpx.AsyncClient, **body: Any) -> dict[str, Any]:
+    response = await http.post("/v1/search", json={"query": QUERY, "collection": "cranfacets", **body})
+    assert response.status_code == 200, response.text
+    result: dict[str, Any] = response.json()
+    assert result["degraded"] == []
+    return result
+
+
+async def test_facet_counts_are_the_totals_of_filtered_searches(client: httpx.AsyncClient) -> None:
+    body = await search(client, facets=["year", "kind"], top_k=5)
+
+    years, kinds = body["facets"]["year"], body["facets"]["kind"]
+    assert 0 < body["total"] <= len(DOCS)
+    assert {bucket["value"] for bucket in kinds} == {"even", "odd"}
+    assert sum(bucket["count"] for bucket in kinds) == body["total"]  # each document has one kind
+    assert all(isinstance(bucket["value"], int) for bucket in years)
+    for bucket in [*years[:3], *kinds]:
+        field = "year" if bucket in years else "kind"
+        filtered = await search(client, facets=[], filter={field: bucket["value"]}, top_k=50)
+        assert filtered["total"] == bucket["count"], (field, bucket)
+        assert {hit["metadata"][field] for hit in filtered["hits"]} == {bucket["value"]}
+
+
+async def test_counts_narrow_with_the_filter(client: httpx.AsyncClient) -> None:
+    everything = await search(client, facets=["kind"])
+    even = await search(client, facets=["kind"], filter={"kind": "even"})
+
+    assert [bucket["value"] for bucket in even["facets"]["kind"]] == ["even"]
+    assert even["total"] < everything["total"]
+
+
+async def test_without_facets_there_are_no_counts(client: httpx.AsyncClient) -> None:
+    body = await search(client)
+
+    assert body["facets"] is None and body["total"] is None and "facets" not in body["timings"]
+
+
+async def test_two_pages_of_ten_are_one_page_of_twenty(client: httpx.AsyncClient) -> None:
+    # Reranked: the depth-15 head is in rerank order, so the page boundary falls inside it.
+    options = {"rerank": {"depth": 15}}
+    first = await search(client, top_k=10, **options)
+    second = await search(client, top_k=10, cursor=first["cursor"], **options)
+    twenty = await search(client, top_k=20, **options)
+
+    paged = [hit["id"] for hit in first["hits"] + second["hits"]]
+    assert paged == [hit["id"] for hit in twenty["hits"]]
+    assert len(set(paged)) == 20
+    assert [hit["score"] for hit in first["hits"] + second["hits"]] == [
+        hit["score"] for hit in twenty["hits"]
+    ]
+
+
+async def test_pages_end_at_the_documented_depth(client: httpx.AsyncClient) -> None:
+    cursor, seen = None, []
+    while True:
+        page = await search(client, top_k=100, cursor=cursor, candidates=1000, rerank={"enabled": False})
+        seen += [hit["id"] for hit in page["hits"]]
+        cursor = page["cursor"]
+        if cursor is None:
+            break
+    assert len(seen) == len(set(seen)) == len(DOCS)  # 60 documents < max_depth 200: all, once each
+
+
+async def test_bad_cursors_and_facets_are_400s_that_say_why(client: httpx.AsyncClient) -> None:
+    first = await search(client, top_k=5)
+    other = await client.post(
+        "/v1/search", json={"query": "shock waves", "collection": "cranfacets", "cursor": first["cursor"]}
+    )
+    broken = await client.post(
+        "/v1/search", json={"query": QUERY, "collection": "cranfacets", "cursor": "%%"}
+    )
+    bad_facet = await client.post(
+        "/v1/search", json={"query": QUERY, "collection": "cranfacets", "facets": ["no spaces"]}
+    )
+
+    assert other.status_code == broken.status_code == bad_facet.status_code == 400
+    assert "another search" in other.json()["error"]["message"]
+    assert "cursor is not valid" in broken.json()["error"]["message"]
+    assert "facets: field 'no spaces'" in bad_facet.json()["error"]["message"]
