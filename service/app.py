@@ -13,7 +13,7 @@ from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 
-from service.api import collections, embeddings, health, models, rerank, search
+from service.api import collections, embeddings, health, models, rerank, search, web
 from service.api.errors import EXCEPTION_HANDLERS
 from service.api.metrics import Metrics, metrics_middleware
 from service.api.services import Services
@@ -140,6 +140,9 @@ def create_app(settings: Settings) -> Litestar:
             health.healthz,
             health.readyz,
             health.metrics,
+            web.search_page,
+            web.widget_js,
+            web.widget_css,
         ],
         lifespan=[lifespan],
         state=State({"services": services}),

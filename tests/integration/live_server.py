@@ -1,0 +1,91 @@
+"""Real processes for browser tests: `fathom serve` on a free port, and a static site on another origin."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import httpx
+
+READY_SECONDS = 180
+
+
+def free_port() -> int:
+    """A free port on 127.0.0.1: within FATHOM_TEST_PORTS ("18600-18699") when set, else any."""
+    low, _, high = os.environ.get("FATHOM_TEST_PORTS", "0-0").partition("-")
+    for port in range(int(low), int(high) + 1):
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return int(probe.getsockname()[1])
+    raise RuntimeError(f"no free port in FATHOM_TEST_PORTS={os.environ['FATHOM_TEST_PORTS']}")
+
+
+@contextmanager
+def fathom_serve(config: Path, port: int, log: Path) -> Iterator[str]:
+    """`fathom serve --config CONFIG` in its own process until /readyz answers 200; its base URL."""
+    command = [sys.executable, "-m", "service.cli", "--config", str(config), "serve", "--port", str(port)]
+    with log.open("wb") as output:
+        server = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(url, server, log)
+        yield url
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+
+
+def wait_ready(url: str, server: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + READY_SECONDS
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"fathom serve exited with {server.returncode}:\n{log.read_text()}")
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.5)
+    raise RuntimeError(f"fathom serve was not ready within {READY_SECONDS} s:\n{log.read_text()}")
+
+
+@contextmanager
+def static_site(port: int, page: Callable[[str], str]) -> Iterator[str]:
+    """An HTTP server on 127.0.0.1:port answering every GET with the HTML `page(path)`; its origin."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = page(self.path).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:  # quiet test output
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
