@@ -64,9 +64,23 @@ class EmbeddingSettings(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class ElasticsearchSettings(msgspec.Struct, forbid_unknown_fields=True):
+    """`shards` and `replicas` apply when Fathom creates a collection's index, not to existing ones.
+
+    `replicas` is a number of replica copies, or a range like "0-1" that Elasticsearch expands with
+    the number of nodes (the default: no replica on one node, one as soon as a second node joins).
+    """
+
     url: str = "http://127.0.0.1:9200"
     index_prefix: str = "fathom-"
     request_timeout: float = 10.0
+    shards: int = 1
+    replicas: int | str = "0-1"
+
+    def __post_init__(self) -> None:
+        if self.shards < 1:
+            raise ValueError("elasticsearch.shards must be at least 1")
+        if isinstance(self.replicas, int) and self.replicas < 0:
+            raise ValueError('elasticsearch.replicas must be 0 or more, or a range like "0-1"')
 
 
 class QdrantSettings(msgspec.Struct, forbid_unknown_fields=True):
@@ -76,6 +90,17 @@ class QdrantSettings(msgspec.Struct, forbid_unknown_fields=True):
     api_key: str = ""
     path: str = ""
     collection_prefix: str = "fathom-"
+    # gRPC on `grpc_port` for points (search, upsert, scroll): less encoding work per call than JSON.
+    prefer_grpc: bool = False
+    grpc_port: int = 6334
+    # Applied when Fathom creates a collection; a single server takes the defaults. On a cluster,
+    # replication_factor 2 keeps every shard answering when one peer is lost.
+    shards: int = 1
+    replication_factor: int = 1
+
+    def __post_init__(self) -> None:
+        if self.shards < 1 or self.replication_factor < 1:
+            raise ValueError("qdrant.shards and qdrant.replication_factor must be at least 1")
 
 
 class SearchRerankSettings(msgspec.Struct, forbid_unknown_fields=True):

@@ -49,6 +49,19 @@ def load_index_body(analyzer: str | None = None) -> dict[str, Any]:
     return body
 
 
+def with_layout(body: dict[str, Any], settings: ElasticsearchSettings) -> dict[str, Any]:
+    """The index body with the configured shard and replica counts (a number, or an auto-expand range)."""
+    index_settings = body["settings"]
+    index_settings["number_of_shards"] = settings.shards
+    index_settings.pop("auto_expand_replicas", None)
+    index_settings.pop("number_of_replicas", None)
+    if isinstance(settings.replicas, int):
+        index_settings["number_of_replicas"] = settings.replicas
+    else:
+        index_settings["auto_expand_replicas"] = settings.replicas
+    return body
+
+
 class ElasticsearchIndex:
     """LexicalStore on an Elasticsearch 9 cluster; `close()` releases the HTTP connections."""
 
@@ -56,8 +69,8 @@ class ElasticsearchIndex:
         self._prefix = settings.index_prefix
         self._timeout = settings.request_timeout
         self._client = client or AsyncElasticsearch(settings.url, request_timeout=settings.request_timeout)
-        self._body = load_index_body()
-        self._fallback_body = load_index_body(analyzer=FALLBACK_ANALYZER)
+        self._body = with_layout(load_index_body(), settings)
+        self._fallback_body = with_layout(load_index_body(analyzer=FALLBACK_ANALYZER), settings)
 
     async def close(self) -> None:
         await self._client.close()

@@ -10,6 +10,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
+import grpc
 import httpx
 from qdrant_client import AsyncQdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
@@ -54,6 +55,8 @@ class QdrantIndex:
         self._prefix = settings.collection_prefix
         self._dimensions = dimensions
         self._server = bool(settings.url)
+        self._shards = settings.shards
+        self._replication_factor = settings.replication_factor
         self._client = open_client(settings, local_path)
 
     async def close(self) -> None:
@@ -66,13 +69,23 @@ class QdrantIndex:
             if await self._client.collection_exists(name):
                 await self._check_dimensions(collection)
                 return
-            await self._client.create_collection(
-                name,
-                vectors_config=models.VectorParams(size=self._dimensions, distance=models.Distance.COSINE),
-            )
-            if self._server:
-                # Deletion filters on doc_id; local mode scans anyway and warns that indexes do nothing.
-                await self._client.create_payload_index(name, "doc_id", models.PayloadSchemaType.KEYWORD)
+            if not self._server:
+                await self._client.create_collection(name, vectors_config=self._vector_params())
+                return
+            try:
+                await self._client.create_collection(
+                    name,
+                    vectors_config=self._vector_params(),
+                    shard_number=self._shards,
+                    replication_factor=self._replication_factor,
+                )
+            except (UnexpectedResponse, grpc.RpcError) as exc:
+                # Another process created it between our existence check and this call: fine.
+                if not already_exists(exc):
+                    raise
+            # Deletion filters on doc_id; local mode scans anyway and warns that indexes do nothing.
+            # Creating an index that exists is a no-op, so the losing side of a race may repeat it.
+            await self._client.create_payload_index(name, "doc_id", models.PayloadSchemaType.KEYWORD)
 
     async def drop_collection(self, collection: str) -> None:
         """Idempotent: dropping a collection that does not exist is no error."""
@@ -168,6 +181,9 @@ class QdrantIndex:
     def _name(self, collection: str) -> str:
         return self._prefix + collection
 
+    def _vector_params(self) -> models.VectorParams:
+        return models.VectorParams(size=self._dimensions, distance=models.Distance.COSINE)
+
     async def _check_dimensions(self, collection: str) -> None:
         """An existing collection built with another model would answer every query with noise."""
         info = await self._client.get_collection(self._name(collection))
@@ -191,6 +207,8 @@ class QdrantIndex:
             raise missing(collection) from None
         except (UnexpectedResponse, ResponseHandlingException, httpx.HTTPError, OSError) as exc:
             raise translate(exc, collection) from exc
+        except grpc.RpcError as exc:
+            raise translate_grpc(exc, collection) from exc
 
 
 def open_client(settings: QdrantSettings, local_path: Path | None) -> AsyncQdrantClient | ThreadedLocalClient:
@@ -198,7 +216,11 @@ def open_client(settings: QdrantSettings, local_path: Path | None) -> AsyncQdran
         # The version check runs in a background thread whose only outcome is a warning; /readyz is
         # where an unreachable or mismatched server shows.
         return AsyncQdrantClient(
-            url=settings.url, api_key=settings.api_key or None, check_compatibility=False
+            url=settings.url,
+            api_key=settings.api_key or None,
+            prefer_grpc=settings.prefer_grpc,
+            grpc_port=settings.grpc_port,
+            check_compatibility=False,
         )
     if local_path is None:
         raise BackendUnavailable("qdrant has neither a url nor a local path")
@@ -227,6 +249,31 @@ def translate(
     if isinstance(cause, httpx.TimeoutException):
         return BackendTimeout(f"qdrant timed out: {cause!r}")
     return BackendUnavailable(f"qdrant is unreachable: {cause!r}")
+
+
+def translate_grpc(exc: grpc.RpcError, collection: str | None) -> SearchError:
+    """The gRPC transport's failures, as translate() does for HTTP."""
+    code = grpc_code(exc)
+    detail = exc.details() if code is not None else str(exc)
+    if code == grpc.StatusCode.NOT_FOUND and collection is not None:
+        return missing(collection)
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return BackendTimeout(f"qdrant timed out: {detail}")
+    if code == grpc.StatusCode.UNAVAILABLE:
+        return BackendUnavailable(f"qdrant is unreachable: {detail}")
+    return BackendUnavailable(f"qdrant answered {code}: {(detail or '')[:200]}")
+
+
+def already_exists(exc: UnexpectedResponse | grpc.RpcError) -> bool:
+    if isinstance(exc, UnexpectedResponse):
+        return exc.status_code == 409
+    return bool(grpc_code(exc) == grpc.StatusCode.ALREADY_EXISTS)
+
+
+def grpc_code(exc: grpc.RpcError) -> Any:
+    """The status of a failed call (the asyncio client's errors are not grpc.Call, but have its methods)."""
+    code = getattr(exc, "code", None)
+    return code() if callable(code) else None
 
 
 def to_point(chunk: Chunk, vector: Sequence[float]) -> models.PointStruct:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 from pathlib import Path
@@ -19,23 +20,48 @@ from tests.conftest import DATA, MODELS
 from tests.integration.rerank_app import TINY
 
 ELASTICSEARCH_URL = os.environ.get("FATHOM_TEST_ELASTICSEARCH_URL", "")
-# Parametrise over these to run a test on both lexical backends; Elasticsearch only where a server is.
-LEXICAL_BACKENDS = [
-    "tantivy",
-    pytest.param(
-        "elasticsearch",
-        marks=[
-            pytest.mark.elasticsearch,
-            pytest.mark.skipif(not ELASTICSEARCH_URL, reason="FATHOM_TEST_ELASTICSEARCH_URL is not set"),
-        ],
-    ),
+QDRANT_URL = os.environ.get("FATHOM_TEST_QDRANT_URL", "")
+needs_qdrant_server = [
+    pytest.mark.qdrant_server,
+    pytest.mark.skipif(not QDRANT_URL, reason="FATHOM_TEST_QDRANT_URL is not set"),
 ]
+# Parametrise over these to run a test on both lexical backends; Elasticsearch only where a server is.
+needs_elasticsearch = [
+    pytest.mark.elasticsearch,
+    pytest.mark.skipif(not ELASTICSEARCH_URL, reason="FATHOM_TEST_ELASTICSEARCH_URL is not set"),
+]
+LEXICAL_BACKENDS = ["tantivy", pytest.param("elasticsearch", marks=needs_elasticsearch)]
+
+
+def qdrant_server(url: str = "", *, grpc: bool = True, **cluster: int) -> dict[str, Any]:
+    """[qdrant] settings for a server (default: the test server), its gRPC port next to the HTTP one.
+
+    The collection prefix is unique to the process and call, so tests sharing one server never meet.
+    """
+    url = url or QDRANT_URL
+    return {
+        "url": url,
+        "prefer_grpc": grpc,
+        "grpc_port": int(url.rsplit(":", 1)[1]) + 1,
+        "collection_prefix": f"t{os.getpid()}-{next(_prefixes)}-",
+        **cluster,
+    }
+
+
+_prefixes = itertools.count()
 
 
 def search_settings(
-    data_dir: Path, lexical: str = "tantivy", elasticsearch_url: str = "", **search: Any
+    data_dir: Path,
+    lexical: str = "tantivy",
+    elasticsearch_url: str = "",
+    qdrant: dict[str, Any] | None = None,
+    **search: Any,
 ) -> Settings:
-    """The embedded default (or Elasticsearch) on the offline models, reranking with the tiny model."""
+    """The embedded default (or Elasticsearch, or a Qdrant server) on the offline models.
+
+    Reranks with the tiny model.
+    """
     return settings_from_dict(
         {
             "data_dir": str(data_dir),
@@ -45,6 +71,7 @@ def search_settings(
                 "url": elasticsearch_url or ELASTICSEARCH_URL or "http://127.0.0.1:9200",
                 "index_prefix": f"t{os.getpid()}-",
             },
+            "qdrant": qdrant or {},
             "search": {"lexical": lexical, **search},
         }
     )

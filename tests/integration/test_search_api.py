@@ -1,4 +1,4 @@
-"""POST /v1/search through HTTP on real stores: embedded Tantivy and Elasticsearch, Qdrant local mode."""
+"""POST /v1/search through HTTP on real stores: Tantivy or Elasticsearch, Qdrant local mode or a server."""
 
 from __future__ import annotations
 
@@ -9,11 +9,14 @@ from typing import Any
 import httpx
 import pytest
 
+from service.backends.qdrant import QdrantIndex
 from tests.integration.rerank_app import new_key, running
 from tests.integration.search_app import (
-    LEXICAL_BACKENDS,
     cranfield,
     index_documents,
+    needs_elasticsearch,
+    needs_qdrant_server,
+    qdrant_server,
     search_settings,
 )
 
@@ -21,9 +24,19 @@ pytestmark = pytest.mark.anyio
 DOCS = cranfield(limit=80)
 
 
-@pytest.fixture(params=LEXICAL_BACKENDS, scope="module")
-def lexical(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
+# (lexical store, vector store): each lexical store on local Qdrant, and the embedded pair's Tantivy on
+# a Qdrant server over gRPC.
+STACKS = [
+    pytest.param(("tantivy", "local"), id="tantivy"),
+    pytest.param(("elasticsearch", "local"), marks=needs_elasticsearch, id="elasticsearch"),
+    pytest.param(("tantivy", "server"), marks=needs_qdrant_server, id="tantivy-qdrant-server"),
+]
+
+
+@pytest.fixture(params=STACKS, scope="module")
+def stack(request: pytest.FixtureRequest) -> tuple[str, str]:
+    lexical, vectors = request.param
+    return str(lexical), str(vectors)
 
 
 @pytest.fixture(scope="module")
@@ -33,9 +46,11 @@ def anyio_backend() -> str:
 
 @pytest.fixture(scope="module")
 async def client(
-    lexical: str, tmp_path_factory: pytest.TempPathFactory
+    stack: tuple[str, str], tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[tuple[httpx.AsyncClient, str]]:
-    settings = search_settings(tmp_path_factory.mktemp(f"search-{lexical}"), lexical)
+    lexical, vectors = stack
+    qdrant = qdrant_server() if vectors == "server" else None
+    settings = search_settings(tmp_path_factory.mktemp(f"search-{lexical}"), lexical, qdrant=qdrant)
     report = await index_documents(settings, "cran", DOCS)
     assert report.added == len(DOCS) and report.failed == 0
     key = new_key(settings, "searcher")
@@ -47,6 +62,10 @@ async def client(
     store = open_lexical(settings)
     await store.drop_collection("cran")
     await store.close()
+    if qdrant:
+        vector_store = QdrantIndex(settings.qdrant, dimensions=384)
+        await vector_store.drop_collection("cran")
+        await vector_store.close()
 
 
 async def search(client: tuple[httpx.AsyncClient, str], **body: Any) -> httpx.Response:

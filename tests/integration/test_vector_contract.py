@@ -1,11 +1,16 @@
-"""The VectorStore contract: QdrantIndex in local mode, real embeddings of Cranfield abstracts."""
+"""The VectorStore contract: QdrantIndex in local mode and on a Qdrant server (HTTP and gRPC).
+
+Real embeddings of Cranfield abstracts; the congruence test holds the server's ranking to local mode's.
+"""
 
 from __future__ import annotations
 
 import gc
+import json
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +24,7 @@ from service.search.models import AnyOf, Chunk, Equals, Filter, Range
 from service.settings import EmbeddingSettings, QdrantSettings
 from tests.conftest import MODELS
 from tests.integration.contract_data import CORPUS, cranfield_chunks
+from tests.integration.search_app import needs_qdrant_server, qdrant_server
 
 DOCS = 40
 COLLECTION = "cranfield"
@@ -68,14 +74,30 @@ def corpus(embedder: FastembedEmbedder) -> Corpus:
     return Corpus(chunks, np.array(embedder.embed_passages_sync([chunk.text for chunk in chunks])))
 
 
-@pytest.fixture
-async def index(tmp_path: Path, corpus: Corpus) -> AsyncIterator[QdrantIndex]:
-    store = QdrantIndex(QdrantSettings(), dimensions=corpus.vectors.shape[1], local_path=tmp_path / "qdrant")
+MODES = [
+    "local",
+    pytest.param("server-http", marks=needs_qdrant_server),
+    pytest.param("server-grpc", marks=needs_qdrant_server),
+]
+
+
+def open_store(mode: str, folder: Path, dimensions: int) -> QdrantIndex:
+    """Local mode in `folder`, or the test server over HTTP or gRPC under a collection prefix of its own."""
+    if mode == "local":
+        return QdrantIndex(QdrantSettings(), dimensions=dimensions, local_path=folder)
+    settings = QdrantSettings(**qdrant_server(grpc=mode == "server-grpc"))
+    return QdrantIndex(settings, dimensions=dimensions)
+
+
+@pytest.fixture(params=MODES)
+async def index(request: pytest.FixtureRequest, tmp_path: Path, corpus: Corpus) -> AsyncIterator[QdrantIndex]:
+    store = open_store(request.param, tmp_path / "qdrant", corpus.vectors.shape[1])
     try:
         await store.ensure_collection(COLLECTION)
         await store.upsert(COLLECTION, corpus.chunks, corpus.vectors.tolist())
         yield store
     finally:
+        await store.drop_collection(COLLECTION)
         await store.close()
 
 
@@ -175,6 +197,12 @@ async def test_mismatched_vector_count_is_refused(index: QdrantIndex, corpus: Co
         await index.upsert(COLLECTION, corpus.chunks[:2], corpus.vectors[:1].tolist())
 
 
+async def test_ensure_collection_twice_is_idempotent(index: QdrantIndex, corpus: Corpus) -> None:
+    # Two replicas may create one collection at once; the second call must neither fail nor empty it.
+    await index.ensure_collection(COLLECTION)
+    assert await index.count_chunks(COLLECTION) == len(corpus.chunks)
+
+
 async def test_reopened_folder_keeps_points_and_checks_width(tmp_path: Path, corpus: Corpus) -> None:
     path = tmp_path / "qdrant"
     first = QdrantIndex(QdrantSettings(), dimensions=corpus.vectors.shape[1], local_path=path)
@@ -194,6 +222,7 @@ async def test_reopened_folder_keeps_points_and_checks_width(tmp_path: Path, cor
 
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+@pytest.mark.parametrize("index", ["local"], indirect=True)
 async def test_locked_folder_is_unavailable(index: QdrantIndex, tmp_path: Path) -> None:
     with pytest.raises(BackendUnavailable, match="already accessed"):
         QdrantIndex(QdrantSettings(), dimensions=384, local_path=tmp_path / "qdrant")
@@ -202,11 +231,51 @@ async def test_locked_folder_is_unavailable(index: QdrantIndex, tmp_path: Path) 
     gc.collect()
 
 
-async def test_unreachable_server_is_unavailable(corpus: Corpus) -> None:
+@pytest.mark.parametrize("grpc", [False, True], ids=["http", "grpc"])
+async def test_unreachable_server_is_unavailable(corpus: Corpus, grpc: bool) -> None:
     # Port 9 (discard) on loopback: nothing listens, so the connection is refused at once.
-    store = QdrantIndex(QdrantSettings(url="http://127.0.0.1:9"), dimensions=corpus.vectors.shape[1])
+    settings = QdrantSettings(url="http://127.0.0.1:9", prefer_grpc=grpc, grpc_port=9)
+    store = QdrantIndex(settings, dimensions=corpus.vectors.shape[1])
     try:
         with pytest.raises(BackendUnavailable, match="unreachable"):
             await store.search(COLLECTION, corpus.vector(corpus.chunks[0].doc_id), limit=3)
     finally:
         await store.close()
+
+
+CONGRUENCE_DOCS = 200
+CONGRUENCE_QUERIES = 50
+
+
+@pytest.fixture(scope="module")
+def congruence_data(embedder: FastembedEmbedder) -> tuple[list[Chunk], list[list[float]], list[list[float]]]:
+    """More documents than the contract's, and Cranfield's own queries, embedded once for both transports."""
+    chunks = cranfield_chunks(CONGRUENCE_DOCS, skip_empty=True)
+    with (CORPUS.parent / "queries.jsonl").open(encoding="utf-8") as lines:
+        queries = [json.loads(line)["text"] for line in islice(lines, CONGRUENCE_QUERIES)]
+    vectors = embedder.embed_passages_sync([chunk.text for chunk in chunks])
+    # Any vectors do for congruence; MiniLM embeds queries as it does passages anyway.
+    return chunks, vectors, embedder.embed_passages_sync(queries)
+
+
+@pytest.mark.parametrize("mode", [p for p in MODES if p != "local"])
+async def test_server_ranks_as_local_mode_does(
+    mode: str, tmp_path: Path, congruence_data: tuple[list[Chunk], list[list[float]], list[list[float]]]
+) -> None:
+    """Congruence: one collection in both modes, Cranfield's queries, the same ranked ids and scores."""
+    chunks, vectors, queries = congruence_data
+    local = open_store("local", tmp_path / "qdrant", len(vectors[0]))
+    server = open_store(mode, tmp_path, len(vectors[0]))
+    try:
+        for store in (local, server):
+            await store.ensure_collection(COLLECTION)
+            await store.upsert(COLLECTION, chunks, vectors)
+        for number, vector in enumerate(queries):
+            expected = await local.search(COLLECTION, vector, limit=10)
+            got = await server.search(COLLECTION, vector, limit=10)
+            assert [hit.chunk_id for hit in got] == [hit.chunk_id for hit in expected], f"query {number}"
+            assert [hit.score for hit in got] == pytest.approx([hit.score for hit in expected], abs=1e-5)
+    finally:
+        await server.drop_collection(COLLECTION)
+        await local.close()
+        await server.close()

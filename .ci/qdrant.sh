@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# A throwaway Qdrant server (../shared/bin/qdrant, 1.18.3) for the integration tests.
+#
+#   .ci/qdrant.sh start   # start in the background with a temporary storage folder, wait until ready
+#   .ci/qdrant.sh stop    # kill it and remove its storage
+#
+# Environment: QDRANT_PORT (HTTP, default 6333; gRPC is QDRANT_PORT+1), QDRANT_BIN (default $FATHOM_SHARED_DIR/bin/qdrant, FATHOM_SHARED_DIR defaulting to ../shared).
+# Then point the tests at it: FATHOM_TEST_QDRANT_URL=http://127.0.0.1:$QDRANT_PORT
+set -euo pipefail
+
+QDRANT_PORT="${QDRANT_PORT:-6333}"
+GRPC_PORT=$((QDRANT_PORT + 1))
+HERE="$(cd "$(dirname "$0")/.." && pwd)"
+QDRANT_BIN="${QDRANT_BIN:-${FATHOM_SHARED_DIR:-${HERE}/../shared}/bin/qdrant}"
+RUN_DIR="${TMPDIR:-/tmp}/fathom-qdrant-${QDRANT_PORT}"
+PID_FILE="${RUN_DIR}/qdrant.pid"
+START_TIMEOUT=60
+
+log() { echo "qdrant.sh: $*" >&2; }
+
+is_running() {
+    [[ -f "${PID_FILE}" ]] && kill -0 "$(cat "${PID_FILE}")" 2>/dev/null
+}
+
+start() {
+    if is_running; then
+        log "already running on port ${QDRANT_PORT} (pid $(cat "${PID_FILE}"))"
+        exit 1
+    fi
+    [[ -x "${QDRANT_BIN}" ]] || { log "no qdrant binary at ${QDRANT_BIN}"; exit 1; }
+    rm -rf "${RUN_DIR}"
+    mkdir -p "${RUN_DIR}/storage" "${RUN_DIR}/snapshots"
+    log "starting Qdrant on 127.0.0.1:${QDRANT_PORT} (gRPC ${GRPC_PORT})"
+    # Its working directory is RUN_DIR: Qdrant writes ./.qdrant-initialized and config lookups there.
+    (
+        cd "${RUN_DIR}"
+        QDRANT__SERVICE__HOST=127.0.0.1 \
+            QDRANT__SERVICE__HTTP_PORT="${QDRANT_PORT}" \
+            QDRANT__SERVICE__GRPC_PORT="${GRPC_PORT}" \
+            QDRANT__STORAGE__STORAGE_PATH="${RUN_DIR}/storage" \
+            QDRANT__STORAGE__SNAPSHOTS_PATH="${RUN_DIR}/snapshots" \
+            QDRANT__TELEMETRY_DISABLED=true \
+            QDRANT__LOG_LEVEL=WARN \
+            nohup "${QDRANT_BIN}" >"${RUN_DIR}/stdout.log" 2>&1 &
+        echo $! >"${PID_FILE}"
+    )
+    local deadline=$((SECONDS + START_TIMEOUT))
+    until curl -fsS "http://127.0.0.1:${QDRANT_PORT}/readyz" >/dev/null 2>&1; do
+        if ((SECONDS >= deadline)) || ! is_running; then
+            log "Qdrant did not answer on port ${QDRANT_PORT} within ${START_TIMEOUT}s; log tail:"
+            tail -n 40 "${RUN_DIR}/stdout.log" >&2 || true
+            stop
+            exit 1
+        fi
+        sleep 0.2
+    done
+    log "up at http://127.0.0.1:${QDRANT_PORT} (pid $(cat "${PID_FILE}"))"
+}
+
+stop() {
+    if is_running; then
+        local pid
+        pid="$(cat "${PID_FILE}")"
+        kill "${pid}"
+        for _ in $(seq 1 50); do
+            kill -0 "${pid}" 2>/dev/null || break
+            sleep 0.2
+        done
+        kill -9 "${pid}" 2>/dev/null || true
+        log "stopped pid ${pid}"
+    fi
+    rm -rf "${RUN_DIR}"
+}
+
+case "${1:-}" in
+    start) start ;;
+    stop) stop ;;
+    *)
+        echo "usage: $0 start|stop   (port from QDRANT_PORT, default 6333)" >&2
+        exit 2
+        ;;
+esac
