@@ -6,8 +6,10 @@ Route handlers hold no try/except: they raise from service.search.errors and the
 from __future__ import annotations
 
 import logging
-from typing import Any
+import re
+from typing import Annotated, Any
 
+import msgspec
 from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, SerializationException, ValidationException
 from litestar.types import ExceptionHandlersMap
@@ -32,20 +34,29 @@ STATUS: dict[type[errors.SearchError], tuple[int, str]] = {
 _HTTP_TYPES = {400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error"}
 
 
-def error_body(message: str, error_type: str, code: str) -> dict[str, Any]:
+class ErrorDetail(msgspec.Struct):
+    message: Annotated[str, msgspec.Meta(description="What went wrong and what to fix")]
+    type: Annotated[str, msgspec.Meta(description="The error's family, e.g. invalid_request_error")]
+    code: Annotated[str, msgspec.Meta(description="A stable machine-readable code, e.g. quota_exceeded")]
+
+
+class ErrorResponse(msgspec.Struct):
     """The one error body. `error` is Fathom's (and OpenAI's) shape; the same text is repeated where the
     clients of the APIs Fathom stands in for read it: top-level `message` (Cohere's SDKs) and `detail`
     (Jina's clients, which fail with KeyError('detail') on an error body without it)."""
-    return {
-        "error": {"message": message, "type": error_type, "code": code},
-        "message": message,
-        "detail": message,
-    }
+
+    error: ErrorDetail
+    message: Annotated[str, msgspec.Meta(description="error.message again, where Cohere's clients read it")]
+    detail: Annotated[str, msgspec.Meta(description="error.message again, where Jina's clients read it")]
+
+
+def error_body(message: str, error_type: str, code: str) -> ErrorResponse:
+    return ErrorResponse(ErrorDetail(message, error_type, code), message, message)
 
 
 def error_response(
     status: int, message: str, error_type: str, code: str, headers: dict[str, str] | None = None
-) -> Response[dict[str, Any]]:
+) -> Response[ErrorResponse]:
     return Response(
         error_body(message, error_type, code), status_code=status, media_type=MediaType.JSON, headers=headers
     )
@@ -58,7 +69,7 @@ def status_of(exc: errors.SearchError) -> tuple[int, str]:
     return 500, "internal_error"
 
 
-def handle_search_error(request: Request[Any, Any, Any], exc: errors.SearchError) -> Response[dict[str, Any]]:
+def handle_search_error(request: Request[Any, Any, Any], exc: errors.SearchError) -> Response[ErrorResponse]:
     status, error_type = status_of(exc)
     headers: dict[str, str] = {}
     if isinstance(exc, errors.Unauthorized):
@@ -70,21 +81,41 @@ def handle_search_error(request: Request[Any, Any, Any], exc: errors.SearchError
     return error_response(status, str(exc), error_type, exc.code, headers)
 
 
+# msgspec's words for a broken constraint, and what a client reads instead.
+_FRIENDLY = [
+    (re.compile(r"Expected `str` of length >= 1"), "must not be empty"),
+    (re.compile(r"Expected `array` of length >= 1"), "must hold at least one item"),
+    (re.compile(r"Expected `(?:int|number)` >= (\S+)"), r"must be at least \1"),
+    (re.compile(r"Expected `(?:int|number)` <= (\S+)"), r"must be at most \1"),
+]
+_UNKNOWN_FIELD = re.compile(r"Object contains unknown field `([^`]*)`(?: - at `\$\.?(.*)`)?")
+
+
+def problem_text(key: object, text: str) -> str:
+    """One parse error as 'field problem', in the words a client can act on."""
+    unknown = _UNKNOWN_FIELD.search(text)
+    if unknown:
+        field = ".".join(part for part in (unknown.group(2), unknown.group(1)) if part)
+        return f"unknown field `{field}`"
+    if key == "data":  # the body as a whole: empty, or not an object
+        return f"the request body must be a JSON object ({text})"
+    for pattern, friendly in _FRIENDLY:
+        if pattern.fullmatch(text):
+            return f"{key} {pattern.sub(friendly, text)}" if key else pattern.sub(friendly, text)
+    return f"{key}: {text}" if key else text
+
+
 def validation_message(exc: ValidationException) -> str:
     """Litestar's parse errors, told as 'field: problem' so the client knows what to fix."""
-    problems = []
-    for item in exc.extra if isinstance(exc.extra, list) else []:
-        if isinstance(item, dict):
-            key = item.get("key")
-            text = str(item.get("message", "invalid value"))
-            if key == "data":  # the body as a whole: empty, or not an object
-                problems.append(f"the request body must be a JSON object ({text})")
-            else:
-                problems.append(f"{key}: {text}" if key else text)
+    problems = [
+        problem_text(item.get("key"), str(item.get("message", "invalid value")))
+        for item in (exc.extra if isinstance(exc.extra, list) else [])
+        if isinstance(item, dict)
+    ]
     return "invalid request: " + ("; ".join(problems) or str(exc.detail))
 
 
-def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, Any]]:
+def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Response[ErrorResponse]:
     status = exc.status_code
     if isinstance(exc, ValidationException):
         return error_response(400, validation_message(exc), "invalid_request_error", "invalid_request")
@@ -105,7 +136,7 @@ def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -
     return error_response(status, message, error_type, code, exc.headers)
 
 
-def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
+def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[ErrorResponse]:
     """Log the trace for operators; the client sees a plain message, never the trace."""
     log.exception("unexpected error on %s %s", request.method, request.url.path)
     return error_response(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 from litestar import Request, post
@@ -23,13 +23,42 @@ Document = str | dict[str, Any]
 class RerankRequest(msgspec.Struct, kw_only=True):
     """Unknown fields are accepted and ignored, as Cohere and Jina clients send fields of their own."""
 
-    query: str
-    documents: list[Document]
-    model: str | None = None
-    top_n: int | None = None
-    return_documents: bool = False
-    max_tokens_per_doc: int | None = None
-    rank_fields: list[str] | None = None
+    query: Annotated[
+        str,
+        msgspec.Meta(
+            min_length=1,
+            description="The query to rank the documents against; at most [rerank] max_query_chars"
+            " characters (10000 by default).",
+        ),
+    ]
+    documents: Annotated[
+        list[Document],
+        msgspec.Meta(
+            min_length=1,
+            description="Strings, or objects scored on their rank_fields; at most [rerank] max_documents"
+            " (1000 by default) per request.",
+        ),
+    ]
+    model: Annotated[
+        str | None, msgspec.Meta(description="A model id of GET /v1/models; default: the configured one.")
+    ] = None
+    top_n: Annotated[int, msgspec.Meta(ge=1, description="Return only the best top_n results.")] | None = None
+    return_documents: Annotated[
+        bool, msgspec.Meta(description="Return each document with its result (as {text} for a string).")
+    ] = False
+    max_tokens_per_doc: (
+        Annotated[int, msgspec.Meta(ge=1, description="Cut each document to this many tokens first.")] | None
+    ) = None
+    rank_fields: (
+        Annotated[
+            list[str],
+            msgspec.Meta(
+                min_length=1,
+                description="For object documents: the fields scored, joined in this order (default: text).",
+            ),
+        ]
+        | None
+    ) = None
 
 
 class RerankResult(msgspec.Struct, omit_defaults=True):
@@ -93,26 +122,18 @@ def returned_document(document: Document) -> dict[str, Any]:
 
 
 def validate(request: RerankRequest, limits: RerankSettings) -> None:
-    """Every 400 of the endpoint, with a message that says what to fix."""
+    """The 400s the request's types cannot say; empty fields and bounds are refused as it is parsed."""
     if not request.query.strip():
         raise InvalidRequest("query must not be empty")
     if len(request.query) > limits.max_query_chars:
         raise InvalidRequest(
             f"query is {len(request.query)} characters long; the limit is {limits.max_query_chars}"
         )
-    if not request.documents:
-        raise InvalidRequest("documents must hold at least one document")
     if len(request.documents) > limits.max_documents:
         raise InvalidRequest(
             f"too many documents: {len(request.documents)} sent, at most {limits.max_documents} per request;"
             " split them over several requests"
         )
-    if request.top_n is not None and request.top_n < 1:
-        raise InvalidRequest("top_n must be at least 1")
-    if request.max_tokens_per_doc is not None and request.max_tokens_per_doc < 1:
-        raise InvalidRequest("max_tokens_per_doc must be at least 1")
-    if request.rank_fields is not None and not request.rank_fields:
-        raise InvalidRequest('rank_fields must name at least one field (the default is ["text"])')
 
 
 def ranked(

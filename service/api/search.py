@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 from litestar import Request, post
@@ -24,38 +24,55 @@ from service.search.results import SearchHit, SearchOutcome
 SEARCH_UNITS_PER_QUERY = 1
 
 
+def described(description: str, ge: float | None = None, le: float | None = None) -> msgspec.Meta:
+    """A field's description and bounds, for the OpenAPI schema and for parsing alike."""
+    return msgspec.Meta(description=description, ge=ge, le=le)
+
+
 class Weights(msgspec.Struct, forbid_unknown_fields=True):
-    lexical: float = 1.0
-    vector: float = 1.0
+    lexical: Annotated[float, described("Weight of the BM25 list in the fusion.", ge=0)] = 1.0
+    vector: Annotated[float, described("Weight of the vector list in the fusion.", ge=0)] = 1.0
 
 
 class FusionOptions(msgspec.Struct, forbid_unknown_fields=True):
-    k: int | None = None
+    k: Annotated[int, described("RRF's k (default [search] rrf_k, 60).", ge=1)] | None = None
     weights: Weights | None = None
 
 
 class RerankOptions(msgspec.Struct, forbid_unknown_fields=True):
-    enabled: bool | None = None
-    depth: int | None = None
-    model: str | None = None
+    enabled: Annotated[bool, described("Rerank the fused head (default [search.rerank] enabled).")] | None = (
+        None
+    )
+    depth: Annotated[int, described("How many fused hits to rerank; 0: none.", ge=0)] | None = None
+    model: Annotated[str, described("A rerank model id of GET /v1/models.")] | None = None
 
 
 class SearchRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Unknown fields are refused: a misspelt option silently ignored would be worse than a 400."""
 
-    query: str
-    collection: str
-    top_k: int | None = None
-    filter: dict[str, Any] | None = None
-    candidates: int | None = None
+    query: Annotated[str, msgspec.Meta(min_length=1, description="What to search for.")]
+    collection: Annotated[str, msgspec.Meta(min_length=1, description="The collection to search.")]
+    top_k: (
+        Annotated[int, described("Hits to return: 1 to [search] max_top_k (100 by default).", ge=1)] | None
+    ) = None
+    filter: Annotated[
+        dict[str, Any] | None,
+        described('Metadata filter: {"f": value}, {"f": {"in": [...]}} or {"f": {"gte": x, "lt": y}}.'),
+    ] = None
+    candidates: (
+        Annotated[int, described("Depth per retriever: 1 to [search] max_candidates (1000).", ge=1)] | None
+    ) = None
     fusion: FusionOptions | None = None
     rerank: RerankOptions | None = None
-    min_score: float | None = None
-    passages: bool = False
-    # Metadata fields to count values of (see FacetCounts); [] counts only the total.
-    facets: list[str] | None = None
-    # The previous response's cursor, for the next page.
-    cursor: str | None = None
+    min_score: (
+        Annotated[float, described("Drop hits whose rerank score is below this (0 to 1).", ge=0, le=1)] | None
+    ) = None
+    passages: Annotated[bool, described("One hit per matching passage instead of per document.")] = False
+    facets: (
+        Annotated[list[str], described("Metadata fields to count values of; [] counts only the total.")]
+        | None
+    ) = None
+    cursor: Annotated[str, described("The previous response's cursor, for the next page.")] | None = None
 
 
 class Evidence(msgspec.Struct, omit_defaults=True):

@@ -102,7 +102,7 @@ async def test_max_tokens_per_doc_cuts_the_document_first(tmp_path: Path) -> Non
         ({"query": "", "documents": ["a"]}, "query must not be empty"),
         ({"query": "   ", "documents": ["a"]}, "query must not be empty"),
         ({"query": "x" * 10_001, "documents": ["a"]}, "the limit is 10000"),
-        ({"query": "q", "documents": []}, "at least one document"),
+        ({"query": "q", "documents": []}, "documents must hold at least one item"),
         ({"query": "q", "documents": ["a"] * 1001}, "too many documents"),
         ({"query": "q", "documents": ["a"], "top_n": 0}, "top_n must be at least 1"),
         ({"query": "q", "documents": ["a"], "max_tokens_per_doc": 0}, "max_tokens_per_doc"),

@@ -138,8 +138,14 @@ async def test_passages_and_min_score(client: tuple[httpx.AsyncClient, str]) -> 
         ({"query": "wing", "collection": "nope"}, 404, 'collection "nope" does not exist'),
         ({"query": "wing", "collection": "cran", "filter": {"year": {"between": [1, 2]}}}, 400, "year"),
         ({"query": "wing", "collection": "cran", "filter": ["year"]}, 400, "filter"),
-        ({"query": "wing", "collection": "cran", "top_k": 0}, 400, "top_k must be between 1 and"),
-        ({"query": "wing", "collection": "cran", "topk": 3}, 400, "topk"),
+        ({"query": "wing", "collection": "cran", "top_k": 0}, 400, "top_k must be at least 1"),
+        ({"query": "wing", "collection": "cran", "top_k": 1000}, 400, "top_k must be between 1 and"),
+        ({"query": "wing", "collection": "cran", "topk": 3}, 400, "unknown field `topk`"),
+        (
+            {"query": "wing", "collection": "cran", "rerank": {"depht": 3}},
+            400,
+            "unknown field `rerank.depht`",
+        ),
         ({"query": "wing", "collection": "cran", "rerank": {"model": "nope"}}, 400, "unknown rerank model"),
         (
             {"query": "wing", "collection": "cran", "fusion": {"weights": {"lexical": 0, "vector": 0}}},
