@@ -10,10 +10,8 @@ from contextlib import AsyncExitStack, asynccontextmanager
 
 from litestar import Litestar
 from litestar.datastructures import State
-from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import SwaggerRenderPlugin
 
-from service.api import collections, embeddings, health, models, rerank, search, web
+from service.api import collections, embeddings, health, models, openapi, rerank, search, web
 from service.api.errors import EXCEPTION_HANDLERS
 from service.api.metrics import Metrics, metrics_middleware
 from service.api.services import Services
@@ -126,36 +124,32 @@ def create_app(settings: Settings) -> Litestar:
                 await stop_opening(services.opening)
 
     return Litestar(
-        route_handlers=[
-            rerank.rerank,
-            search.search,
-            embeddings.embeddings,
-            collections.list_collections,
-            collections.get_collection,
-            collections.put_collection,
-            collections.delete_collection,
-            collections.upsert_documents,
-            collections.delete_document,
-            models.list_models,
-            health.healthz,
-            health.readyz,
-            health.metrics,
-            web.search_page,
-            web.widget_js,
-            web.widget_css,
-        ],
+        route_handlers=openapi.documented(
+            [
+                rerank.rerank,
+                search.search,
+                embeddings.embeddings,
+                collections.list_collections,
+                collections.get_collection,
+                collections.put_collection,
+                collections.delete_collection,
+                collections.upsert_documents,
+                collections.delete_document,
+                models.list_models,
+                health.healthz,
+                health.readyz,
+                health.metrics,
+                web.search_page,
+                web.widget_js,
+                web.widget_css,
+            ]
+        ),
         lifespan=[lifespan],
         state=State({"services": services}),
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[metrics_middleware(services.metrics)],
         request_max_body_size=settings.server.max_body_bytes,
-        openapi_config=OpenAPIConfig(
-            title="Fathom",
-            version="0.1.0",
-            description="Self-hosted search middleware: hybrid search and a Cohere/Jina-style Rerank API.",
-            path="/schema",
-            render_plugins=[SwaggerRenderPlugin()],
-        ),
+        openapi_config=openapi.openapi_config(),
         # Logging is the process's to configure (`fathom serve` does); Litestar's own config would
         # replace the root handlers, and our error handlers already log unexpected errors once.
         logging_config=None,

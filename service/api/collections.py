@@ -7,6 +7,7 @@ from typing import Any
 
 import msgspec
 from litestar import Request, Response, delete, get, post, put
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, JSONBody
 
 from service.api.services import services_of
@@ -61,6 +62,22 @@ class CollectionList(msgspec.Struct):
     collections: list[CollectionSummary]
 
 
+class CollectionCreated(msgspec.Struct):
+    name: str
+    created: bool
+
+
+class CollectionDeleted(msgspec.Struct):
+    name: str
+    deleted: bool
+
+
+class DocumentDeleted(msgspec.Struct):
+    collection: str
+    id: str
+    deleted: bool
+
+
 def writer_of(request: Request[Any, Any, Any]) -> IngestWriter:
     services = services_of(request)
     if services.ingest is None:
@@ -112,13 +129,17 @@ async def get_collection(request: Request[Any, Any, Any], name: FromPath[str]) -
 @put(
     "/v1/collections/{name:str}",
     guards=[require_api_key],
+    status_code=201,
+    responses={
+        200: ResponseSpec(CollectionCreated, description="It already existed", generate_examples=False)
+    },
     summary="Create a collection",
     tags=["collections"],
 )
-async def put_collection(request: Request[Any, Any, Any], name: FromPath[str]) -> Response[dict[str, Any]]:
+async def put_collection(request: Request[Any, Any, Any], name: FromPath[str]) -> Response[CollectionCreated]:
     """201 when created, 200 when it already existed."""
     created = await writer_of(request).create_collection(name)
-    return Response({"name": name, "created": created}, status_code=201 if created else 200)
+    return Response(CollectionCreated(name, created), status_code=201 if created else 200)
 
 
 @delete(
@@ -128,9 +149,9 @@ async def put_collection(request: Request[Any, Any, Any], name: FromPath[str]) -
     summary="Delete a collection",
     tags=["collections"],
 )
-async def delete_collection(request: Request[Any, Any, Any], name: FromPath[str]) -> dict[str, Any]:
+async def delete_collection(request: Request[Any, Any, Any], name: FromPath[str]) -> CollectionDeleted:
     await writer_of(request).drop_collection(name)
-    return {"name": name, "deleted": True}
+    return CollectionDeleted(name, deleted=True)
 
 
 @post(
@@ -165,10 +186,10 @@ async def upsert_documents(
 )
 async def delete_document(
     request: Request[Any, Any, Any], name: FromPath[str], doc_id: FromPath[str]
-) -> dict[str, Any]:
+) -> DocumentDeleted:
     writer = writer_of(request)
     writer.require(name)
     doc_id = doc_id.removeprefix("/")  # a path parameter keeps its leading slash; ids may hold slashes
     if await writer.delete(name, [doc_id]) == 0:
         raise NotFound(f'collection "{name}" has no document {doc_id!r}')
-    return {"collection": name, "id": doc_id, "deleted": True}
+    return DocumentDeleted(name, doc_id, deleted=True)

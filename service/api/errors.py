@@ -88,15 +88,15 @@ _FRIENDLY = [
     (re.compile(r"Expected `(?:int|number)` >= (\S+)"), r"must be at least \1"),
     (re.compile(r"Expected `(?:int|number)` <= (\S+)"), r"must be at most \1"),
 ]
-_UNKNOWN_FIELD = re.compile(r"Object contains unknown field `([^`]*)`(?: - at `\$\.?(.*)`)?")
+_UNKNOWN_FIELD = re.compile(r"Object contains unknown field `([^`]*)`")
 
 
 def problem_text(key: object, text: str) -> str:
     """One parse error as 'field problem', in the words a client can act on."""
     unknown = _UNKNOWN_FIELD.search(text)
-    if unknown:
-        field = ".".join(part for part in (unknown.group(2), unknown.group(1)) if part)
-        return f"unknown field `{field}`"
+    if unknown:  # `key` is the object holding it: "data" for the body itself
+        inside = f"{key}." if key and key != "data" else ""
+        return f"unknown field `{inside}{unknown.group(1)}`"
     if key == "data":  # the body as a whole: empty, or not an object
         return f"the request body must be a JSON object ({text})"
     for pattern, friendly in _FRIENDLY:

@@ -2,27 +2,45 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
+import msgspec
 from litestar import MediaType, Request, Response, get
+from litestar.openapi.datastructures import ResponseSpec
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from service.api.services import Services, services_of
 
 
+class Health(msgspec.Struct):
+    status: str
+
+
+class Readiness(msgspec.Struct):
+    status: Annotated[str, msgspec.Meta(description='"ready" or "not ready"')]
+    models: Annotated[dict[str, str], msgspec.Meta(description="Each model's status: loading, ready, failed")]
+    search: Annotated[str, msgspec.Meta(description='"ready", "disabled", "starting" or "failed: <why>"')]
+
+
 @get("/healthz", tags=["operations"], summary="The process is alive", sync_to_thread=False)
-def healthz() -> dict[str, str]:
-    return {"status": "ok"}
+def healthz() -> Health:
+    return Health("ok")
 
 
-@get("/readyz", tags=["operations"], summary="Every model is loaded and search is open", sync_to_thread=False)
-def readyz(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
+@get(
+    "/readyz",
+    tags=["operations"],
+    summary="Every model is loaded and search is open",
+    responses={503: ResponseSpec(Readiness, description="Not ready yet, or failed", generate_examples=False)},
+    sync_to_thread=False,
+)
+def readyz(request: Request[Any, Any, Any]) -> Response[Readiness]:
     services = services_of(request)
     models = {model_id: state.status for model_id, state in services.models.states.items()}
     search = search_status(services)
     ready = all(status == "ready" for status in models.values()) and search in ("ready", "disabled")
     return Response(
-        {"status": "ready" if ready else "not ready", "models": models, "search": search},
+        Readiness("ready" if ready else "not ready", models, search),
         status_code=200 if ready else 503,
         media_type=MediaType.JSON,
     )
@@ -36,7 +54,13 @@ def search_status(services: Services) -> str:
     return f"failed: {services.stack_error}" if services.stack_error else "starting"
 
 
-@get("/metrics", tags=["operations"], summary="Prometheus metrics", sync_to_thread=False)
+@get(
+    "/metrics",
+    tags=["operations"],
+    summary="Prometheus metrics, in Prometheus' text format",
+    media_type=MediaType.TEXT,
+    sync_to_thread=False,
+)
 def metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
     services = services_of(request)
     for model_id, state in services.models.states.items():

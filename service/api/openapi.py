@@ -1,0 +1,183 @@
+"""The OpenAPI document as the server answers: every error status a route can answer, with the one
+ErrorResponse body; the Bearer scheme on keyed routes; Swagger UI served from a package, not a CDN.
+
+Statuses come from errors.STATUS: a route names the error classes it raises (RAISES below), and each
+class documents its own status and those of its subclasses, so a subclass given a new status in that
+table is documented wherever its base is. What every route shares is added here, not listed per route:
+the key guard's errors on keyed routes, 400 and 413 where there is a body, 500 everywhere.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from importlib import metadata, resources
+from pathlib import Path
+
+from litestar import MediaType, Response, route
+from litestar.enums import HttpMethod
+from litestar.handlers import HTTPRouteHandler
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme
+from litestar.router import Router
+from litestar.static_files import create_static_files_router
+
+from service.api import collections, embeddings, health, models, rerank, search, web
+from service.api.errors import STATUS, ErrorResponse
+from service.search import errors
+
+BEARER = "BearerAuth"
+SCHEMA_PATH = "/schema"
+ASSETS_PATH = "/schema/assets"
+
+# What the key guard answers on every route it guards: no or bad key, over the key's rate limit.
+KEY_GUARD_RAISES: tuple[type[errors.SearchError], ...] = (errors.Unauthorized, errors.RateLimited)
+
+# What each route raises itself, beyond its guard. An app built with a route missing here fails at once.
+RAISES: dict[HTTPRouteHandler, tuple[type[errors.SearchError], ...]] = {
+    rerank.rerank: (errors.InvalidRequest, errors.QuotaExceeded, errors.ModelUnavailable, errors.Overloaded),
+    search.search: (
+        errors.InvalidRequest,
+        errors.NotFound,
+        errors.QuotaExceeded,
+        errors.BackendUnavailable,
+        errors.ModelUnavailable,
+        errors.Overloaded,
+    ),
+    embeddings.embeddings: (errors.InvalidRequest, errors.QuotaExceeded, errors.BackendUnavailable),
+    collections.list_collections: (errors.BackendUnavailable,),
+    collections.get_collection: (errors.InvalidRequest, errors.NotFound, errors.BackendUnavailable),
+    collections.put_collection: (errors.InvalidRequest, errors.BackendUnavailable),
+    collections.delete_collection: (errors.InvalidRequest, errors.NotFound, errors.BackendUnavailable),
+    collections.upsert_documents: (errors.InvalidRequest, errors.NotFound, errors.BackendUnavailable),
+    collections.delete_document: (errors.InvalidRequest, errors.NotFound, errors.BackendUnavailable),
+    models.list_models: (),
+    health.healthz: (),
+    health.readyz: (),
+    health.metrics: (),
+    web.search_page: (),
+    web.widget_js: (),
+    web.widget_css: (),
+}
+
+# Statuses answered outside the error table: an over-long body, anything unexpected.
+PAYLOAD_TOO_LARGE = 413
+INTERNAL_ERROR = 500
+
+DESCRIPTIONS = {
+    400: "Invalid request: the message names the field and what to fix",
+    401: "Missing, wrong or revoked API key",
+    402: "The key's quota of search units is used up",
+    403: "The key lacks the scope or the collection this request needs",
+    404: "Unknown collection or document",
+    413: "The request body is too large",
+    429: "Over the key's rate limit; see Retry-After",
+    500: "Something unexpected; the operator's log has the details",
+    503: "A model, the rerank queue or a search backend is not available; see Retry-After",
+}
+
+
+def statuses_of(raises: Sequence[type[errors.SearchError]]) -> set[int]:
+    """The statuses of these classes and of their subclasses in the error table."""
+    return {status for cls, (status, _) in STATUS.items() if issubclass(cls, tuple(raises))}
+
+
+def error_statuses(handler: HTTPRouteHandler) -> set[int]:
+    raises = list(RAISES[handler])
+    if handler.guards:
+        raises.extend(KEY_GUARD_RAISES)
+    found = statuses_of(raises) | {INTERNAL_ERROR}
+    if "data" in handler.parsed_fn_signature.parameters:
+        found |= {400, PAYLOAD_TOO_LARGE}
+    return found
+
+
+def document(handler: HTTPRouteHandler) -> HTTPRouteHandler:
+    """The handler with its error answers and, when keyed, the Bearer scheme in the schema."""
+    if handler not in RAISES:
+        raise LookupError(f"{handler.handler_name}: add the errors it raises to RAISES in {__name__}")
+    responses = dict(handler.responses or {})
+    for status in sorted(error_statuses(handler)):
+        responses.setdefault(
+            status,
+            ResponseSpec(
+                ErrorResponse, description=DESCRIPTIONS.get(status, "Error"), generate_examples=False
+            ),
+        )
+    handler.responses = responses
+    if handler.guards:
+        handler.security = [{BEARER: []}]
+    return handler
+
+
+def documented(handlers: Sequence[HTTPRouteHandler]) -> list[HTTPRouteHandler | Router]:
+    """The app's routes, each documented, with a true OPTIONS where a path has several handlers, and
+    Swagger UI's files."""
+    return [*options_handlers(handlers), *map(document, handlers), assets_router()]
+
+
+def options_handlers(handlers: Sequence[HTTPRouteHandler]) -> list[HTTPRouteHandler]:
+    """OPTIONS answering every method of a path served by several handlers.
+
+    Litestar makes the OPTIONS answer of a path when its first handler is registered and never
+    updates it, so GET /v1/collections/{name} hid PUT and DELETE from `Allow`. Registered first,
+    these take its place.
+    """
+    methods: dict[str, set[str]] = defaultdict(set)
+    count: Counter[str] = Counter()
+    for handler in handlers:
+        for path in handler.paths:
+            methods[path].update(handler.http_methods)
+            count[path] += 1
+    return [options_handler(path, methods[path]) for path in methods if count[path] > 1]
+
+
+def options_handler(path: str, methods: set[str]) -> HTTPRouteHandler:
+    allow = ", ".join(sorted(methods | {"OPTIONS"}))
+
+    def allowed_methods() -> Response[None]:
+        return Response(None, status_code=204, headers={"Allow": allow}, media_type=MediaType.TEXT)
+
+    return route(path, http_method=[HttpMethod.OPTIONS], include_in_schema=False, sync_to_thread=False)(
+        allowed_methods
+    )
+
+
+def swagger_assets() -> Path:
+    """Swagger UI's files from the swagger-ui-py package: the docs page works without a network."""
+    return Path(str(resources.files("swagger_ui").joinpath("static")))
+
+
+def assets_router() -> Router:
+    return create_static_files_router(
+        path=ASSETS_PATH, directories=[swagger_assets()], include_in_schema=False, name="swagger-assets"
+    )
+
+
+def openapi_config() -> OpenAPIConfig:
+    return OpenAPIConfig(
+        title="Fathom",
+        version=metadata.version("fathom"),
+        description="Self-hosted search middleware: hybrid search and a Cohere/Jina-style Rerank API."
+        " Errors have one body (ErrorResponse); keyed routes take 'Authorization: Bearer <key>'.",
+        path=SCHEMA_PATH,
+        components=Components(
+            security_schemes={
+                BEARER: SecurityScheme(
+                    type="http",
+                    scheme="bearer",
+                    description="An API key from `fathom keys create`",
+                )
+            }
+        ),
+        render_plugins=[
+            SwaggerRenderPlugin(
+                js_url=f"{ASSETS_PATH}/swagger-ui-bundle.js",
+                css_url=f"{ASSETS_PATH}/swagger-ui.css",
+                standalone_preset_js_url=f"{ASSETS_PATH}/swagger-ui-standalone-preset.js",
+                favicon=f"<link rel='icon' type='image/png' href='{ASSETS_PATH}/favicon-32x32.png'>",
+            )
+        ],
+    )
