@@ -22,25 +22,19 @@ from typing import Any
 import msgspec
 from tqdm import tqdm
 
-from indexers.evaluation import (
-    Qrels,
-    judged_queries,
-    load_qrels,
-    load_queries,
-    mean_over_queries,
-    percentile,
-)
+from indexers.eval_report import DEPTH, StageResult, deltas, stage_result, table
+from indexers.evaluation import Qrels, judged_queries, load_qrels, load_queries
+from indexers.reference import reference_runs
+from indexers.sources import beir_corpus, read_jsonl
 from service.backends.stack import open_stack
 from service.cli import collection_name, non_negative_int
+from service.ingest.documents import Document
 from service.rerank.local_reranker import EngineReranker
 from service.rerank.registry import ModelRegistry
 from service.search.errors import InvalidRequest, NotFound, StoreLocked
 from service.search.pipeline import SearchPipeline, SearchQuery
 from service.search.protocols import Reranker
 from service.settings import Settings
-
-DEPTH = 100  # candidates per retriever, and hits kept per query
-CUT = 10  # nDCG@10, MRR@10
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +49,7 @@ STAGES = {
     "hybrid": Stage((1.0, 1.0)),
     "rerank": Stage((1.0, 1.0), rerank=True),
 }
+REFERENCE_STAGES = ("ref-bm25", "ref-dense", "ref-hybrid")
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,17 +58,7 @@ class Benchmark:
 
     queries: dict[str, str]
     qrels: Qrels
-
-
-@dataclass(frozen=True, slots=True)
-class StageResult:
-    stage: str
-    ndcg_at_10: float
-    recall_at_100: float
-    mrr_at_10: float
-    p50_ms: float
-    p95_ms: float
-    degraded: int  # queries answered with a stage missing (a failed retriever or reranker)
+    folder: Path
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +83,17 @@ def read_benchmark(folder: Path, qrels_name: str = "test", max_queries: int | No
     kept = ordered[:max_queries] if max_queries is not None else ordered
     # A query without text gets no ranking: it stays in the qrels and scores 0.
     runnable = {q: texts[q] for q in kept if texts.get(q, "").strip()}
-    return Benchmark(queries=runnable, qrels={q: qrels[q] for q in kept})
+    return Benchmark(queries=runnable, qrels={q: qrels[q] for q in kept}, folder=folder)
+
+
+def read_documents(folder: Path) -> list[Document]:
+    """The BEIR folder's corpus, for the reference stages; ValueError at the first unreadable record."""
+    documents = []
+    for record in read_jsonl(beir_corpus(folder)):
+        if not isinstance(record, Document):
+            raise ValueError(f"the reference needs the whole corpus: {record}")
+        documents.append(record)
+    return documents
 
 
 def eval_settings(settings: Settings) -> Settings:
@@ -142,8 +137,14 @@ async def evaluate(
     rerank_model: str | None = None,
     rerank_depth: int | None = None,
     progress: bool = False,
+    reference: bool = False,
 ) -> Report:
-    """Run every query of the benchmark through each stage; NotFound when the collection is missing."""
+    """Run every query of the benchmark through each stage; NotFound when the collection is missing.
+
+    With `reference`, the textbook hybrid of indexers/reference.py (on the folder's corpus and the
+    configured embedding model) is ranked in the same run and reported as stages ref-bm25, ref-dense
+    and ref-hybrid.
+    """
     settings = eval_settings(settings)
     reranks = any(STAGES[name].rerank for name in stages)
     model = rerank_model or settings.search.rerank.model or settings.rerank.default_model
@@ -160,6 +161,10 @@ async def evaluate(
             results.append(
                 await run_stage(pipeline, collection, benchmark, name, stage, depth=depth, progress=progress)
             )
+        if reference:
+            runs = await reference_runs(read_documents(benchmark.folder), benchmark.queries, stack.embedder)
+            for name, (rankings, latencies) in runs.stages().items():
+                results.append(stage_result(name, rankings, benchmark.qrels, latencies))
     return Report(
         collection=collection,
         queries=len(benchmark.qrels),
@@ -200,27 +205,7 @@ async def run_stage(
         latencies.append((time.perf_counter() - started) * 1000)
         rankings[query_id] = [hit.id for hit in outcome.hits]
         degraded += bool(outcome.degraded)
-    qrels = benchmark.qrels
-    return StageResult(
-        stage=name,
-        ndcg_at_10=mean_over_queries(rankings, qrels, "ndcg", CUT),
-        recall_at_100=mean_over_queries(rankings, qrels, "recall", DEPTH),
-        mrr_at_10=mean_over_queries(rankings, qrels, "mrr", CUT),
-        p50_ms=percentile(latencies, 0.50),
-        p95_ms=percentile(latencies, 0.95),
-        degraded=degraded,
-    )
-
-
-def table(results: Sequence[StageResult]) -> str:
-    lines = [f"{'stage':<8} {'nDCG@10':>8} {'Recall@100':>10} {'MRR@10':>8} {'p50 ms':>8} {'p95 ms':>8}"]
-    for r in results:
-        lines.append(
-            f"{r.stage:<8} {r.ndcg_at_10:>8.4f} {r.recall_at_100:>10.4f} {r.mrr_at_10:>8.4f} "
-            f"{r.p50_ms:>8.1f} {r.p95_ms:>8.1f}"
-        )
-    lines += [f"warning: {r.stage}: {r.degraded} queries answered degraded" for r in results if r.degraded]
-    return "\n".join(lines)
+    return stage_result(name, rankings, benchmark.qrels, latencies, degraded)
 
 
 def stage_list(text: str) -> list[str]:
@@ -244,14 +229,37 @@ def add_eval_command(commands: Any) -> None:
         "--max-queries", type=non_negative_int, help="evaluate only the first N judged queries"
     )
     parser.add_argument("--qrels", default="test", help="judgements file qrels/<name>.tsv (default test)")
-    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument(
+        "--reference",
+        action="store_true",
+        help="also rank the folder's corpus with a textbook hybrid (stages ref-bm25, ref-dense, ref-hybrid)",
+    )
+    parser.add_argument(
+        "--baseline", help="a stage to print every stage's deltas against, e.g. hybrid or ref-hybrid"
+    )
+    parser.add_argument(
+        "--json", action="store_true", help="print JSON (with every query's scores) instead of a table"
+    )
     parser.add_argument("--config", help=argparse.SUPPRESS, dest="sub_config")
     parser.set_defaults(handler=run_eval)
 
 
+def baseline_problem(args: argparse.Namespace) -> str | None:
+    """Why --baseline names no stage that will run, if it does not."""
+    run = [*args.stages, *(REFERENCE_STAGES if args.reference else ())]
+    if args.baseline is None or args.baseline in run:
+        return None
+    hint = " (add --reference)" if args.baseline in REFERENCE_STAGES else ""
+    return f"--baseline {args.baseline} is not among the stages run: {','.join(run)}{hint}"
+
+
 def run_eval(args: argparse.Namespace, settings: Settings) -> int:
     try:
+        if problem := baseline_problem(args):
+            raise ValueError(problem)
         benchmark = read_benchmark(args.folder, args.qrels, args.max_queries)
+        if args.reference:
+            beir_corpus(args.folder)  # the reference reads the corpus: fail before any query runs
     except (FileNotFoundError, ValueError, KeyError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -263,6 +271,7 @@ def run_eval(args: argparse.Namespace, settings: Settings) -> int:
         rerank_model=args.rerank_model,
         rerank_depth=args.rerank_depth,
         progress=not args.json,
+        reference=args.reference,
     )
     try:
         report = asyncio.run(work)
@@ -280,10 +289,21 @@ def run_eval(args: argparse.Namespace, settings: Settings) -> int:
         )
         return 1
     if args.json:
-        print(json.dumps({"folder": str(args.folder), "qrels": args.qrels, **asdict(report)}))
+        against = deltas(report.stages, args.baseline) if args.baseline else {}
+        print(
+            json.dumps(
+                {
+                    "folder": str(args.folder),
+                    "qrels": args.qrels,
+                    **asdict(report),
+                    "baseline": args.baseline,
+                    "deltas": {stage: asdict(d) for stage, d in against.items()},
+                }
+            )
+        )
     else:
         print(f"{report.collection}: {report.queries} judged queries (qrels {args.qrels})")
-        print(table(report.stages))
+        print(table(report.stages, args.baseline))
         if report.rerank_model is not None:
             print(f"rerank: model {report.rerank_model}, depth {report.rerank_depth}")
     return 0

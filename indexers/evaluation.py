@@ -52,11 +52,16 @@ def mean_over_queries(
     rankings: Mapping[str, Sequence[str]], qrels: Qrels, metric: str = "ndcg", k: int = 10
 ) -> float:
     """The metric averaged over every query with a positive judgement; a missing ranking counts 0."""
+    scores = per_query(rankings, qrels, metric, k)
+    return sum(scores.values()) / len(scores) if scores else 0.0
+
+
+def per_query(
+    rankings: Mapping[str, Sequence[str]], qrels: Qrels, metric: str = "ndcg", k: int = 10
+) -> dict[str, float]:
+    """The metric of every query with a positive judgement, in qrels order; a missing ranking scores 0."""
     score = {"ndcg": ndcg_at_k, "recall": recall_at_k, "mrr": mrr_at_k}[metric]
-    queries = judged_queries(qrels)
-    if not queries:
-        return 0.0
-    return sum(score(rankings.get(q, []), qrels[q], k) for q in queries) / len(queries)
+    return {q: score(rankings.get(q, []), qrels[q], k) for q in judged_queries(qrels)}
 
 
 def judged_queries(qrels: Qrels) -> list[str]:

@@ -97,24 +97,41 @@ def test_cli_json_on_a_small_collection_with_the_tiny_reranker(tmp_path: Path) -
 
     run = fathom(
         config, data, "eval", str(folder), "--collection", "small", "--json", "--max-queries", "5",
-        "--rerank-model", TINY, "--rerank-depth", "20",
+        "--rerank-model", TINY, "--rerank-depth", "20", "--reference", "--baseline", "ref-hybrid",
     )  # fmt: skip
     assert run.returncode == 0, run.stderr
     report = json.loads(run.stdout)
     assert report["collection"] == "small" and report["queries"] == 5 and report["qrels"] == "test"
     assert (report["rerank_model"], report["rerank_depth"]) == (TINY, 20)
-    assert [stage["stage"] for stage in report["stages"]] == ["bm25", "dense", "hybrid", "rerank"]
+    stages = {stage["stage"]: stage for stage in report["stages"]}
+    assert list(stages) == ["bm25", "dense", "hybrid", "rerank", "ref-bm25", "ref-dense", "ref-hybrid"]
+    judged = set(stages["bm25"]["per_query"])
+    assert len(judged) == 5
     for stage in report["stages"]:
         assert all(0 <= stage[metric] <= 1 for metric in METRICS), stage
         assert 0 < stage["p50_ms"] <= stage["p95_ms"] and stage["degraded"] == 0
-        if stage["stage"] != "bm25":  # dense ranks all 50 documents; BM25 only those sharing a word
+        if "bm25" not in stage["stage"]:  # dense ranks all 50 documents; BM25 only those sharing a word
             assert stage["recall_at_100"] == 1.0
-    assert report["stages"][0]["ndcg_at_10"] > 0.2
+        # The mean is the mean of the per-query scores that --json keeps.
+        assert set(stage["per_query"]) == judged
+        for metric in METRICS:
+            mean = sum(scores[metric] for scores in stage["per_query"].values()) / 5
+            assert stage[metric] == pytest.approx(mean)
+        delta = report["deltas"][stage["stage"]]
+        assert delta["ndcg_at_10"] == pytest.approx(stage["ndcg_at_10"] - stages["ref-hybrid"]["ndcg_at_10"])
+        assert delta["wins"] + delta["losses"] <= 5
+    assert report["baseline"] == "ref-hybrid" and report["deltas"]["ref-hybrid"]["wins"] == 0
+    assert stages["bm25"]["ndcg_at_10"] > 0.2 and stages["ref-bm25"]["ndcg_at_10"] > 0.2
 
     table = fathom(config, data, "eval", str(folder), "--collection", "small", "--max-queries", "2",
                    "--stages", "bm25")  # fmt: skip
     assert table.returncode == 0, table.stderr
     assert "nDCG@10" in table.stdout and "\nbm25 " in table.stdout
+
+    with_deltas = fathom(config, data, "eval", str(folder), "--collection", "small", "--max-queries", "2",
+                         "--stages", "bm25,dense", "--baseline", "bm25")  # fmt: skip
+    assert with_deltas.returncode == 0, with_deltas.stderr
+    assert "ΔnDCG@10" in with_deltas.stdout and "deltas against bm25" in with_deltas.stdout
 
 
 def one_line_error(run_stderr: str) -> str:
@@ -132,6 +149,9 @@ async def test_cli_errors_are_one_line(tmp_path: Path) -> None:
 
     no_folder = fathom(config, data, "eval", str(tmp_path / "nowhere"), "--collection", "c")
     assert no_folder.returncode == 2 and "nowhere" in one_line_error(no_folder.stderr)
+
+    no_reference = fathom(config, data, "eval", cranfield, "--collection", "c", "--baseline", "ref-hybrid")
+    assert no_reference.returncode == 2 and "--reference" in one_line_error(no_reference.stderr)
 
     no_collection = fathom(config, data, "eval", cranfield, "--collection", "absent", "--stages", "bm25")
     assert no_collection.returncode == 1
