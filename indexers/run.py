@@ -99,8 +99,16 @@ async def index_records(
         report.problems.extend(problems)
         report.failed += len(problems)
         documents = [r for r in batch if isinstance(r, Document)]
-        report.add(await writer.upsert(collection, documents, run))
-        on_progress(len(batch))
+        told = 0
+
+        def tell(done: int) -> None:
+            nonlocal told
+            told += done
+            on_progress(done)
+
+        report.add(await writer.upsert(collection, documents, run, progress=tell))
+        # The rest of the batch: unreadable records, and documents that made no chunk or failed.
+        on_progress(len(batch) - told)
     if delete_missing:
         await delete_missing_documents(writer, collection, run, report)
     return report

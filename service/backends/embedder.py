@@ -104,16 +104,21 @@ class FastembedEmbedder:
     async def embed_passages(self, texts: Sequence[str]) -> list[list[float]]:
         return await self._in_worker(self.embed_passages_sync, texts)
 
-    def embed_passages_sync(self, texts: Sequence[str]) -> list[list[float]]:
+    def embed_passages_sync(
+        self, texts: Sequence[str], on_embedded: Callable[[int], object] | None = None
+    ) -> list[list[float]]:
         """One vector per text, in order, on the calling thread.
 
         Texts are embedded shortest first so each batch pads to a similar length, then put back in order.
+        `on_embedded(index)` is called as each text's vector arrives (for an indexer's progress bar).
         """
         order = sorted(range(len(texts)), key=lambda index: len(texts[index]))
         vectors = self._model.embed([texts[index] for index in order], batch_size=self._settings.batch_size)
         result: list[list[float]] = [[] for _ in texts]
         for index, vector in zip(order, vectors, strict=True):
             result[index] = vector.tolist()
+            if on_embedded is not None:
+                on_embedded(index)
         return result
 
     def close(self) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import defaultdict
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from service.backends.stack import SearchStack
@@ -140,8 +140,18 @@ class IngestWriter:
             report.recovered = len(pending)
             return report
 
-    async def upsert(self, collection: str, documents: Sequence[Document], run: int = 0) -> IngestReport:
-        """Write new and changed documents; skip those whose content hash the journal already holds."""
+    async def upsert(
+        self,
+        collection: str,
+        documents: Sequence[Document],
+        run: int = 0,
+        progress: Callable[[int], object] | None = None,
+    ) -> IngestReport:
+        """Write new and changed documents; skip those whose content hash the journal already holds.
+
+        `progress(n)` is told of documents as they are done with: unchanged ones at once, changed ones
+        as their last chunk is embedded (from the embedding thread), so a bar moves within a batch.
+        """
         async with self._locks[collection]:
             documents = latest_versions(documents)
             known = self._journal.committed(collection, [d.id for d in documents])
@@ -150,6 +160,8 @@ class IngestWriter:
             changed_ids = {d.id for d in changed}
             unchanged = [d.id for d in documents if d.id not in changed_ids]
             self._journal.mark_seen(collection, unchanged, run)
+            if progress is not None and unchanged:
+                progress(len(unchanged))
             chunks = await asyncio.to_thread(self._chunk_all, changed)
             # Only a document that shrinks keeps chunks its new version does not overwrite by id; one
             # that repair invalidated (empty hash) may hold anything in a store, so it is cleared too.
@@ -159,7 +171,7 @@ class IngestWriter:
                 if d.id in known
                 and (len(chunks[d.id]) < known[d.id].chunk_count or not known[d.id].content_hash)
             ]
-            report = await self._write(collection, changed, chunks, clear_first, run)
+            report = await self._write(collection, changed, chunks, clear_first, run, progress=progress)
             written = [d.id for d in changed if d.id not in set(report.refused)]
             report.added = sum(1 for doc_id in written if doc_id not in known)
             report.updated = len(written) - report.added
@@ -196,13 +208,16 @@ class IngestWriter:
         chunks: dict[str, list[Chunk]],
         clear_first: Sequence[str],
         run: int,
+        *,
+        progress: Callable[[int], object] | None = None,
     ) -> IngestReport:
         """Embed, then record the intents, write both stores and commit."""
         if not documents:
             return IngestReport()
         flat = [chunk for d in documents for chunk in chunks[d.id]]
         texts = [embedding_text(chunk) for chunk in flat]
-        vectors = await asyncio.to_thread(self._stack.embedder.embed_passages_sync, texts)
+        on_embedded = None if progress is None else documents_done(flat, progress)
+        vectors = await asyncio.to_thread(self._stack.embedder.embed_passages_sync, texts, on_embedded)
         batch = Batch(documents, chunks, dict(zip([c.id for c in flat], vectors, strict=True)))
         try:
             return await self._store(collection, batch, clear_first, run)
@@ -271,3 +286,18 @@ async def gathered(*calls: Awaitable[None]) -> None:
     for result in results:
         if isinstance(result, BaseException):
             raise result
+
+
+def documents_done(chunks: Sequence[Chunk], progress: Callable[[int], object]) -> Callable[[int], None]:
+    """A per-chunk callback that tells `progress` of each document once its last chunk is embedded."""
+    left: dict[str, int] = defaultdict(int)
+    for chunk in chunks:
+        left[chunk.doc_id] += 1
+
+    def embedded(index: int) -> None:
+        doc_id = chunks[index].doc_id
+        left[doc_id] -= 1
+        if left[doc_id] == 0:
+            progress(1)
+
+    return embedded
