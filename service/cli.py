@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 from service.auth.keys import KeyStore
+from service.auth.scopes import DEFAULT_SCOPES, SCOPES, parse_collections, parse_scopes
 from service.search.collections import checked_collection_name
 from service.search.errors import SearchError
 from service.settings import ConfigError, Settings, load_settings
@@ -39,11 +40,19 @@ def key_store(settings: Settings) -> Iterator[KeyStore]:
 
 
 def keys_create(args: argparse.Namespace, settings: Settings) -> int:
+    scopes = parse_scopes(args.scope) if args.scope else DEFAULT_SCOPES
+    collections = parse_collections(args.collections or [])
     with key_store(settings) as store:
-        raw = store.create(args.name, quota=args.quota, rate_limit=args.rate_limit)
+        raw = store.create(
+            args.name, quota=args.quota, rate_limit=args.rate_limit, scopes=scopes, collections=collections
+        )
     quota = "unlimited" if args.quota is None else f"{args.quota} search units"
     rate = "unlimited" if args.rate_limit is None else f"{args.rate_limit} requests/minute"
-    print(f"created key {args.name!r} (quota: {quota}; rate limit: {rate}).")
+    reach = "all collections" if collections is None else "collections " + ",".join(sorted(collections))
+    print(
+        f"created key {args.name!r} (scopes: {','.join(sorted(scopes))}; {reach};"
+        f" quota: {quota}; rate limit: {rate})."
+    )
     print("Store it now: it is shown only once.")
     print(raw)
     return 0
@@ -52,14 +61,19 @@ def keys_create(args: argparse.Namespace, settings: Settings) -> int:
 def keys_list(args: argparse.Namespace, settings: Settings) -> int:
     with key_store(settings) as store:
         keys = store.list()
-    print(f"{'NAME':<24} {'PREFIX':<10} {'USED':>8} {'QUOTA':>10} {'RATE/MIN':>9}  {'CREATED':<20} STATUS")
+    print(
+        f"{'NAME':<24} {'PREFIX':<10} {'USED':>8} {'QUOTA':>10} {'RATE/MIN':>9}  {'CREATED':<20}"
+        f" {'STATUS':<8} SCOPES  COLLECTIONS"
+    )
     for key in keys:
         created = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(key.created_at))
         quota = "-" if key.quota is None else str(key.quota)
         rate = "-" if key.rate_limit is None else str(key.rate_limit)
         status = "active" if key.active else "revoked"
+        reach = "*" if key.collections is None else ",".join(sorted(key.collections))
         print(
-            f"{key.name:<24} {key.key_prefix:<10} {key.used:>8} {quota:>10} {rate:>9}  {created:<20} {status}"
+            f"{key.name:<24} {key.key_prefix:<10} {key.used:>8} {quota:>10} {rate:>9}  {created:<20}"
+            f" {status:<8} {','.join(sorted(key.scopes))}  {reach}"
         )
     return 0
 
@@ -86,6 +100,22 @@ def collection_name(text: str) -> str:
         return checked_collection_name(text)
     except SearchError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def scope_names(text: str) -> str:
+    try:
+        parse_scopes([text])
+    except SearchError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def collection_names(text: str) -> str:
+    try:
+        parse_collections([text])
+    except SearchError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
 
 
 def non_negative_int(text: str) -> int:
@@ -116,6 +146,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--quota", type=non_negative_int, help="search units the key may use (default: no limit)"
     )
     create.add_argument("--rate-limit", type=positive_int, help="requests per minute (default: no limit)")
+    create.add_argument(
+        "--scope",
+        action="append",
+        type=scope_names,
+        help=f"what the key may do, repeated or comma-separated: {', '.join(SCOPES)}"
+        " (default: search; admin holds every scope)",
+    )
+    create.add_argument(
+        "--collections",
+        action="append",
+        type=collection_names,
+        help="comma-separated collections the key is limited to (default: all)",
+    )
     create.set_defaults(handler=keys_create)
     listing = keys.add_parser("list", help="list keys with usage")
     listing.add_argument("--config", help=argparse.SUPPRESS, dest="sub_config")

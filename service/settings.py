@@ -30,6 +30,8 @@ class ServerSettings(msgspec.Struct, forbid_unknown_fields=True):
 
 class AuthSettings(msgspec.Struct, forbid_unknown_fields=True):
     enabled: bool = True
+    # /metrics is open by default, for scrapers on a private network; true asks for an admin key.
+    metrics_admin_only: bool = False
 
 
 class ModelSettings(msgspec.Struct, forbid_unknown_fields=True):

@@ -18,6 +18,7 @@ from litestar.params import JSONBody
 from service.api.services import Services, services_of
 from service.auth.billing import billed, embedding_search_units
 from service.auth.guard import require_api_key
+from service.auth.scopes import SEARCH
 from service.backends.embedder import FastembedEmbedder
 from service.search.errors import BackendUnavailable, InvalidRequest
 
@@ -104,7 +105,14 @@ def encoded(vector: list[float], encoding_format: str) -> list[float] | str:
     return vector
 
 
-@post("/v1/embeddings", guards=[require_api_key], status_code=200, summary="Embed texts", tags=["embeddings"])
+@post(
+    "/v1/embeddings",
+    guards=[require_api_key],
+    opt={"scope": SEARCH},
+    status_code=200,
+    summary="Embed texts",
+    tags=["embeddings"],
+)
 async def embeddings(
     request: Request[Any, Any, Any], data: JSONBody[EmbeddingsRequest]
 ) -> EmbeddingsResponse:
@@ -114,7 +122,7 @@ async def embeddings(
     validate(data, embedder, model)
     texts = input_texts(data)
     tokens = sum(await asyncio.to_thread(token_counts, embedder, texts))
-    with billed(services.keys, request.state.api_key, embedding_search_units(len(texts))):
+    async with billed(services.keys, request.state.api_key, embedding_search_units(len(texts))):
         vectors = await embedder.embed_passages(texts)
     return EmbeddingsResponse(
         data=[

@@ -6,10 +6,14 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import MediaType, Request, Response, get
+from litestar.connection import ASGIConnection
+from litestar.handlers import BaseRouteHandler
 from litestar.openapi.datastructures import ResponseSpec
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from service.api.services import Services, services_of
+from service.auth.guard import require_api_key
+from service.auth.scopes import ADMIN
 
 
 class Health(msgspec.Struct):
@@ -54,8 +58,16 @@ def search_status(services: Services) -> str:
     return f"failed: {services.stack_error}" if services.stack_error else "starting"
 
 
+async def metrics_guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
+    """An admin key when [auth] metrics_admin_only is set; else open, for scrapers."""
+    if services_of(connection).settings.auth.metrics_admin_only:
+        await require_api_key(connection, handler)
+
+
 @get(
     "/metrics",
+    guards=[metrics_guard],
+    opt={"scope": ADMIN},
     tags=["operations"],
     summary="Prometheus metrics, in Prometheus' text format",
     media_type=MediaType.TEXT,

@@ -32,8 +32,14 @@ BEARER = "BearerAuth"
 SCHEMA_PATH = "/schema"
 ASSETS_PATH = "/schema/assets"
 
-# What the key guard answers on every route it guards: no or bad key, over the key's rate limit.
-KEY_GUARD_RAISES: tuple[type[errors.SearchError], ...] = (errors.Unauthorized, errors.RateLimited)
+# What the key guard answers on every route it guards: no or bad key, over the key's rate limit, a
+# scope or collection the key lacks, and the key store unavailable (busy, damaged, disk full).
+KEY_GUARD_RAISES: tuple[type[errors.SearchError], ...] = (
+    errors.Unauthorized,
+    errors.RateLimited,
+    errors.Forbidden,
+    errors.BackendUnavailable,
+)
 
 # What each route raises itself, beyond its guard. An app built with a route missing here fails at once.
 RAISES: dict[HTTPRouteHandler, tuple[type[errors.SearchError], ...]] = {
@@ -51,8 +57,18 @@ RAISES: dict[HTTPRouteHandler, tuple[type[errors.SearchError], ...]] = {
     collections.get_collection: (errors.InvalidRequest, errors.NotFound, errors.BackendUnavailable),
     collections.put_collection: (errors.InvalidRequest, errors.BackendUnavailable),
     collections.delete_collection: (errors.InvalidRequest, errors.NotFound, errors.BackendUnavailable),
-    collections.upsert_documents: (errors.InvalidRequest, errors.NotFound, errors.BackendUnavailable),
-    collections.delete_document: (errors.InvalidRequest, errors.NotFound, errors.BackendUnavailable),
+    collections.upsert_documents: (
+        errors.InvalidRequest,
+        errors.NotFound,
+        errors.QuotaExceeded,
+        errors.BackendUnavailable,
+    ),
+    collections.delete_document: (
+        errors.InvalidRequest,
+        errors.NotFound,
+        errors.QuotaExceeded,
+        errors.BackendUnavailable,
+    ),
     models.list_models: (),
     health.healthz: (),
     health.readyz: (),
@@ -76,6 +92,7 @@ DESCRIPTIONS = {
     429: "Over the key's rate limit; see Retry-After",
     500: "Something unexpected; the operator's log has the details",
     503: "A model, the rerank queue or a search backend is not available; see Retry-After",
+    507: "The server's disk is full: nothing can be written until space is freed; see Retry-After",
 }
 
 

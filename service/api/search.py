@@ -11,7 +11,8 @@ from litestar.params import JSONBody
 
 from service.api.services import Services, services_of
 from service.auth.billing import billed
-from service.auth.guard import require_api_key
+from service.auth.guard import check_collection, require_api_key
+from service.auth.scopes import SEARCH
 from service.rerank.local_reranker import EngineReranker
 from service.search.errors import BackendUnavailable, InvalidRequest
 from service.search.facets import FacetCounts, parse_facet_fields
@@ -200,12 +201,20 @@ def response_of(collection: str, outcome: SearchOutcome) -> SearchResponse:
     )
 
 
-@post("/v1/search", guards=[require_api_key], status_code=200, summary="Hybrid search", tags=["search"])
+@post(
+    "/v1/search",
+    guards=[require_api_key],
+    opt={"scope": SEARCH},
+    status_code=200,
+    summary="Hybrid search",
+    tags=["search"],
+)
 async def search(request: Request[Any, Any, Any], data: JSONBody[SearchRequest]) -> SearchResponse:
     services = services_of(request)
+    check_collection(request.state.api_key, data.collection)
     query = to_query(data)
     pipeline = pipeline_for(services, data.rerank.model if data.rerank else None)
-    with billed(services.keys, request.state.api_key, SEARCH_UNITS_PER_QUERY):
+    async with billed(services.keys, request.state.api_key, SEARCH_UNITS_PER_QUERY):
         outcome = await pipeline.search(query)
     for degraded in outcome.degraded:
         services.metrics.degraded.labels(degraded.stage).inc()

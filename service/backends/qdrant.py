@@ -16,6 +16,7 @@ from qdrant_client import AsyncQdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
 from service.backends.qdrant_local import ThreadedLocalClient
+from service.search.collections import checked_collection_name
 from service.search.errors import (
     BackendTimeout,
     BackendUnavailable,
@@ -179,7 +180,8 @@ class QdrantIndex:
                     return sorted(found, key=lambda chunk: chunk.position)
 
     def _name(self, collection: str) -> str:
-        return self._prefix + collection
+        # Qdrant checks no names itself: without this, any string would become a collection.
+        return self._prefix + checked_collection_name(collection)
 
     def _vector_params(self) -> models.VectorParams:
         return models.VectorParams(size=self._dimensions, distance=models.Distance.COSINE)

@@ -280,7 +280,11 @@ def passage_document(chunk: Chunk) -> tantivy.Document:
     document.add_integer("position", chunk.position)
     document.add_text("title", chunk.title)
     document.add_text("text", chunk.text)
-    document.add_json("metadata", filterable(json.loads(source)))
+    try:
+        document.add_json("metadata", filterable(json.loads(source)))
+    except (ValueError, OverflowError, RecursionError) as exc:
+        # This document's value, not the index, is at fault: a refusal, never an outage to retry.
+        raise InvalidRequest(f"chunk {chunk.id}: Tantivy cannot index its metadata: {exc}") from exc
     document.add_bytes("metadata_source", source.encode())
     return document
 

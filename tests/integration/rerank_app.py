@@ -11,6 +11,7 @@ import httpx
 
 from service.app import create_app
 from service.auth.keys import KeyStore
+from service.auth.scopes import SCOPES
 from service.settings import Settings, settings_from_dict
 from tests.conftest import MODELS
 
@@ -34,10 +35,23 @@ def rerank_settings(data_dir: Path, **rerank: Any) -> Settings:
     )
 
 
-def new_key(settings: Settings, name: str, **limits: int | None) -> str:
+def new_key(
+    settings: Settings,
+    name: str,
+    *,
+    scopes: tuple[str, ...] = SCOPES,
+    collections: tuple[str, ...] | None = None,
+    **limits: int | None,
+) -> str:
+    """A key with every scope unless the test is about scopes: most tests exercise other things."""
     store = KeyStore.in_data_dir(settings.data_path)
     try:
-        return store.create(name, **limits)
+        return store.create(
+            name,
+            scopes=frozenset(scopes),
+            collections=None if collections is None else frozenset(collections),
+            **limits,
+        )
     finally:
         store.close()
 
