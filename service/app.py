@@ -12,6 +12,7 @@ from litestar import Litestar
 from litestar.datastructures import State
 
 from service.api import collections, embeddings, health, models, openapi, rerank, search, web
+from service.api.cors import cors_middleware
 from service.api.errors import EXCEPTION_HANDLERS
 from service.api.metrics import Metrics, metrics_middleware
 from service.api.services import Services
@@ -154,7 +155,7 @@ def create_app(settings: Settings) -> Litestar:
         lifespan=[lifespan],
         state=State({"services": services}),
         exception_handlers=EXCEPTION_HANDLERS,
-        middleware=[metrics_middleware(services.metrics)],
+        middleware=[metrics_middleware(services.metrics), cors_middleware(services.public_origins)],
         request_max_body_size=settings.server.max_body_bytes,
         openapi_config=openapi.openapi_config(),
         # Logging is the process's to configure (`fathom serve` does); Litestar's own config would

@@ -10,9 +10,10 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 from service.auth.keys import KeyStore
+from service.auth.public import PUBLIC_RATE_LIMIT, parse_origins
 from service.auth.scopes import DEFAULT_SCOPES, SCOPES, parse_collections, parse_scopes
 from service.search.collections import checked_collection_name
-from service.search.errors import SearchError
+from service.search.errors import InvalidRequest, SearchError
 from service.settings import ConfigError, Settings, load_settings
 
 Command = Callable[[argparse.Namespace, Settings], int]
@@ -42,20 +43,40 @@ def key_store(settings: Settings) -> Iterator[KeyStore]:
 def keys_create(args: argparse.Namespace, settings: Settings) -> int:
     scopes = parse_scopes(args.scope) if args.scope else DEFAULT_SCOPES
     collections = parse_collections(args.collections or [])
+    origins = public_origins(args)
     with key_store(settings) as store:
         raw = store.create(
-            args.name, quota=args.quota, rate_limit=args.rate_limit, scopes=scopes, collections=collections
+            args.name,
+            quota=args.quota,
+            rate_limit=args.rate_limit,
+            scopes=scopes,
+            collections=collections,
+            origins=origins,
         )
+        key = next(key for key in store.list() if key.name == args.name)
     quota = "unlimited" if args.quota is None else f"{args.quota} search units"
-    rate = "unlimited" if args.rate_limit is None else f"{args.rate_limit} requests/minute"
+    rate = "unlimited" if key.rate_limit is None else f"{key.rate_limit} requests/minute"
     reach = "all collections" if collections is None else "collections " + ",".join(sorted(collections))
+    kind = "secret key" if origins is None else f"public key for {', '.join(sorted(origins))}"
     print(
-        f"created key {args.name!r} (scopes: {','.join(sorted(scopes))}; {reach};"
+        f"created {kind} {args.name!r} (scopes: {','.join(sorted(scopes))}; {reach};"
         f" quota: {quota}; rate limit: {rate})."
     )
-    print("Store it now: it is shown only once.")
+    if origins is None:
+        print("Store it now: it is shown only once.")
+    else:
+        print("It may sit in your pages (data-key of /widget.js); it is shown only once.")
     print(raw)
     return 0
+
+
+def public_origins(args: argparse.Namespace) -> frozenset[str] | None:
+    """--public with its --origin values; SearchError when one comes without the other."""
+    if args.public and not args.origin:
+        raise InvalidRequest("--public needs at least one --origin the key may be used from")
+    if args.origin and not args.public:
+        raise InvalidRequest("--origin is for public keys: add --public")
+    return parse_origins(args.origin) if args.public else None
 
 
 def keys_list(args: argparse.Namespace, settings: Settings) -> int:
@@ -71,9 +92,10 @@ def keys_list(args: argparse.Namespace, settings: Settings) -> int:
         rate = "-" if key.rate_limit is None else str(key.rate_limit)
         status = "active" if key.active else "revoked"
         reach = "*" if key.collections is None else ",".join(sorted(key.collections))
+        public = "" if key.origins is None else "  public from " + ",".join(sorted(key.origins))
         print(
             f"{key.name:<24} {key.key_prefix:<10} {key.used:>8} {quota:>10} {rate:>9}  {created:<20}"
-            f" {status:<8} {','.join(sorted(key.scopes))}  {reach}"
+            f" {status:<8} {','.join(sorted(key.scopes))}  {reach}{public}"
         )
     return 0
 
@@ -158,6 +180,17 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         type=collection_names,
         help="comma-separated collections the key is limited to (default: all)",
+    )
+    create.add_argument(
+        "--public",
+        action="store_true",
+        help="a key for web pages: search only, on its --collections, from its --origin sites, rate-limited"
+        f" ({PUBLIC_RATE_LIMIT} requests/minute unless --rate-limit)",
+    )
+    create.add_argument(
+        "--origin",
+        action="append",
+        help="with --public: a site that may use the key, as https://example.org[:port]; repeat for more",
     )
     create.set_defaults(handler=keys_create)
     listing = keys.add_parser("list", help="list keys with usage")

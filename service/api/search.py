@@ -204,7 +204,8 @@ def response_of(collection: str, outcome: SearchOutcome) -> SearchResponse:
 @post(
     "/v1/search",
     guards=[require_api_key],
-    opt={"scope": SEARCH},
+    # The one route a public key may call (service/auth/public.py).
+    opt={"scope": SEARCH, "public": True},
     status_code=200,
     summary="Hybrid search",
     tags=["search"],

@@ -16,6 +16,7 @@ from litestar.handlers import BaseRouteHandler
 
 from service.api.services import services_of
 from service.auth.keys import ApiKey
+from service.auth.public import check_public_use
 from service.auth.scopes import ADMIN
 from service.search.errors import Forbidden, Unauthorized
 
@@ -63,6 +64,8 @@ async def require_api_key(connection: ASGIConnection[Any, Any, Any, Any], handle
     if key is None:
         raise Unauthorized("invalid or revoked API key; create one with `fathom keys create --name NAME`")
     check_scope(key, needed_scope(handler))
+    if key.origins is not None:
+        check_public_use(key.origins, connection.headers.get("origin"), bool(handler.opt.get("public")))
     if "name" in connection.path_params:
         check_collection(key, str(connection.path_params["name"]))
     await asyncio.to_thread(services.keys.admit, key.name)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from service.auth import scopes as scope
+from service.auth.public import PUBLIC_RATE_LIMIT
 from service.search.errors import InvalidRequest, QuotaExceeded, RateLimited
 from service.sqlite_store import SqliteFile
 
@@ -34,15 +35,18 @@ CREATE TABLE IF NOT EXISTS api_keys (
     -- comma-separated scopes; NULL for keys made before scopes existed (they hold every scope)
     scopes TEXT,
     -- comma-separated collection names the key is limited to; NULL for all
-    collections TEXT
+    collections TEXT,
+    -- a public key's comma-separated origins (service/auth/public.py); NULL for a secret key
+    origins TEXT
 );
 """
 # Columns added after the first release, with the ALTER that adds each to an older key store.
 _ADDED_COLUMNS = {
     "scopes": "ALTER TABLE api_keys ADD COLUMN scopes TEXT",
     "collections": "ALTER TABLE api_keys ADD COLUMN collections TEXT",
+    "origins": "ALTER TABLE api_keys ADD COLUMN origins TEXT",
 }
-_COLUMNS = "name, key_prefix, quota, rate_limit, used, created_at, revoked_at, scopes, collections"
+_COLUMNS = "name, key_prefix, quota, rate_limit, used, created_at, revoked_at, scopes, collections, origins"
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,10 +61,12 @@ class ApiKey:
     scopes: frozenset[str] = scope.LEGACY_SCOPES
     # None: every collection
     collections: frozenset[str] | None = None
+    # A public key's origins; None for a secret key
+    origins: frozenset[str] | None = None
 
     @classmethod
     def from_row(cls, row: tuple[object, ...]) -> ApiKey:
-        name, prefix, quota, rate_limit, used, created_at, revoked_at, scopes, collections = row
+        name, prefix, quota, rate_limit, used, created_at, revoked_at, scopes, collections, origins = row
         return cls(
             str(name),
             str(prefix),
@@ -71,11 +77,16 @@ class ApiKey:
             None if revoked_at is None else float(str(revoked_at)),
             scope.LEGACY_SCOPES if scopes is None else scope.from_text(scopes) or frozenset(),
             scope.from_text(collections),
+            scope.from_text(origins),
         )
 
     @property
     def active(self) -> bool:
         return self.revoked_at is None
+
+    @property
+    def public(self) -> bool:
+        return self.origins is not None
 
     def grants(self, needed: str) -> bool:
         return scope.grants(self.scopes, needed)
@@ -120,8 +131,13 @@ class KeyStore:
         rate_limit: int | None = None,
         scopes: frozenset[str] = scope.DEFAULT_SCOPES,
         collections: frozenset[str] | None = None,
+        origins: frozenset[str] | None = None,
     ) -> str:
-        """A new key; the raw key is returned once and never stored."""
+        """A new key; the raw key is returned once and never stored.
+
+        With `origins` it is a public key: search only, limited to `collections` (required), and
+        rate-limited (PUBLIC_RATE_LIMIT unless `rate_limit` says otherwise).
+        """
         if not name.strip():
             raise InvalidRequest("a key needs a non-empty name")
         if quota is not None and quota < 0:
@@ -129,14 +145,17 @@ class KeyStore:
         if rate_limit is not None and rate_limit < 1:
             raise InvalidRequest("rate limit must be at least 1 request per minute")
         scopes = scope.parse_scopes(scopes)
+        if origins is not None:
+            check_public_key(scopes, collections, origins)
+            rate_limit = PUBLIC_RATE_LIMIT if rate_limit is None else rate_limit
         raw = KEY_PREFIX + secrets.token_urlsafe(32)
         with self._transaction() as db:
             if db.execute("SELECT 1 FROM api_keys WHERE name = ?", (name,)).fetchone():
                 raise InvalidRequest(f"a key named {name!r} already exists; pick another name")
             db.execute(
                 "INSERT INTO api_keys"
-                " (name, key_hash, key_prefix, quota, rate_limit, created_at, scopes, collections)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                " (name, key_hash, key_prefix, quota, rate_limit, created_at, scopes, collections, origins)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     name,
                     hash_key(raw),
@@ -146,9 +165,17 @@ class KeyStore:
                     time.time(),
                     scope.to_text(scopes),
                     scope.to_text(collections),
+                    scope.to_text(origins),
                 ),
             )
         return raw
+
+    def public_origins(self) -> frozenset[str]:
+        """Every origin an active public key names: the origins CORS answers."""
+        rows = self._file.query(
+            "SELECT origins FROM api_keys WHERE origins IS NOT NULL AND revoked_at IS NULL"
+        )
+        return frozenset().union(*(scope.from_text(row[0]) or () for row in rows))
 
     def list(self) -> list[ApiKey]:
         rows = self._file.query(f"SELECT {_COLUMNS} FROM api_keys ORDER BY created_at")
@@ -203,3 +230,15 @@ class KeyStore:
         """Give back units charged for a request that then failed on our side."""
         with self._transaction() as db:
             db.execute("UPDATE api_keys SET used = MAX(used - ?, 0) WHERE name = ?", (units, name))
+
+
+def check_public_key(
+    scopes: frozenset[str], collections: frozenset[str] | None, origins: frozenset[str]
+) -> None:
+    """A public key is a search key for named collections, used from at least one origin."""
+    if not origins:
+        raise InvalidRequest("a public key needs at least one origin it may be used from (--origin)")
+    if scopes != {scope.SEARCH}:
+        raise InvalidRequest("a public key can only have the search scope: anyone can read it from the page")
+    if not collections:
+        raise InvalidRequest("a public key must name the collections it may search (--collections)")

@@ -9,7 +9,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -18,17 +18,24 @@ import httpx
 READY_SECONDS = 180
 
 
-def free_port() -> int:
-    """A free port on 127.0.0.1: within FATHOM_TEST_PORTS ("18600-18699") when set, else any."""
+def free_ports(count: int) -> list[int]:
+    """Distinct free ports on 127.0.0.1: within FATHOM_TEST_PORTS ("18600-18699") when set, else any."""
     low, _, high = os.environ.get("FATHOM_TEST_PORTS", "0-0").partition("-")
-    for port in range(int(low), int(high) + 1):
-        with socket.socket() as probe:
+    candidates = range(int(low), int(high) + 1) if int(low) else [0] * count
+    with ExitStack() as held:  # each stays bound until all are chosen, so none is chosen twice
+        ports: list[int] = []
+        for port in candidates:
+            probe = held.enter_context(socket.socket())
             try:
                 probe.bind(("127.0.0.1", port))
             except OSError:
                 continue
-            return int(probe.getsockname()[1])
-    raise RuntimeError(f"no free port in FATHOM_TEST_PORTS={os.environ['FATHOM_TEST_PORTS']}")
+            ports.append(int(probe.getsockname()[1]))
+            if len(ports) == count:
+                return ports
+    raise RuntimeError(
+        f"fewer than {count} free ports in FATHOM_TEST_PORTS={os.environ['FATHOM_TEST_PORTS']}"
+    )
 
 
 @contextmanager

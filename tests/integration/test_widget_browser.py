@@ -1,0 +1,245 @@
+"""The widget in a real browser: Debian's headless Chromium, driven by Playwright, against `fathom serve`.
+
+A site on another origin embeds /widget.js with a public key; the test types a Cranfield query and
+checks the results, dropped stale answers, a facet click, paging, and keyboard selection, and saves
+a screenshot (widget.png in the test's tmp folder).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from service.settings import load_settings
+from tests.conftest import MODELS
+from tests.integration.live_server import fathom_serve, free_ports, static_site
+from tests.integration.rerank_app import TINY
+from tests.integration.search_app import cranfield, index_documents
+
+CHROMIUM = Path("/usr/bin/chromium")
+# No GPU, no network but loopback, nothing fetched in the background.
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+COLLECTION = "cranweb"
+PAGE_SIZE = 5
+
+if not os.environ.get("CI"):  # in CI a missing browser fails the run instead (.ci/run installs it)
+    pytest.importorskip("playwright.async_api")
+    if not CHROMIUM.exists():
+        pytest.skip("Debian's chromium is not installed (.ci/run installs it)", allow_module_level=True)
+
+pytestmark = pytest.mark.anyio
+
+
+@dataclass(frozen=True)
+class Site:
+    fathom: str  # the Fathom server's base URL
+    origin: str  # the embedding site's origin
+    key: str  # the public key the site embeds
+    docs: dict[str, dict[str, Any]]  # id -> metadata
+
+
+def server_config(data_dir: Path, port: int) -> str:
+    return f"""
+data_dir = "{data_dir}"
+[server]
+port = {port}
+[embedding]
+path = "{MODELS / "all-MiniLM-L6-v2"}"
+[rerank]
+default_model = "{TINY}"
+[rerank.models."{TINY}"]
+path = "{MODELS / TINY}"
+[rerank.models."BAAI/bge-reranker-v2-m3"]
+enabled = false
+"""
+
+
+def site_page(fathom: str, key: str, path: str) -> str:
+    """The embedding site: its home page holds the widget; /doc/<id> stands for a document's page."""
+    if path.startswith("/doc/"):
+        return f"<!doctype html><title>Document {path[5:]}</title><h1>Document {path[5:]}</h1>"
+    return f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>A site</title></head>
+<body><h1>A site with Fathom search</h1>
+<script src="{fathom}/widget.js" data-collection="{COLLECTION}" data-key="{key}" data-facets="kind,year"
+        data-page-size="{PAGE_SIZE}" data-placeholder="Search the Cranfield papers"></script>
+</body></html>"""
+
+
+@pytest.fixture(scope="module")
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    folder = tmp_path_factory.mktemp("widget")
+    fathom_port, site_port = free_ports(2)
+    origin = f"http://127.0.0.1:{site_port}"
+    config = folder / "fathom.toml"
+    config.write_text(server_config(folder / "data", fathom_port))
+    documents = [replace(d, metadata={**d.metadata, "url": f"{origin}/doc/{d.id}"}) for d in cranfield(60)]
+    report = asyncio.run(index_documents(load_settings(config, environ={}), COLLECTION, documents))
+    assert report.added == len(documents)
+    key = public_key(config, origin)
+    with (
+        fathom_serve(config, fathom_port, folder / "serve.log") as fathom,
+        static_site(site_port, lambda path: site_page(fathom, key, path)) as served,
+    ):
+        yield Site(fathom, served, key, {d.id: d.metadata for d in documents})
+
+
+def public_key(config: Path, origin: str) -> str:
+    """The README's command: a search-only key for one collection, usable from the site's origin."""
+    command = [
+        sys.executable,
+        "-m",
+        "service.cli",
+        "--config",
+        str(config),
+        "keys",
+        "create",
+        "--name",
+        "site",
+    ]
+    command += ["--public", "--origin", origin, "--collections", COLLECTION, "--rate-limit", "600"]
+    created = subprocess.run(command, capture_output=True, text=True, check=True)
+    assert "public" in created.stdout and origin in created.stdout
+    return created.stdout.strip().splitlines()[-1]
+
+
+@pytest.fixture
+async def page(site: Site) -> AsyncIterator[Any]:
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as driver:
+        browser = await driver.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
+        tab = await browser.new_page(viewport={"width": 900, "height": 1100})
+        errors: list[str] = []
+        tab.on("pageerror", lambda error: errors.append(str(error)))
+        await tab.goto(site.origin)
+        yield tab
+        await browser.close()
+        assert errors == [], f"the page raised: {errors}"
+
+
+def api_ids(site: Site, query: str, **body: Any) -> list[str]:
+    """The hit ids the API itself gives for the widget's request, to compare the rendering with."""
+    request = {
+        "query": query,
+        "collection": COLLECTION,
+        "top_k": PAGE_SIZE,
+        "facets": ["kind", "year"],
+        **body,
+    }
+    headers = {"Authorization": f"Bearer {site.key}", "Origin": site.origin}
+    response = httpx.post(f"{site.fathom}/v1/search", json=request, headers=headers, timeout=30)
+    assert response.status_code == 200, response.text
+    return [hit["id"] for hit in response.json()["hits"]]
+
+
+async def shown_ids(page: Any) -> list[str]:
+    ids: list[str] = await page.locator("[role=option]").evaluate_all("els => els.map(e => e.dataset.id)")
+    return ids
+
+
+async def wait_for_query(page: Any, query: str) -> None:
+    await page.wait_for_function(
+        "q => { const w = document.querySelector('.fathom-widget');"
+        " return w.dataset.query === q && !w.hasAttribute('aria-busy'); }",
+        arg=query,
+    )
+
+
+async def test_typing_shows_highlighted_linked_results_debounced(page: Any, site: Site) -> None:
+    requests: list[str] = []
+    page.on("request", lambda r: requests.append(r.url) if r.url.endswith("/v1/search") else None)
+    box = page.get_by_role("combobox")
+    query = "boundary layer transition"
+
+    await box.press_sequentially(query, delay=20)
+    await wait_for_query(page, query)
+
+    assert len(requests) < 5, f"{len(requests)} requests for {len(query)} keystrokes: not debounced"
+    assert await shown_ids(page) == api_ids(site, query)
+    assert await box.get_attribute("aria-expanded") == "true"
+    listbox = page.get_by_role("listbox")
+    assert await box.get_attribute("aria-controls") == await listbox.get_attribute("id")
+    for option in await page.get_by_role("option").all():
+        doc_id = await option.get_attribute("data-id")
+        assert await option.locator("a.fathom-title").get_attribute("href") == site.docs[doc_id]["url"]
+    assert await page.locator(".fathom-snippet mark").count() > 0  # highlighted matches
+
+
+async def test_a_slow_stale_answer_is_dropped(page: Any, site: Site) -> None:
+    async def hold_back_shock(route: Any) -> None:
+        if (route.request.post_data_json or {}).get("query") == "shock":
+            await asyncio.sleep(1.5)
+        # The widget may have aborted it meanwhile: exactly what a stale request should get.
+        with contextlib.suppress(Exception):
+            await route.continue_()
+
+    await page.route("**/v1/search", hold_back_shock)
+    box = page.get_by_role("combobox")
+    await box.fill("shock")
+    await page.wait_for_timeout(400)  # the debounced "shock" request is out, held back
+    await box.fill("heat transfer")
+    await wait_for_query(page, "heat transfer")
+    await page.wait_for_timeout(2000)  # long after the "shock" answer would have come
+
+    assert await page.locator(".fathom-widget").get_attribute("data-query") == "heat transfer"
+    assert await shown_ids(page) == api_ids(site, "heat transfer")
+
+
+async def test_facet_click_filters_and_keyboard_chooses(page: Any, site: Site, tmp_path: Path) -> None:
+    box = page.get_by_role("combobox")
+    await box.fill("heat transfer")
+    await wait_for_query(page, "heat transfer")
+    even = page.locator("button.fathom-facet[data-field=kind][data-value=even]")
+    count = int((await even.inner_text()).rsplit("(", 1)[1].rstrip(")"))
+
+    await even.click()
+    await page.wait_for_selector("button.fathom-facet[data-field=kind][data-value=even][aria-pressed=true]")
+    await wait_for_query(page, "heat transfer")
+
+    assert await page.get_by_role("status").inner_text() == f"{count} results"
+    filtered = await shown_ids(page)
+    assert filtered == api_ids(site, "heat transfer", filter={"kind": "even"})
+    assert {site.docs[doc_id]["kind"] for doc_id in filtered} == {"even"}
+
+    await page.get_by_role("button", name="More results").click()
+    await page.wait_for_function(f"document.querySelectorAll('[role=option]').length > {PAGE_SIZE}")
+    paged = await shown_ids(page)
+    assert paged[:PAGE_SIZE] == filtered and len(set(paged)) == len(paged)
+
+    await box.focus()
+    await box.press("ArrowDown")
+    await box.press("ArrowDown")
+    second = page.get_by_role("option").nth(1)
+    assert await box.get_attribute("aria-activedescendant") == await second.get_attribute("id")
+    assert await second.get_attribute("aria-selected") == "true"
+    chosen = await second.get_attribute("data-id")
+    await page.screenshot(path=str(tmp_path / "widget.png"), full_page=True)
+
+    await box.press("Enter")
+    await page.wait_for_url(site.docs[chosen]["url"])
+    assert await page.title() == f"Document {chosen}"
+    print(f"screenshot: {tmp_path / 'widget.png'}")
