@@ -57,3 +57,22 @@ def test_bad_cli_input_is_a_clear_error(tmp_path: Path) -> None:
     assert negative.returncode == 2 and "must be at least 1" in negative.stderr
     bad_config = fathom(tmp_path, "--config", str(tmp_path / "missing.toml"), "keys", "list")
     assert bad_config.returncode == 2 and "does not exist" in bad_config.stderr
+
+
+def test_public_keys_from_the_cli(tmp_path: Path) -> None:
+    created = fathom(
+        tmp_path, "keys", "create", "--name", "site", "--public", "--origin", "https://docs.example.org",
+        "--collections", "docs",
+    )  # fmt: skip
+    assert created.returncode == 0, created.stderr
+    assert (
+        "public key for https://docs.example.org" in created.stdout
+        and "600 requests/minute" in created.stdout
+    )
+    row = next(
+        line for line in fathom(tmp_path, "keys", "list").stdout.splitlines() if line.startswith("site")
+    )
+    assert "public from https://docs.example.org" in row and "docs" in row
+    # The rest of what a public key may not be is covered by tests/unit/test_public_keys.py.
+    no_origin = fathom(tmp_path, "keys", "create", "--name", "x", "--public", "--collections", "docs")
+    assert no_origin.returncode == 1 and "needs at least one --origin" in no_origin.stderr
