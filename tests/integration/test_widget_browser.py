@@ -199,8 +199,8 @@ async def test_a_slow_stale_answer_is_dropped(page: Any, site: Site) -> None:
 
     await page.route("**/v1/search", hold_back_shock)
     box = page.get_by_role("combobox")
-    await box.fill("shock")
-    await page.wait_for_timeout(400)  # the debounced "shock" request is out, held back
+    async with page.expect_request(lambda request: '"shock"' in (request.post_data or "")):
+        await box.fill("shock")  # the debounced request goes out, and is held back
     await box.fill("heat transfer")
     await wait_for_query(page, "heat transfer")
     await page.wait_for_timeout(2000)  # long after the "shock" answer would have come

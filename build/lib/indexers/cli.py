@@ -135,7 +135,8 @@ async def verify(settings: Settings, collection: str, fix: bool) -> bool:
         print("\n".join(["before repair:", *before.lines()]))
         report, after = await repair(writer, collection)
         print(
-            f"repair: redid {report.recovered} unfinished changes, removed {report.deleted} stray documents"
+            f"repair: redid {report.recovered} unfinished changes, removed {report.parked} failed changes"
+            f" and {report.deleted} stray documents"
         )
         print("\n".join(["after repair:", *after.lines()]))
         if not after.clean:

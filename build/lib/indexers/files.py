@@ -1,4 +1,4 @@
-"""A folder of .txt, .md and .html files as documents: id = path in the folder, title from the file."""
+"""A folder of text, HTML, PDF and Word files as documents: id = path in the folder, title from the file."""
 
 from __future__ import annotations
 
@@ -7,10 +7,13 @@ from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
 
+from indexers.paged_files import UnreadableFile, docx_document, pdf_document
 from indexers.sources import Record, SourceProblem
 from service.ingest.documents import Document
 
-SUFFIXES = frozenset({".txt", ".md", ".markdown", ".html", ".htm"})
+# Binary formats, each read by its own extractor into (title, text, metadata).
+PAGED = {".pdf": pdf_document, ".docx": docx_document}
+SUFFIXES = frozenset({".txt", ".md", ".markdown", ".html", ".htm", *PAGED})
 MARKDOWN_HEADING = re.compile(r"^\s{0,3}#{1,6}\s+(.+?)\s*#*\s*$", re.MULTILINE)
 # Markup whose content is never text a reader sees.
 HIDDEN_TAGS = frozenset({"script", "style", "template", "noscript", "head"})
@@ -37,13 +40,19 @@ def read_file(path: Path, folder: Path) -> Record:
         raw = path.read_bytes()
     except OSError as exc:
         return SourceProblem(str(path), f"cannot be read: {exc.strerror or exc}")
+    suffix = path.suffix.lower()
+    metadata = {"path": doc_id, "format": suffix.lstrip(".")}
+    if suffix in PAGED:
+        try:
+            title, text, extracted = PAGED[suffix](raw)
+        except UnreadableFile as exc:
+            return SourceProblem(str(path), str(exc))
+        return Document(doc_id, title or path.stem, text, {**metadata, **extracted})
     try:
         content = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         return SourceProblem(f"{path}:{line}", f"not UTF-8 text (byte {exc.start})")
-    suffix = path.suffix.lower()
-    metadata = {"path": doc_id, "format": suffix.lstrip(".")}
     if suffix in {".html", ".htm"}:
         title, text = html_title_and_text(content)
     elif suffix in {".md", ".markdown"}:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 
-from indexers.files import document_files, read_folder
+from indexers.files import SUFFIXES, document_files, read_file, read_folder
 from indexers.sources import Fields, Record, SourceProblem, beir_corpus, read_csv, read_jsonl
 from service.ingest.documents import Document
 from service.ingest.writer import IngestReport, IngestWriter
@@ -33,6 +33,8 @@ def source_format(path: Path, chosen: str) -> str:
         return chosen
     if path.is_dir():
         return "beir" if (path / "corpus.jsonl").is_file() else "folder"
+    if path.suffix.lower() in SUFFIXES:  # one file of a folder's kinds: a folder of one
+        return "folder"
     return "csv" if path.suffix.lower() == ".csv" else "jsonl"
 
 
@@ -42,6 +44,8 @@ def open_source(path: Path, chosen: str, fields: Fields) -> Source:
         raise FileNotFoundError(f"{path} does not exist")
     kind = source_format(path, chosen)
     if kind == "folder":
+        if path.is_file():
+            return Source(iter([read_file(path, path.parent)]), 1)
         if not path.is_dir():
             raise FileNotFoundError(f"{path} is not a folder")
         return Source(read_folder(path), sum(1 for _ in document_files(path)))

@@ -13,7 +13,8 @@ from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 
-from service.api import collections, health, models, rerank, search
+from service.api import collections, embeddings, health, models, rerank, search, web
+from service.api.cors import cors_middleware
 from service.api.errors import EXCEPTION_HANDLERS
 from service.api.metrics import Metrics, metrics_middleware
 from service.api.services import Services
@@ -56,12 +57,14 @@ async def search_reranker(services: Services, exits: AsyncExitStack) -> Reranker
 
 
 async def open_search(services: Services, exits: AsyncExitStack) -> None:
-    """Open the stores and the embedder; on failure, keep serving rerank and report why search cannot."""
+    """Open the stores, the embedder and the journal; on failure, keep serving rerank and report why
+    search cannot (in /readyz and in every search's 503)."""
     if not services.settings.search.enabled:
         services.stack_error = "search is switched off on this server ([search] enabled = false)"
         return
     try:
         stack: SearchStack = await exits.enter_async_context(open_stack(services.settings))
+        ingest = await open_ingest(services.settings, stack, exits)
     except SearchError as exc:
         services.stack_error = str(exc)
         log.error("search is not available: %s", exc)
@@ -71,7 +74,7 @@ async def open_search(services: Services, exits: AsyncExitStack) -> None:
         log.exception("search is not available")
         return
     services.stack = stack
-    services.ingest = await open_ingest(services.settings, stack, exits)
+    services.ingest = ingest
     services.pipeline = SearchPipeline(
         stack.lexical,
         stack.vectors,
@@ -82,18 +85,23 @@ async def open_search(services: Services, exits: AsyncExitStack) -> None:
 
 
 async def open_ingest(settings: Settings, stack: SearchStack, exits: AsyncExitStack) -> IngestWriter:
-    """The collections API's writer; changes a previous process left unfinished are finished first."""
-    journal = Journal(journal_path(settings.data_path))
+    """The collections API's writer; changes a previous process left unfinished are finished first.
+
+    A damaged journal raises StateDamaged naming the file. A collection that cannot be recovered now
+    is logged and retried by its next write; the others are recovered regardless.
+    """
+    journal = await asyncio.to_thread(Journal, journal_path(settings.data_path))
     exits.callback(journal.close)
     writer = IngestWriter(stack, journal, Chunker(stack.embedder.tokenizer, ChunkingPolicy()))
-    try:
-        report = await writer.recover_all()
-    except SearchError as exc:
-        # Serving search matters more; the next write to the collection retries the recovery.
-        log.error("unfinished collection changes could not be recovered yet: %s", exc)
-    else:
-        if report.recovered:
-            log.info("finished %d interrupted collection changes", report.recovered)
+    report = await writer.recover_all()
+    for problem in report.problems:
+        log.error("recovering unfinished collection changes: %s", problem)
+    if report.recovered or report.parked:
+        log.info(
+            "finished %d interrupted collection changes, parked %d that can never succeed",
+            report.recovered,
+            report.parked,
+        )
     return writer
 
 
@@ -129,6 +137,7 @@ def create_app(settings: Settings) -> Litestar:
         route_handlers=[
             rerank.rerank,
             search.search,
+            embeddings.embeddings,
             collections.list_collections,
             collections.get_collection,
             collections.put_collection,
@@ -139,11 +148,14 @@ def create_app(settings: Settings) -> Litestar:
             health.healthz,
             health.readyz,
             health.metrics,
+            web.search_page,
+            web.widget_js,
+            web.widget_css,
         ],
         lifespan=[lifespan],
         state=State({"services": services}),
         exception_handlers=EXCEPTION_HANDLERS,
-        middleware=[metrics_middleware(services.metrics)],
+        middleware=[metrics_middleware(services.metrics), cors_middleware(services.public_origins)],
         request_max_body_size=settings.server.max_body_bytes,
         openapi_config=OpenAPIConfig(
             title="Fathom",

@@ -10,8 +10,10 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 from service.auth.keys import KeyStore
+from service.auth.public import PUBLIC_RATE_LIMIT, parse_origins
+from service.auth.scopes import DEFAULT_SCOPES, SCOPES, parse_collections, parse_scopes
 from service.search.collections import checked_collection_name
-from service.search.errors import SearchError
+from service.search.errors import InvalidRequest, SearchError
 from service.settings import ConfigError, Settings, load_settings
 
 Command = Callable[[argparse.Namespace, Settings], int]
@@ -39,27 +41,61 @@ def key_store(settings: Settings) -> Iterator[KeyStore]:
 
 
 def keys_create(args: argparse.Namespace, settings: Settings) -> int:
+    scopes = parse_scopes(args.scope) if args.scope else DEFAULT_SCOPES
+    collections = parse_collections(args.collections or [])
+    origins = public_origins(args)
     with key_store(settings) as store:
-        raw = store.create(args.name, quota=args.quota, rate_limit=args.rate_limit)
+        raw = store.create(
+            args.name,
+            quota=args.quota,
+            rate_limit=args.rate_limit,
+            scopes=scopes,
+            collections=collections,
+            origins=origins,
+        )
+        key = next(key for key in store.list() if key.name == args.name)
     quota = "unlimited" if args.quota is None else f"{args.quota} search units"
-    rate = "unlimited" if args.rate_limit is None else f"{args.rate_limit} requests/minute"
-    print(f"created key {args.name!r} (quota: {quota}; rate limit: {rate}).")
-    print("Store it now: it is shown only once.")
+    rate = "unlimited" if key.rate_limit is None else f"{key.rate_limit} requests/minute"
+    reach = "all collections" if collections is None else "collections " + ",".join(sorted(collections))
+    kind = "secret key" if origins is None else f"public key for {', '.join(sorted(origins))}"
+    print(
+        f"created {kind} {args.name!r} (scopes: {','.join(sorted(scopes))}; {reach};"
+        f" quota: {quota}; rate limit: {rate})."
+    )
+    if origins is None:
+        print("Store it now: it is shown only once.")
+    else:
+        print("It may sit in your pages (data-key of /widget.js); it is shown only once.")
     print(raw)
     return 0
+
+
+def public_origins(args: argparse.Namespace) -> frozenset[str] | None:
+    """--public with its --origin values; SearchError when one comes without the other."""
+    if args.public and not args.origin:
+        raise InvalidRequest("--public needs at least one --origin the key may be used from")
+    if args.origin and not args.public:
+        raise InvalidRequest("--origin is for public keys: add --public")
+    return parse_origins(args.origin) if args.public else None
 
 
 def keys_list(args: argparse.Namespace, settings: Settings) -> int:
     with key_store(settings) as store:
         keys = store.list()
-    print(f"{'NAME':<24} {'PREFIX':<10} {'USED':>8} {'QUOTA':>10} {'RATE/MIN':>9}  {'CREATED':<20} STATUS")
+    print(
+        f"{'NAME':<24} {'PREFIX':<10} {'USED':>8} {'QUOTA':>10} {'RATE/MIN':>9}  {'CREATED':<20}"
+        f" {'STATUS':<8} SCOPES  COLLECTIONS"
+    )
     for key in keys:
         created = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(key.created_at))
         quota = "-" if key.quota is None else str(key.quota)
         rate = "-" if key.rate_limit is None else str(key.rate_limit)
         status = "active" if key.active else "revoked"
+        reach = "*" if key.collections is None else ",".join(sorted(key.collections))
+        public = "" if key.origins is None else "  public from " + ",".join(sorted(key.origins))
         print(
-            f"{key.name:<24} {key.key_prefix:<10} {key.used:>8} {quota:>10} {rate:>9}  {created:<20} {status}"
+            f"{key.name:<24} {key.key_prefix:<10} {key.used:>8} {quota:>10} {rate:>9}  {created:<20}"
+            f" {status:<8} {','.join(sorted(key.scopes))}  {reach}{public}"
         )
     return 0
 
@@ -88,6 +124,22 @@ def collection_name(text: str) -> str:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def scope_names(text: str) -> str:
+    try:
+        parse_scopes([text])
+    except SearchError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def collection_names(text: str) -> str:
+    try:
+        parse_collections([text])
+    except SearchError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
 def non_negative_int(text: str) -> int:
     value = int(text)
     if value < 0:
@@ -97,7 +149,7 @@ def non_negative_int(text: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fathom", description="Fathom: hybrid search and reranking.")
-    parser.add_argument("--config", help="TOML file laid over config/default.toml (else $FATHOM_CONFIG)")
+    parser.add_argument("--config", help="TOML file laid over the packaged defaults (else $FATHOM_CONFIG)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve_parser = commands.add_parser("serve", help="run the HTTP service")
@@ -116,6 +168,30 @@ def build_parser() -> argparse.ArgumentParser:
         "--quota", type=non_negative_int, help="search units the key may use (default: no limit)"
     )
     create.add_argument("--rate-limit", type=positive_int, help="requests per minute (default: no limit)")
+    create.add_argument(
+        "--scope",
+        action="append",
+        type=scope_names,
+        help=f"what the key may do, repeated or comma-separated: {', '.join(SCOPES)}"
+        " (default: search; admin holds every scope)",
+    )
+    create.add_argument(
+        "--collections",
+        action="append",
+        type=collection_names,
+        help="comma-separated collections the key is limited to (default: all)",
+    )
+    create.add_argument(
+        "--public",
+        action="store_true",
+        help="a key for web pages: search only, on its --collections, from its --origin sites, rate-limited"
+        f" ({PUBLIC_RATE_LIMIT} requests/minute unless --rate-limit)",
+    )
+    create.add_argument(
+        "--origin",
+        action="append",
+        help="with --public: a site that may use the key, as https://example.org[:port]; repeat for more",
+    )
     create.set_defaults(handler=keys_create)
     listing = keys.add_parser("list", help="list keys with usage")
     listing.add_argument("--config", help=argparse.SUPPRESS, dest="sub_config")

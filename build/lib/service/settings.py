@@ -30,6 +30,8 @@ class ServerSettings(msgspec.Struct, forbid_unknown_fields=True):
 
 class AuthSettings(msgspec.Struct, forbid_unknown_fields=True):
     enabled: bool = True
+    # /metrics is open by default, for scrapers on a private network; true asks for an admin key.
+    metrics_admin_only: bool = False
 
 
 class ModelSettings(msgspec.Struct, forbid_unknown_fields=True):
@@ -97,6 +99,8 @@ class SearchSettings(msgspec.Struct, forbid_unknown_fields=True):
     max_top_k: int = 100
     candidates: int = 100
     max_candidates: int = 1000
+    # How deep pages of results (cursor) may go: past it a search gives no next cursor.
+    max_depth: int = 200
     rrf_k: int = 60
     lexical_timeout: float = 5.0
     vector_timeout: float = 5.0

@@ -10,8 +10,11 @@ from litestar import Request, Response, delete, get, post, put
 from litestar.params import FromPath, JSONBody
 
 from service.api.services import services_of
+from service.auth.billing import billed, rerank_search_units
 from service.auth.guard import require_api_key
+from service.auth.scopes import ADMIN, WRITE
 from service.ingest.documents import Document
+from service.ingest.metadata import metadata_problem
 from service.ingest.writer import IngestWriter
 from service.search.errors import BackendUnavailable, InvalidRequest, NotFound
 
@@ -76,18 +79,38 @@ def to_documents(body: UpsertRequest) -> list[Document]:
     for number, document in enumerate(body.documents):
         if not document.id.strip():
             raise InvalidRequest(f"documents[{number}].id must not be empty")
+        # Before anything is journalled: a value a store refuses later would be redone forever.
+        problem = metadata_problem(document.metadata)
+        if problem is not None:
+            raise InvalidRequest(f"documents[{number}].{problem}")
     return [Document(d.id, d.title, d.text, d.metadata) for d in body.documents]
 
 
-@get("/v1/collections", guards=[require_api_key], summary="List collections", tags=["collections"])
+@get(
+    "/v1/collections",
+    guards=[require_api_key],
+    opt={"scope": WRITE},
+    summary="List collections",
+    tags=["collections"],
+)
 async def list_collections(request: Request[Any, Any, Any]) -> CollectionList:
+    """The collections this key may reach."""
     journal = writer_of(request).journal
-    ready = [name for name, state in journal.collections().items() if state == "ready"]
+    key = request.state.api_key
+    ready = [
+        name
+        for name, state in journal.collections().items()
+        if state == "ready" and (key is None or key.reaches(name))
+    ]
     return CollectionList([CollectionSummary(name, journal.document_count(name)) for name in ready])
 
 
 @get(
-    "/v1/collections/{name:str}", guards=[require_api_key], summary="Collection counts", tags=["collections"]
+    "/v1/collections/{name:str}",
+    guards=[require_api_key],
+    opt={"scope": WRITE},
+    summary="Collection counts",
+    tags=["collections"],
 )
 async def get_collection(request: Request[Any, Any, Any], name: FromPath[str]) -> CollectionInfo:
     """Documents and chunks in the journal and in each store: a quick look for drift."""
@@ -112,6 +135,7 @@ async def get_collection(request: Request[Any, Any, Any], name: FromPath[str]) -
 @put(
     "/v1/collections/{name:str}",
     guards=[require_api_key],
+    opt={"scope": ADMIN},
     summary="Create a collection",
     tags=["collections"],
 )
@@ -124,6 +148,7 @@ async def put_collection(request: Request[Any, Any, Any], name: FromPath[str]) -
 @delete(
     "/v1/collections/{name:str}",
     guards=[require_api_key],
+    opt={"scope": ADMIN},
     status_code=200,
     summary="Delete a collection",
     tags=["collections"],
@@ -136,6 +161,7 @@ async def delete_collection(request: Request[Any, Any, Any], name: FromPath[str]
 @post(
     "/v1/collections/{name:str}/documents",
     guards=[require_api_key],
+    opt={"scope": WRITE},
     status_code=200,
     summary="Add or replace documents",
     tags=["collections"],
@@ -143,14 +169,21 @@ async def delete_collection(request: Request[Any, Any, Any], name: FromPath[str]
 async def upsert_documents(
     request: Request[Any, Any, Any], name: FromPath[str], data: JSONBody[UpsertRequest]
 ) -> UpsertResponse:
-    """Unchanged documents are skipped; a changed one's chunks are all replaced."""
+    """Unchanged documents are skipped; a changed one's chunks are all replaced.
+
+    Billed like a rerank of as many documents. Each batch checks that the collection is still the one
+    this request began on: a DELETE in between ends the upsert with 404 rather than re-creating it.
+    """
     writer = writer_of(request)
-    writer.require(name)
+    generation = writer.require(name)
     documents = to_documents(data)
-    # An interrupted change in this collection is finished before new ones, as the CLI does.
-    report = await writer.recover(name)
-    for start in range(0, len(documents), WRITE_BATCH):
-        report.add(await writer.upsert(name, documents[start : start + WRITE_BATCH]))
+    services = services_of(request)
+    async with billed(services.keys, request.state.api_key, rerank_search_units(len(documents))):
+        # An interrupted change in this collection is finished before new ones, as the CLI does.
+        report = await writer.recover(name)
+        for start in range(0, len(documents), WRITE_BATCH):
+            batch = documents[start : start + WRITE_BATCH]
+            report.add(await writer.upsert(name, batch, generation=generation))
     return UpsertResponse(
         name, report.added, report.updated, report.unchanged, report.failed, report.problems
     )
@@ -159,6 +192,7 @@ async def upsert_documents(
 @delete(
     "/v1/collections/{name:str}/documents/{doc_id:path}",
     guards=[require_api_key],
+    opt={"scope": WRITE},
     status_code=200,
     summary="Delete a document",
     tags=["collections"],
@@ -169,6 +203,7 @@ async def delete_document(
     writer = writer_of(request)
     writer.require(name)
     doc_id = doc_id.removeprefix("/")  # a path parameter keeps its leading slash; ids may hold slashes
-    if await writer.delete(name, [doc_id]) == 0:
-        raise NotFound(f'collection "{name}" has no document {doc_id!r}')
+    async with billed(services_of(request).keys, request.state.api_key, 1):
+        if await writer.delete(name, [doc_id]) == 0:
+            raise NotFound(f'collection "{name}" has no document {doc_id!r}')
     return {"collection": name, "id": doc_id, "deleted": True}

@@ -21,12 +21,14 @@ STATUS: dict[type[errors.SearchError], tuple[int, str]] = {
     errors.InvalidRequest: (400, "invalid_request_error"),
     errors.Unauthorized: (401, "authentication_error"),
     errors.QuotaExceeded: (402, "insufficient_quota"),
+    errors.Forbidden: (403, "permission_error"),
     errors.NotFound: (404, "not_found_error"),
     errors.RateLimited: (429, "rate_limit_error"),
     errors.ModelUnavailable: (503, "service_unavailable"),
     errors.Overloaded: (503, "service_unavailable"),
     errors.BackendUnavailable: (503, "service_unavailable"),
     errors.BackendTimeout: (503, "service_unavailable"),
+    errors.StorageFull: (507, "insufficient_storage"),
 }
 
 _HTTP_TYPES = {400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error"}
@@ -65,7 +67,7 @@ def handle_search_error(request: Request[Any, Any, Any], exc: errors.SearchError
         headers["WWW-Authenticate"] = 'Bearer realm="fathom"'
     if isinstance(exc, errors.RateLimited):
         headers["Retry-After"] = str(max(1, round(exc.retry_after + 0.5)))
-    if status == 503:
+    if status in (503, 507):
         headers["Retry-After"] = "5"
     return error_response(status, str(exc), error_type, exc.code, headers)
 

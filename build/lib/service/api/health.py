@@ -5,9 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import MediaType, Request, Response, get
+from litestar.connection import ASGIConnection
+from litestar.handlers import BaseRouteHandler
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from service.api.services import Services, services_of
+from service.auth.guard import require_api_key
+from service.auth.scopes import ADMIN
 
 
 @get("/healthz", tags=["operations"], summary="The process is alive", sync_to_thread=False)
@@ -36,7 +40,20 @@ def search_status(services: Services) -> str:
     return f"failed: {services.stack_error}" if services.stack_error else "starting"
 
 
-@get("/metrics", tags=["operations"], summary="Prometheus metrics", sync_to_thread=False)
+async def metrics_guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
+    """An admin key when [auth] metrics_admin_only is set; else open, for scrapers."""
+    if services_of(connection).settings.auth.metrics_admin_only:
+        await require_api_key(connection, handler)
+
+
+@get(
+    "/metrics",
+    guards=[metrics_guard],
+    opt={"scope": ADMIN},
+    tags=["operations"],
+    summary="Prometheus metrics",
+    sync_to_thread=False,
+)
 def metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
     services = services_of(request)
     for model_id, state in services.models.states.items():

@@ -12,6 +12,7 @@ from litestar.params import JSONBody
 from service.api.services import services_of
 from service.auth.billing import billed, rerank_search_units
 from service.auth.guard import require_api_key
+from service.auth.scopes import SEARCH
 from service.search.errors import InvalidRequest
 from service.settings import RerankSettings
 
@@ -129,6 +130,7 @@ def ranked(
 @post(
     ["/v1/rerank", "/v2/rerank", "/rerank"],
     guards=[require_api_key],
+    opt={"scope": SEARCH},
     status_code=200,
     summary="Rerank documents by relevance to a query",
     tags=["rerank"],
@@ -140,7 +142,7 @@ async def rerank(request: Request[Any, Any, Any], data: JSONBody[RerankRequest])
     model_id = data.model or services.models.default_model
     texts = document_texts(data)
     units = rerank_search_units(len(texts))
-    with billed(services.keys, request.state.api_key, units):
+    async with billed(services.keys, request.state.api_key, units):
         scored = await engine.rerank(data.query, texts, data.max_tokens_per_doc)
     return RerankResponse(
         id=str(uuid.uuid4()),

@@ -11,9 +11,11 @@ from litestar.params import JSONBody
 
 from service.api.services import Services, services_of
 from service.auth.billing import billed
-from service.auth.guard import require_api_key
+from service.auth.guard import check_collection, require_api_key
+from service.auth.scopes import SEARCH
 from service.rerank.local_reranker import EngineReranker
 from service.search.errors import BackendUnavailable, InvalidRequest
+from service.search.facets import FacetCounts, parse_facet_fields
 from service.search.filters import parse_filter
 from service.search.fusion import StageEvidence
 from service.search.pipeline import SearchPipeline, SearchQuery
@@ -51,6 +53,10 @@ class SearchRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     rerank: RerankOptions | None = None
     min_score: float | None = None
     passages: bool = False
+    # Metadata fields to count values of (see FacetCounts); [] counts only the total.
+    facets: list[str] | None = None
+    # The previous response's cursor, for the next page.
+    cursor: str | None = None
 
 
 class Evidence(msgspec.Struct, omit_defaults=True):
@@ -80,12 +86,23 @@ class DegradedStage(msgspec.Struct):
     reason: str
 
 
+class FacetBucket(msgspec.Struct):
+    value: str | int | float | bool
+    count: int
+
+
 class SearchResponse(msgspec.Struct):
     id: str
     collection: str
     hits: list[SearchResult]
     timings: dict[str, float]
     degraded: list[DegradedStage]
+    # Send it back as `cursor` for the next page; null when there is none.
+    cursor: str | None = None
+    # With `facets` in the request: documents the query matches lexically after the filter, and
+    # document counts per value of each field; null when not asked for, or when counting failed.
+    total: int | None = None
+    facets: dict[str, list[FacetBucket]] | None = None
 
 
 def to_query(data: SearchRequest) -> SearchQuery:
@@ -104,6 +121,8 @@ def to_query(data: SearchRequest) -> SearchQuery:
         rerank_depth=rerank.depth,
         min_score=data.min_score,
         passages=data.passages,
+        facets=parse_facet_fields(data.facets),
+        cursor=data.cursor,
     )
 
 
@@ -146,6 +165,12 @@ def pipeline_for(services: Services, model: str | None) -> SearchPipeline:
     return SearchPipeline(stack.lexical, stack.vectors, stack.embedder, reranker, services.settings.search)
 
 
+def facet_buckets(counts: FacetCounts | None) -> dict[str, list[FacetBucket]] | None:
+    if counts is None:
+        return None
+    return {name: [FacetBucket(v.value, v.count) for v in values] for name, values in counts.fields.items()}
+
+
 def response_of(collection: str, outcome: SearchOutcome) -> SearchResponse:
     return SearchResponse(
         id=str(uuid.uuid4()),
@@ -153,15 +178,27 @@ def response_of(collection: str, outcome: SearchOutcome) -> SearchResponse:
         hits=[to_result(hit) for hit in outcome.hits],
         timings={stage: round(ms, 3) for stage, ms in outcome.timings.items()},
         degraded=[DegradedStage(d.stage, d.reason) for d in outcome.degraded],
+        cursor=outcome.cursor,
+        total=None if outcome.facets is None else outcome.facets.total,
+        facets=facet_buckets(outcome.facets),
     )
 
 
-@post("/v1/search", guards=[require_api_key], status_code=200, summary="Hybrid search", tags=["search"])
+@post(
+    "/v1/search",
+    guards=[require_api_key],
+    # The one route a public key may call (service/auth/public.py).
+    opt={"scope": SEARCH, "public": True},
+    status_code=200,
+    summary="Hybrid search",
+    tags=["search"],
+)
 async def search(request: Request[Any, Any, Any], data: JSONBody[SearchRequest]) -> SearchResponse:
     services = services_of(request)
+    check_collection(request.state.api_key, data.collection)
     query = to_query(data)
     pipeline = pipeline_for(services, data.rerank.model if data.rerank else None)
-    with billed(services.keys, request.state.api_key, SEARCH_UNITS_PER_QUERY):
+    async with billed(services.keys, request.state.api_key, SEARCH_UNITS_PER_QUERY):
         outcome = await pipeline.search(query)
     for degraded in outcome.degraded:
         services.metrics.degraded.labels(degraded.stage).inc()

@@ -32,6 +32,10 @@ class Services:
     # The collections API's write path; opened with the stack.
     ingest: IngestWriter | None = None
 
+    async def public_origins(self) -> frozenset[str]:
+        """The origins of active public keys, read off the event loop (CORS asks on every browser call)."""
+        return await asyncio.to_thread(self.keys.public_origins)
+
     async def wait_started(self) -> None:
         """Until every model has loaded or failed and the search stack has opened or failed."""
         await self.models.wait_loaded()

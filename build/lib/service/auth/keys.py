@@ -13,6 +13,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from service.auth import scopes as scope
+from service.auth.public import PUBLIC_RATE_LIMIT
 from service.search.errors import InvalidRequest, QuotaExceeded, RateLimited
 from service.sqlite_store import SqliteFile
 
@@ -29,9 +31,22 @@ CREATE TABLE IF NOT EXISTS api_keys (
     created_at REAL NOT NULL,
     revoked_at REAL,
     -- GCRA: the theoretical arrival time of the next request, in epoch seconds.
-    rate_tat REAL NOT NULL DEFAULT 0
+    rate_tat REAL NOT NULL DEFAULT 0,
+    -- comma-separated scopes; NULL for keys made before scopes existed (they hold every scope)
+    scopes TEXT,
+    -- comma-separated collection names the key is limited to; NULL for all
+    collections TEXT,
+    -- a public key's comma-separated origins (service/auth/public.py); NULL for a secret key
+    origins TEXT
 );
 """
+# Columns added after the first release, with the ALTER that adds each to an older key store.
+_ADDED_COLUMNS = {
+    "scopes": "ALTER TABLE api_keys ADD COLUMN scopes TEXT",
+    "collections": "ALTER TABLE api_keys ADD COLUMN collections TEXT",
+    "origins": "ALTER TABLE api_keys ADD COLUMN origins TEXT",
+}
+_COLUMNS = "name, key_prefix, quota, rate_limit, used, created_at, revoked_at, scopes, collections, origins"
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,10 +58,41 @@ class ApiKey:
     used: int
     created_at: float
     revoked_at: float | None
+    scopes: frozenset[str] = scope.LEGACY_SCOPES
+    # None: every collection
+    collections: frozenset[str] | None = None
+    # A public key's origins; None for a secret key
+    origins: frozenset[str] | None = None
+
+    @classmethod
+    def from_row(cls, row: tuple[object, ...]) -> ApiKey:
+        name, prefix, quota, rate_limit, used, created_at, revoked_at, scopes, collections, origins = row
+        return cls(
+            str(name),
+            str(prefix),
+            None if quota is None else int(str(quota)),
+            None if rate_limit is None else int(str(rate_limit)),
+            int(str(used)),
+            float(str(created_at)),
+            None if revoked_at is None else float(str(revoked_at)),
+            scope.LEGACY_SCOPES if scopes is None else scope.from_text(scopes) or frozenset(),
+            scope.from_text(collections),
+            scope.from_text(origins),
+        )
 
     @property
     def active(self) -> bool:
         return self.revoked_at is None
+
+    @property
+    def public(self) -> bool:
+        return self.origins is not None
+
+    def grants(self, needed: str) -> bool:
+        return scope.grants(self.scopes, needed)
+
+    def reaches(self, collection: str) -> bool:
+        return self.collections is None or collection in self.collections
 
 
 def hash_key(raw: str) -> str:
@@ -58,8 +104,17 @@ class KeyStore:
 
     def __init__(self, path: Path) -> None:
         # Every keyed request writes (rate limit, usage): an fsync per commit would cost ~6 ms each here.
-        self._file = SqliteFile(path, _SCHEMA, synchronous="NORMAL")
+        self._file = SqliteFile(path, _SCHEMA, synchronous="NORMAL", role="key store")
         self._transaction = self._file.transaction
+        self._add_missing_columns()
+
+    def _add_missing_columns(self) -> None:
+        """Bring a key store from an older release up to this schema; its keys keep LEGACY_SCOPES."""
+        present = {str(row[1]) for row in self._file.query("PRAGMA table_info(api_keys)")}
+        with self._transaction() as db:
+            for column, alter in _ADDED_COLUMNS.items():
+                if column not in present:
+                    db.execute(alter)
 
     @classmethod
     def in_data_dir(cls, data_dir: Path) -> KeyStore:
@@ -68,31 +123,63 @@ class KeyStore:
     def close(self) -> None:
         self._file.close()
 
-    def create(self, name: str, *, quota: int | None = None, rate_limit: int | None = None) -> str:
-        """A new key; the raw key is returned once and never stored."""
+    def create(
+        self,
+        name: str,
+        *,
+        quota: int | None = None,
+        rate_limit: int | None = None,
+        scopes: frozenset[str] = scope.DEFAULT_SCOPES,
+        collections: frozenset[str] | None = None,
+        origins: frozenset[str] | None = None,
+    ) -> str:
+        """A new key; the raw key is returned once and never stored.
+
+        With `origins` it is a public key: search only, limited to `collections` (required), and
+        rate-limited (PUBLIC_RATE_LIMIT unless `rate_limit` says otherwise).
+        """
         if not name.strip():
             raise InvalidRequest("a key needs a non-empty name")
         if quota is not None and quota < 0:
             raise InvalidRequest("quota must be 0 or more search units")
         if rate_limit is not None and rate_limit < 1:
             raise InvalidRequest("rate limit must be at least 1 request per minute")
+        scopes = scope.parse_scopes(scopes)
+        if origins is not None:
+            check_public_key(scopes, collections, origins)
+            rate_limit = PUBLIC_RATE_LIMIT if rate_limit is None else rate_limit
         raw = KEY_PREFIX + secrets.token_urlsafe(32)
         with self._transaction() as db:
             if db.execute("SELECT 1 FROM api_keys WHERE name = ?", (name,)).fetchone():
                 raise InvalidRequest(f"a key named {name!r} already exists; pick another name")
             db.execute(
-                "INSERT INTO api_keys (name, key_hash, key_prefix, quota, rate_limit, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (name, hash_key(raw), raw[:8], quota, rate_limit, time.time()),
+                "INSERT INTO api_keys"
+                " (name, key_hash, key_prefix, quota, rate_limit, created_at, scopes, collections, origins)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    name,
+                    hash_key(raw),
+                    raw[:8],
+                    quota,
+                    rate_limit,
+                    time.time(),
+                    scope.to_text(scopes),
+                    scope.to_text(collections),
+                    scope.to_text(origins),
+                ),
             )
         return raw
 
-    def list(self) -> list[ApiKey]:
+    def public_origins(self) -> frozenset[str]:
+        """Every origin an active public key names: the origins CORS answers."""
         rows = self._file.query(
-            "SELECT name, key_prefix, quota, rate_limit, used, created_at, revoked_at"
-            " FROM api_keys ORDER BY created_at"
+            "SELECT origins FROM api_keys WHERE origins IS NOT NULL AND revoked_at IS NULL"
         )
-        return [ApiKey(*row) for row in rows]  # type: ignore[arg-type]
+        return frozenset().union(*(scope.from_text(row[0]) or () for row in rows))
+
+    def list(self) -> list[ApiKey]:
+        rows = self._file.query(f"SELECT {_COLUMNS} FROM api_keys ORDER BY created_at")
+        return [ApiKey.from_row(row) for row in rows]
 
     def revoke(self, name: str) -> bool:
         """Revoke by name; False when no active key has that name."""
@@ -106,11 +193,9 @@ class KeyStore:
     def authenticate(self, raw: str) -> ApiKey | None:
         """The active key matching a raw key, or None."""
         rows = self._file.query(
-            "SELECT name, key_prefix, quota, rate_limit, used, created_at, revoked_at"
-            " FROM api_keys WHERE key_hash = ? AND revoked_at IS NULL",
-            (hash_key(raw),),
+            f"SELECT {_COLUMNS} FROM api_keys WHERE key_hash = ? AND revoked_at IS NULL", (hash_key(raw),)
         )
-        return ApiKey(*rows[0]) if rows else None  # type: ignore[arg-type]
+        return ApiKey.from_row(rows[0]) if rows else None
 
     def admit(self, name: str, now: float | None = None) -> None:
         """Count one request against the key's rate limit; raise RateLimited when over it."""
@@ -145,3 +230,15 @@ class KeyStore:
         """Give back units charged for a request that then failed on our side."""
         with self._transaction() as db:
             db.execute("UPDATE api_keys SET used = MAX(used - ?, 0) WHERE name = ?", (units, name))
+
+
+def check_public_key(
+    scopes: frozenset[str], collections: frozenset[str] | None, origins: frozenset[str]
+) -> None:
+    """A public key is a search key for named collections, used from at least one origin."""
+    if not origins:
+        raise InvalidRequest("a public key needs at least one origin it may be used from (--origin)")
+    if scopes != {scope.SEARCH}:
+        raise InvalidRequest("a public key can only have the search scope: anyone can read it from the page")
+    if not collections:
+        raise InvalidRequest("a public key must name the collections it may search (--collections)")

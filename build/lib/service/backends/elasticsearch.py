@@ -22,7 +22,8 @@ from elasticsearch.helpers import BulkIndexError, async_bulk
 from service.packaged import packaged
 from service.search.collections import checked_collection_name
 from service.search.errors import BackendTimeout, BackendUnavailable, InvalidRequest, NotFound
-from service.search.models import AnyOf, Chunk, Condition, Equals, Filter, Hit, Range
+from service.search.facets import FACET_VALUES, FacetCounts, FacetValue
+from service.search.models import AnyOf, Chunk, Condition, Equals, Filter, Hit, Range, Scalar
 from service.settings import ElasticsearchSettings
 
 logger = logging.getLogger(__name__)
@@ -73,6 +74,27 @@ class ElasticsearchIndex:
                 track_total_hits=False,
             )
         return [hit_from_response(hit) for hit in response["hits"]["hits"]]
+
+    async def facets(
+        self, collection: str, text: str, fields: Sequence[str], *, filter: Filter | None = None
+    ) -> FacetCounts:
+        """Documents matched and per-value document counts, from aggregations: no hit is fetched."""
+        with self._translated(collection):
+            response = await self._client.search(
+                index=self._index(collection),
+                query=search_query(text, filter),
+                size=0,
+                track_total_hits=False,
+                aggs=facet_aggregations(fields),
+            )
+        found = response["aggregations"]
+        return FacetCounts(
+            total=int(found["total"]["value"]),
+            fields={
+                name: [facet_value(bucket) for bucket in found[f"facet{i}"]["buckets"]]
+                for i, name in enumerate(fields)
+            },
+        )
 
     async def upsert(self, collection: str, chunks: Sequence[Chunk]) -> None:
         """Index the chunks (same chunk id: replaced) and refresh, so searches see them on return.
@@ -213,6 +235,38 @@ def search_query(text: str, filter: Filter | None) -> dict[str, Any]:
     }
     clauses = [filter_clause(condition) for condition in filter.conditions] if filter else []
     return {"bool": {"must": [match], "filter": clauses}}
+
+
+# Documents, not chunks: a distinct count of doc_id, which Elasticsearch keeps exact up to this many
+# (its maximum) and estimates past it.
+DOCUMENTS = {"cardinality": {"field": "doc_id", "precision_threshold": 40_000}}
+
+
+def facet_aggregations(fields: Sequence[str]) -> dict[str, Any]:
+    """The total, and per field its FACET_VALUES values with most documents (ties by value)."""
+    aggregations: dict[str, Any] = {"total": DOCUMENTS}
+    for i, name in enumerate(fields):
+        terms = {
+            "field": f"metadata.{name}",
+            "size": FACET_VALUES,
+            "order": [{"docs": "desc"}, {"_key": "asc"}],
+        }
+        aggregations[f"facet{i}"] = {"terms": terms, "aggs": {"docs": DOCUMENTS}}
+    return aggregations
+
+
+def facet_value(bucket: Mapping[str, Any]) -> FacetValue:
+    """A terms bucket as the metadata value it stands for: the mapping turned numbers into doubles,
+    booleans into 0/1 and dates into epoch milliseconds."""
+    key, text = bucket["key"], bucket.get("key_as_string")
+    value: Scalar = key
+    if text in ("true", "false"):
+        value = text == "true"
+    elif isinstance(key, float) and key.is_integer():
+        value = int(key)
+    elif text is not None and not isinstance(key, float):
+        value = text  # a date
+    return FacetValue(value=value, count=int(bucket["docs"]["value"]))
 
 
 def filter_clause(condition: Condition) -> dict[str, Any]:

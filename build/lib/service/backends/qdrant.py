@@ -15,6 +15,7 @@ from qdrant_client import AsyncQdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
 from service.backends.qdrant_local import ThreadedLocalClient
+from service.search.collections import checked_collection_name
 from service.search.errors import (
     BackendTimeout,
     BackendUnavailable,
@@ -139,8 +140,35 @@ class QdrantIndex:
             )
         return [to_hit(point) for point in response.points]
 
+    async def chunks(self, collection: str, chunk_ids: Sequence[str]) -> list[Chunk]:
+        """The stored chunks of these ids (those that exist), in no particular order."""
+        if not chunk_ids:
+            return []
+        async with self._translated(collection):
+            points = await self._client.retrieve(
+                self._name(collection), ids=[point_id(c) for c in chunk_ids], with_payload=True
+            )
+        return [to_chunk(point.payload or {}) for point in points]
+
+    async def document_chunks(self, collection: str, doc_id: str) -> list[Chunk]:
+        """Every stored chunk of one document, in position order; [] when the document is not there."""
+        where = models.Filter(
+            must=[models.FieldCondition(key="doc_id", match=models.MatchValue(value=doc_id))]
+        )
+        found: list[Chunk] = []
+        offset: models.ExtendedPointId | None = None
+        async with self._translated(collection):
+            while True:
+                points, offset = await self._client.scroll(
+                    self._name(collection), scroll_filter=where, limit=SCROLL_PAGE, offset=offset
+                )
+                found.extend(to_chunk(point.payload or {}) for point in points)
+                if offset is None:
+                    return sorted(found, key=lambda chunk: chunk.position)
+
     def _name(self, collection: str) -> str:
-        return self._prefix + collection
+        # Qdrant checks no names itself: without this, any string would become a collection.
+        return self._prefix + checked_collection_name(collection)
 
     async def _check_dimensions(self, collection: str) -> None:
         """An existing collection built with another model would answer every query with noise."""
@@ -211,8 +239,24 @@ def to_point(chunk: Chunk, vector: Sequence[float]) -> models.PointStruct:
         "title": chunk.title,
         "text": chunk.text,
         "metadata": chunk.metadata,
+        "start": chunk.start,
+        "end": chunk.end,
     }
     return models.PointStruct(id=point_id(chunk.id), vector=[float(x) for x in vector], payload=payload)
+
+
+def to_chunk(payload: dict[str, Any]) -> Chunk:
+    """A stored chunk as it was written; offsets are None in points written before they were kept."""
+    return Chunk(
+        id=payload["chunk_id"],
+        doc_id=payload["doc_id"],
+        position=int(payload.get("position", 0)),
+        title=payload.get("title", ""),
+        text=payload.get("text", ""),
+        metadata=payload.get("metadata") or {},
+        start=payload.get("start"),
+        end=payload.get("end"),
+    )
 
 
 def to_hit(point: models.ScoredPoint) -> Hit:

@@ -3,11 +3,17 @@
 A chunk's text is a window of the document's tokens, cut at token boundaries of the original text;
 the title travels with every chunk. The window leaves room for the title and the special tokens, so
 title + chunk fits the embedding model's limit and nothing is silently truncated.
+
+Each chunk keeps its character offsets in the document, so a citation can point at the exact text.
+A document whose metadata holds `page_starts` (the offset where each page begins, as the PDF and
+Word readers set it) gives each chunk the 1-based `page` and `page_end` it spans instead.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from dataclasses import dataclass
+from typing import Any
 
 from tokenizers import Tokenizer
 
@@ -16,6 +22,8 @@ from service.search.models import Chunk
 
 SPECIAL_TOKENS = 2  # [CLS] and [SEP]
 MIN_WINDOW = 32
+# Metadata key of a paged document: character offsets where each page begins, first page at 0.
+PAGE_STARTS = "page_starts"
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,15 +66,32 @@ class Chunker:
         ]
 
     def _chunk(self, document: Document, position: int, offsets: list[tuple[int, int]]) -> Chunk:
-        text = document.text[offsets[0][0] : offsets[-1][1]] if offsets else document.text
+        start, end = (offsets[0][0], offsets[-1][1]) if offsets else (0, len(document.text))
         return Chunk(
             id=chunk_id(document.id, position),
             doc_id=document.id,
             position=position,
             title=document.title,
-            text=text,
-            metadata=document.metadata,
+            text=document.text[start:end],
+            metadata=chunk_metadata(document.metadata, start, end),
+            start=start,
+            end=end,
         )
+
+
+def chunk_metadata(metadata: dict[str, Any], start: int, end: int) -> dict[str, Any]:
+    """The document's metadata; for a paged document, the pages the chunk spans instead of the layout."""
+    starts = metadata.get(PAGE_STARTS)
+    if not isinstance(starts, list) or not all(isinstance(s, int) for s in starts) or not starts:
+        return metadata
+    kept = {key: value for key, value in metadata.items() if key != PAGE_STARTS}
+    last = max(start, end - 1)
+    return {**kept, "page": page_at(starts, start), "page_end": page_at(starts, last)}
+
+
+def page_at(page_starts: list[int], offset: int) -> int:
+    """The 1-based page holding character `offset`."""
+    return max(1, bisect_right(page_starts, offset))
 
 
 def word_aligned_windows(word_ids: list[int | None], window: int, overlap: int) -> list[tuple[int, int]]:

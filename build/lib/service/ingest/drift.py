@@ -28,23 +28,27 @@ class Drift:
     collection: str
     documents: int = 0
     pending: list[Intent] = field(default_factory=list)
+    # intents parked as failed for good: the document is in neither store; --repair removes them
+    parked: list[Intent] = field(default_factory=list)
     # documents whose chunk counts differ between the journal and a store, or that only a store holds
     mismatched: dict[str, Counts] = field(default_factory=dict)
 
     @property
     def clean(self) -> bool:
-        return not self.pending and not self.mismatched
+        return not self.pending and not self.mismatched and not self.parked
 
     def lines(self) -> list[str]:
         if self.clean:
             return [f'collection "{self.collection}": {self.documents} documents, journal and stores agree']
         lines = [
             f'collection "{self.collection}": {len(self.pending)} unfinished changes, '
+            f"{len(self.parked)} failed changes, "
             f"{len(self.mismatched)} documents differ between journal and stores"
         ]
         lines += [f"  unfinished {i.action} of {i.doc_id!r}" for i in self.pending[:SHOWN]]
+        lines += [f"  failed {i.action} of {i.doc_id!r}: {i.reason}" for i in self.parked[:SHOWN]]
         lines += [f"  {doc_id!r}: {counts}" for doc_id, counts in list(self.mismatched.items())[:SHOWN]]
-        hidden = max(0, len(self.pending) - SHOWN) + max(0, len(self.mismatched) - SHOWN)
+        hidden = sum(max(0, len(shown) - SHOWN) for shown in (self.pending, self.parked, self.mismatched))
         return lines + ([f"  ... and {hidden} more"] if hidden else [])
 
 
@@ -55,7 +59,12 @@ async def find_drift(writer: IngestWriter, collection: str) -> Drift:
     lexical, vector = await asyncio.gather(
         writer.stack.lexical.chunk_counts(collection), writer.stack.vectors.chunk_counts(collection)
     )
-    drift = Drift(collection, documents=len(journal), pending=writer.journal.pending(collection))
+    drift = Drift(
+        collection,
+        documents=len(journal),
+        pending=writer.journal.pending(collection),
+        parked=writer.journal.parked(collection),
+    )
     for doc_id in journal.keys() | lexical.keys() | vector.keys():
         counts = Counts(journal.get(doc_id), lexical.get(doc_id), vector.get(doc_id))
         if not counts.journal == counts.lexical == counts.vector:
@@ -64,12 +73,15 @@ async def find_drift(writer: IngestWriter, collection: str) -> Drift:
 
 
 async def repair(writer: IngestWriter, collection: str) -> tuple[IngestReport, Drift]:
-    """Redo unfinished changes, remove chunks no journal entry accounts for, then check again.
+    """Redo unfinished changes, remove parked ones and chunks no journal entry accounts for, then
+    check again.
 
+    A parked change's document is already out of both stores; removing the intent only forgets it.
     A document the journal holds but a store lacks cannot be rebuilt without its source: its hash is
     forgotten so the next `fathom index` of the source rewrites it, and it stays in the final drift.
     """
     report = await writer.recover(collection)
+    report.parked = writer.journal.discard_parked(collection)
     drift = await find_drift(writer, collection)
     orphans = [doc_id for doc_id, counts in drift.mismatched.items() if counts.journal is None]
     await writer.purge(collection, orphans)

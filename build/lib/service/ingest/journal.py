@@ -5,6 +5,10 @@ content. An `intents` row is recorded, in its own transaction, before either sto
 removed in the same transaction that commits the new state; so after a crash at any point, every
 document whose stores may differ from its `documents` row still has an intent, and redoing the intent
 (delete the document's chunks, write the recorded version) converges.
+
+An intent a store refuses for good (the recorded version can never be written) is parked: its state
+becomes 'failed' with the reason, the document is taken out of both stores and the committed state,
+and later writes no longer redo it. `fathom verify` reports parked intents; `--repair` removes them.
 """
 
 from __future__ import annotations
@@ -39,9 +43,17 @@ CREATE TABLE IF NOT EXISTS intents (
     content_hash TEXT,
     -- the new version as JSON, enough to redo the write without the source
     document TEXT,
+    -- 'pending' until committed; 'failed' when parked, with the store's reason
+    state TEXT NOT NULL DEFAULT 'pending',
+    reason TEXT,
     PRIMARY KEY (collection, doc_id)
 ) WITHOUT ROWID;
 """
+# Columns added after the first release, with the ALTER that adds each to an older journal.
+_ADDED_COLUMNS = {
+    "state": "ALTER TABLE intents ADD COLUMN state TEXT NOT NULL DEFAULT 'pending'",
+    "reason": "ALTER TABLE intents ADD COLUMN reason TEXT",
+}
 
 # SQLite's default limit on bound parameters is 32766; stay well below it.
 IN_CLAUSE_SIZE = 900
@@ -53,6 +65,8 @@ class Intent:
     action: str
     content_hash: str | None = None
     document: str | None = None
+    # why a parked intent can never succeed
+    reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,9 +80,17 @@ class Journal:
 
     def __init__(self, path: Path) -> None:
         # FULL: an intent must be on disk before the stores are touched, even across a power cut.
-        self._file = SqliteFile(path, _SCHEMA, synchronous="FULL")
+        self._file = SqliteFile(path, _SCHEMA, synchronous="FULL", role="journal")
         self._transaction = self._file.transaction
         self._query = self._file.query
+        self._add_missing_columns()
+
+    def _add_missing_columns(self) -> None:
+        present = {str(row[1]) for row in self._query("PRAGMA table_info(intents)")}
+        with self._transaction() as db:
+            for column, alter in _ADDED_COLUMNS.items():
+                if column not in present:
+                    db.execute(alter)
 
     def close(self) -> None:
         self._file.close()
@@ -83,6 +105,15 @@ class Journal:
                 (name, time.time()),
             )
             return cursor.rowcount > 0
+
+    def generation(self, name: str) -> float | None:
+        """When the live collection of that name was created (its identity); None unless it is ready.
+
+        A collection dropped and created again has a new generation, so work begun on the old one can
+        tell it is gone.
+        """
+        rows = self._query("SELECT created_at FROM collections WHERE name = ? AND state = 'ready'", (name,))
+        return float(str(rows[0][0])) if rows else None
 
     def collections(self) -> dict[str, str]:
         """Name -> state of every registered collection."""
@@ -175,13 +206,40 @@ class Journal:
                 )
 
     def pending(self, collection: str) -> list[Intent]:
+        """Intents still to redo (not parked)."""
+        return self._intents(collection, "pending")
+
+    def parked(self, collection: str) -> list[Intent]:
+        """Intents parked as failed, with their reasons."""
+        return self._intents(collection, "failed")
+
+    def park(self, collection: str, doc_id: str, reason: str) -> None:
+        """The document's intent can never succeed: park it, and forget the committed version too,
+        which the caller has already taken out of both stores."""
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE intents SET state = 'failed', reason = ? WHERE collection = ? AND doc_id = ?",
+                (reason, collection, doc_id),
+            )
+            db.execute("DELETE FROM documents WHERE collection = ? AND doc_id = ?", (collection, doc_id))
+
+    def discard_parked(self, collection: str) -> int:
+        """Remove the collection's parked intents; how many there were."""
+        with self._transaction() as db:
+            cursor = db.execute(
+                "DELETE FROM intents WHERE collection = ? AND state = 'failed'", (collection,)
+            )
+            return cursor.rowcount
+
+    def _intents(self, collection: str, state: str) -> list[Intent]:
         rows = self._query(
-            "SELECT doc_id, action, content_hash, document FROM intents WHERE collection = ? ORDER BY doc_id",
-            (collection,),
+            "SELECT doc_id, action, content_hash, document, reason FROM intents"
+            " WHERE collection = ? AND state = ? ORDER BY doc_id",
+            (collection, state),
         )
         return [
-            Intent(str(d), str(a), None if h is None else str(h), None if j is None else str(j))
-            for d, a, h, j in rows
+            Intent(str(d), str(a), *(None if v is None else str(v) for v in (h, j, r)))
+            for d, a, h, j, r in rows
         ]
 
 

@@ -17,7 +17,9 @@ from service.backends.stack import SearchStack
 from service.ingest.chunking import Chunker, embedding_text
 from service.ingest.documents import Document
 from service.ingest.journal import Intent, Journal
-from service.search.errors import InvalidRequest, NotFound
+from service.ingest.metadata import metadata_problem
+from service.search.collections import checked_collection_name
+from service.search.errors import InvalidRequest, NotFound, SearchError
 from service.search.models import Chunk
 
 # Document ids per delete request when removing many documents.
@@ -32,22 +34,25 @@ class IngestReport:
     deleted: int = 0
     failed: int = 0
     recovered: int = 0
+    # intents parked as failed for good (see Journal.park)
+    parked: int = 0
     chunks: int = 0
     problems: list[str] = field(default_factory=list)
     # ids of documents a store refused, so they are counted failed rather than added or updated
     refused: list[str] = field(default_factory=list)
 
     def add(self, other: IngestReport) -> None:
-        for name in ("added", "updated", "unchanged", "deleted", "failed", "recovered", "chunks"):
+        for name in ("added", "updated", "unchanged", "deleted", "failed", "recovered", "parked", "chunks"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.problems.extend(other.problems)
         self.refused.extend(other.refused)
 
     def summary(self) -> str:
         recovered = f", recovered {self.recovered}" if self.recovered else ""
+        parked = f", parked {self.parked} that can never succeed" if self.parked else ""
         return (
             f"added {self.added}, updated {self.updated}, unchanged {self.unchanged}, "
-            f"deleted {self.deleted}, failed {self.failed}{recovered} ({self.chunks} chunks written)"
+            f"deleted {self.deleted}, failed {self.failed}{recovered}{parked} ({self.chunks} chunks written)"
         )
 
 
@@ -59,6 +64,34 @@ def document_json(document: Document) -> str:
 def document_from_json(text: str) -> Document:
     raw = json.loads(text)
     return Document(raw["id"], raw["title"], raw["text"], raw["meta"])
+
+
+def recorded_document(intent: Intent) -> tuple[Document | None, str]:
+    """The version a write intent recorded, or None and why it cannot be read back."""
+    if intent.document is None:
+        return None, "the journal holds no version to write"
+    try:
+        document = document_from_json(intent.document)
+    except (ValueError, KeyError, TypeError, RecursionError) as exc:
+        return None, f"the journal's copy cannot be read ({type(exc).__name__}: {exc})"
+    # Recorded by a release that did not check metadata first: no store would take it.
+    problem = metadata_problem(document.metadata)
+    return (document, "") if problem is None else (None, problem)
+
+
+def split_refused(documents: Sequence[Document]) -> tuple[list[Document], IngestReport]:
+    """The documents whose metadata every store takes, and a report failing the others."""
+    report = IngestReport()
+    accepted = []
+    for document in documents:
+        problem = metadata_problem(document.metadata)
+        if problem is None:
+            accepted.append(document)
+        else:
+            report.failed += 1
+            report.refused.append(document.id)
+            report.problems.append(f"document {document.id!r}: {problem}")
+    return accepted, report
 
 
 def latest_versions(documents: Sequence[Document]) -> list[Document]:
@@ -96,8 +129,13 @@ class IngestWriter:
         return self._stack
 
     async def create_collection(self, collection: str) -> bool:
-        """Create the collection in both stores and the journal; False when it existed already."""
-        await asyncio.gather(
+        """Create the collection in both stores and the journal; False when it existed already.
+
+        The name is checked before either store is touched: one store refusing it while the other
+        created it would leave an orphan no API call can delete.
+        """
+        checked_collection_name(collection)
+        await gathered(
             self._stack.lexical.ensure_collection(collection),
             self._stack.vectors.ensure_collection(collection),
         )
@@ -111,23 +149,40 @@ class IngestWriter:
             await self._drop_stores(collection)
             self._journal.forget_collection(collection)
 
-    def require(self, collection: str) -> None:
-        if self._journal.collections().get(collection) != "ready":
+    def require(self, collection: str, generation: float | None = None) -> float:
+        """The live collection's generation; NotFound when it does not exist, or is no longer the
+        `generation` a caller began on (dropped, perhaps created again, since)."""
+        live = self._journal.generation(collection)
+        if generation is not None and live != generation:
+            raise NotFound(f'collection "{collection}" was deleted while this request ran')
+        if live is None:
             raise NotFound(f'collection "{collection}" does not exist')
+        return live
 
     async def recover_all(self) -> IngestReport:
-        """Finish every interrupted change in every collection (at start-up)."""
+        """Finish every interrupted change in every collection (at start-up).
+
+        One collection that cannot be recovered now (a store down) is logged in the report's problems
+        and left for its next write: it never holds up the others.
+        """
         report = IngestReport()
         for collection, state in self._journal.collections().items():
-            if state == "dropping":
-                await self._drop_stores(collection)
-                self._journal.forget_collection(collection)
-            else:
-                report.add(await self.recover(collection))
+            try:
+                if state == "dropping":
+                    await self._drop_stores(collection)
+                    self._journal.forget_collection(collection)
+                else:
+                    report.add(await self.recover(collection))
+            except SearchError as exc:
+                report.problems.append(f'collection "{collection}": {exc}')
         return report
 
     async def recover(self, collection: str) -> IngestReport:
-        """Redo the collection's unfinished intents: delete each document's chunks, then rewrite it."""
+        """Redo the collection's unfinished intents: delete each document's chunks, then rewrite it.
+
+        A rewrite a store refuses for good is parked (see Journal.park), so it cannot block the
+        collection; a store that is down raises, and the intents wait for the next try.
+        """
         async with self._locks[collection]:
             pending = self._journal.pending(collection)
             if not pending:
@@ -135,15 +190,22 @@ class IngestWriter:
             deletes = [i.doc_id for i in pending if i.action == "delete"]
             await self._delete_in_stores(collection, deletes)
             self._journal.commit_deletes(collection, deletes)
-            writes = [i for i in pending if i.action == "write" and i.document is not None]
+            writes = [i for i in pending if i.action == "write"]
             report = await self._rewrite(collection, writes)
-            report.recovered = len(pending)
+            report.recovered = len(pending) - report.parked
             return report
 
-    async def upsert(self, collection: str, documents: Sequence[Document], run: int = 0) -> IngestReport:
-        """Write new and changed documents; skip those whose content hash the journal already holds."""
+    async def upsert(
+        self, collection: str, documents: Sequence[Document], run: int = 0, generation: float | None = None
+    ) -> IngestReport:
+        """Write new and changed documents; skip those whose content hash the journal already holds.
+
+        Documents whose metadata no store would take are refused before anything is journalled.
+        With `generation`, NotFound when the collection was dropped since the caller began.
+        """
         async with self._locks[collection]:
-            documents = latest_versions(documents)
+            self.require(collection, generation)
+            documents, refused = split_refused(latest_versions(documents))
             known = self._journal.committed(collection, [d.id for d in documents])
             hashes = {d.id: d.content_hash() for d in documents}
             changed = [d for d in documents if d.id not in known or known[d.id].content_hash != hashes[d.id]]
@@ -164,11 +226,13 @@ class IngestWriter:
             report.added = sum(1 for doc_id in written if doc_id not in known)
             report.updated = len(written) - report.added
             report.unchanged = len(unchanged)
+            report.add(refused)
             return report
 
     async def delete(self, collection: str, doc_ids: Sequence[str]) -> int:
         """Delete documents from both stores and the journal; returns how many the journal held."""
         async with self._locks[collection]:
+            self.require(collection)
             held = list(self._journal.committed(collection, doc_ids))
             for start in range(0, len(held), DELETE_BATCH):
                 part = held[start : start + DELETE_BATCH]
@@ -184,10 +248,26 @@ class IngestWriter:
                 await self._delete_in_stores(collection, doc_ids[start : start + DELETE_BATCH])
 
     async def _rewrite(self, collection: str, intents: Sequence[Intent]) -> IngestReport:
-        documents = [document_from_json(i.document) for i in intents if i.document is not None]
+        report = IngestReport()
+        documents = []
+        for intent in intents:
+            document, problem = recorded_document(intent)
+            if document is None:
+                await self._park(collection, intent.doc_id, problem, report)
+            else:
+                documents.append(document)
         chunks = await asyncio.to_thread(self._chunk_all, documents)
         # What a store holds of an interrupted write is unknown: clear it all, then write afresh.
-        return await self._write(collection, documents, chunks, [d.id for d in documents], run=0)
+        ids = [d.id for d in documents]
+        report.add(await self._write(collection, documents, chunks, ids, run=0, park=True))
+        return report
+
+    async def _park(self, collection: str, doc_id: str, reason: str, report: IngestReport) -> None:
+        """Take the document out of both stores, then park its intent as failed with the reason."""
+        await self._delete_in_stores(collection, [doc_id])
+        self._journal.park(collection, doc_id, reason)
+        report.parked += 1
+        report.problems.append(f"document {doc_id!r}: parked, it can never be written: {reason}")
 
     async def _write(
         self,
@@ -196,8 +276,15 @@ class IngestWriter:
         chunks: dict[str, list[Chunk]],
         clear_first: Sequence[str],
         run: int,
+        *,
+        park: bool = False,
     ) -> IngestReport:
-        """Embed, then record the intents, write both stores and commit."""
+        """Embed, then record the intents, write both stores and commit.
+
+        A document a store refuses is counted failed and taken out again, never left as a pending
+        intent that every later write would redo; with `park` (recovery, no client to tell) its
+        intent is parked for `fathom verify` to report.
+        """
         if not documents:
             return IngestReport()
         flat = [chunk for d in documents for chunk in chunks[d.id]]
@@ -207,10 +294,8 @@ class IngestWriter:
         try:
             return await self._store(collection, batch, clear_first, run)
         except InvalidRequest:
-            if len(documents) == 1:
-                raise
             # A store refused something in the batch: find which documents, one at a time.
-            return await self._store_one_by_one(collection, batch, clear_first, run)
+            return await self._store_one_by_one(collection, batch, clear_first, run, park=park)
 
     async def _store(
         self, collection: str, batch: Batch, clear_first: Sequence[str], run: int
@@ -231,13 +316,16 @@ class IngestWriter:
         return IngestReport(chunks=len(flat))
 
     async def _store_one_by_one(
-        self, collection: str, batch: Batch, clear_first: Sequence[str], run: int
+        self, collection: str, batch: Batch, clear_first: Sequence[str], run: int, *, park: bool
     ) -> IngestReport:
         report = IngestReport()
         for document in batch.documents:
             try:
                 report.add(await self._store(collection, batch.only(document), clear_first, run))
             except InvalidRequest as exc:
+                if park:
+                    await self._park(collection, document.id, str(exc), report)
+                    continue
                 # Refused for good: take out whatever part of it was written, so no half-document stays.
                 await self._delete_in_stores(collection, [document.id])
                 self._journal.commit_deletes(collection, [document.id])

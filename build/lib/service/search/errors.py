@@ -17,6 +17,12 @@ class NotFound(SearchError):
     code = "not_found"
 
 
+class Forbidden(SearchError):
+    """The key is valid but lacks the scope, or the collection, the request needs."""
+
+    code = "insufficient_scope"
+
+
 class Unauthorized(SearchError):
     code = "invalid_api_key"
 
@@ -53,3 +59,15 @@ class StoreLocked(BackendUnavailable):
     """An embedded store's folder is held by another process (e.g. `fathom serve` on the same data_dir)."""
 
     code = "store_locked"
+
+
+class StorageFull(BackendUnavailable):
+    """The disk holding Fathom's state is full; the message names no server path."""
+
+    code = "insufficient_storage"
+
+
+class StateDamaged(BackendUnavailable):
+    """A state file (journal, key store) cannot be read; the message names it and what to do."""
+
+    code = "state_damaged"

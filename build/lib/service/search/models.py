@@ -15,7 +15,8 @@ class Chunk:
     """One indexed passage of a document: the unit both stores hold.
 
     `id` is deterministic (document id and position), so re-indexing the same text overwrites
-    instead of duplicating.
+    instead of duplicating. `start` and `end` are the chunk's character offsets in its document's
+    text (`text == document.text[start:end]`); None for chunks indexed before offsets were kept.
     """
 
     id: str
@@ -24,6 +25,8 @@ class Chunk:
     title: str
     text: str
     metadata: dict[str, Any] = field(default_factory=dict)
+    start: int | None = None
+    end: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

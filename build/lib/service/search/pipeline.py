@@ -8,18 +8,20 @@ import math
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import TypeVar
 
+from service.search.cursor import decode_cursor, fingerprint, page_of
 from service.search.errors import BackendUnavailable, InvalidRequest, NotFound, SearchError
+from service.search.facets import FacetCounts
 from service.search.fusion import FusedHit, collapse_to_documents, reciprocal_rank_fusion
 from service.search.models import Filter, Hit
 from service.search.protocols import Embedder, LexicalIndex, Reranker, VectorIndex
 from service.search.results import Degradation, SearchHit, SearchOutcome
 from service.settings import SearchSettings
 
-LEXICAL, VECTOR, RERANK = "lexical", "vector", "rerank"
+LEXICAL, VECTOR, RERANK, FACETS = "lexical", "vector", "rerank", "facets"
 # A retriever raising these is answering the client (unknown collection, bad filter), not failing.
 CLIENT_ERRORS: tuple[type[Exception], ...] = (NotFound, InvalidRequest)
 
@@ -46,6 +48,8 @@ class SearchQuery:
     rerank_depth: int | None = None
     min_score: float | None = None
     passages: bool = False
+    facets: tuple[str, ...] | None = None
+    cursor: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +67,16 @@ class SearchPlan:
     rerank_depth: int
     min_score: float | None
     passages: bool
+    facets: tuple[str, ...] | None = None
+    offset: int = 0
+
+    @property
+    def order(self) -> str:
+        """Fingerprint of what shapes the final order (not top_k): what a cursor is bound to."""
+        return fingerprint(
+            self.query, self.collection, self.filter, self.candidates, self.rrf_k, self.weights,
+            self.rerank, self.rerank_depth, self.min_score, self.passages,
+        )  # fmt: skip
 
 
 def validate_query(request: SearchQuery, settings: SearchSettings) -> SearchPlan:
@@ -79,11 +93,14 @@ def validate_query(request: SearchQuery, settings: SearchSettings) -> SearchPlan
         rerank_depth=settings.rerank.depth if request.rerank_depth is None else request.rerank_depth,
         min_score=request.min_score,
         passages=request.passages,
+        facets=request.facets,
     )
     problems = _problems(plan, settings)
     if problems:
         raise InvalidRequest("; ".join(problems))
-    return plan
+    if request.cursor is None:
+        return plan
+    return replace(plan, offset=decode_cursor(request.cursor, plan.order))
 
 
 def _problems(plan: SearchPlan, settings: SearchSettings) -> list[str]:
@@ -98,6 +115,8 @@ def _problems(plan: SearchPlan, settings: SearchSettings) -> list[str]:
     problems.extend(_weight_problems(plan.weights))
     if plan.rerank_depth < 0:
         problems.append(f"rerank_depth must be 0 (no rerank) or more, got {plan.rerank_depth}")
+    if plan.top_k > settings.max_depth:
+        problems.append(f"top_k must be at most max_depth ({settings.max_depth}), got {plan.top_k}")
     if plan.min_score is not None and not 0 <= plan.min_score <= 1:
         problems.append(f"min_score must be between 0 and 1 (a rerank score), got {plan.min_score}")
     return problems
@@ -165,13 +184,35 @@ class SearchPipeline:
         trace = _Trace()
         with trace.timed("total"):
             plan = validate_query(request, self._settings)
-            rankings = await self._retrieve(plan, trace)
+            rankings, facets = await self._retrieve_and_count(plan, trace)
             with trace.timed("fusion"):
                 fused = reciprocal_rank_fusion(rankings, k=plan.rrf_k, weights=plan.weights)
                 if not plan.passages:
                     fused = collapse_to_documents(fused)
             hits = await self._rerank(plan, fused, trace)
-        return SearchOutcome(hits=hits[: plan.top_k], timings=trace.timings, degraded=trace.degraded)
+        page, cursor = page_of(hits, plan.offset, plan.top_k, self._settings.max_depth, plan.order)
+        return SearchOutcome(
+            hits=page, timings=trace.timings, degraded=trace.degraded, cursor=cursor, facets=facets
+        )
+
+    async def _retrieve_and_count(
+        self, plan: SearchPlan, trace: _Trace
+    ) -> tuple[list[list[Hit]], FacetCounts | None]:
+        """The retrievers' rankings and, when asked for, facet counts from the lexical store meanwhile."""
+        if plan.facets is None:
+            return await self._retrieve(plan, trace), None
+        try:
+            async with asyncio.TaskGroup() as group:
+                counting = group.create_task(self._facets(plan, plan.facets, trace))
+                rankings = await self._retrieve(plan, trace)
+        except ExceptionGroup as failure:
+            raise failure.exceptions[0] from None
+        return rankings, counting.result()
+
+    async def _facets(self, plan: SearchPlan, fields: tuple[str, ...], trace: _Trace) -> FacetCounts | None:
+        with trace.timed(FACETS):
+            work = partial(self._lexical.facets, plan.collection, plan.query, fields, filter=plan.filter)
+            return await _guarded(FACETS, work, self._settings.lexical_timeout, trace)
 
     async def _retrieve(self, plan: SearchPlan, trace: _Trace) -> list[list[Hit]]:
         """(lexical hits, vector hits), a failed branch's as []; raises when every queried one failed."""

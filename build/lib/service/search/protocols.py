@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
+from service.search.facets import FacetCounts
 from service.search.models import Chunk, Filter, Hit
 
 
@@ -13,6 +14,12 @@ class LexicalIndex(Protocol):
         self, collection: str, text: str, *, limit: int, filter: Filter | None = None
     ) -> list[Hit]:
         """Best `limit` passages for `text` by BM25, best first."""
+        ...
+
+    async def facets(
+        self, collection: str, text: str, fields: Sequence[str], *, filter: Filter | None = None
+    ) -> FacetCounts:
+        """Documents `text` matches by BM25 after the filter, and document counts per value of `fields`."""
         ...
 
 

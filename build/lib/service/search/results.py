@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from service.search.facets import FacetCounts
 from service.search.fusion import FusedHit, StageEvidence
 
 
@@ -58,8 +59,13 @@ class Degradation:
 
 @dataclass(frozen=True, slots=True)
 class SearchOutcome:
-    """Hits best first; milliseconds per stage that ran; the stages the answer had to do without."""
+    """Hits best first; milliseconds per stage that ran; the stages the answer had to do without.
+
+    `cursor` asks for the next page (None: no more hits); `facets` when they were asked for and counted.
+    """
 
     hits: list[SearchHit]
     timings: dict[str, float] = field(default_factory=dict)
     degraded: list[Degradation] = field(default_factory=list)
+    cursor: str | None = None
+    facets: FacetCounts | None = None

@@ -1,0 +1,125 @@
+"""POST /v1/embeddings: OpenAI's embeddings API on the configured embedding model, for OpenAI clients.
+
+Inputs longer than the model's token limit are refused, as OpenAI refuses them, rather than cut
+silently: a vector of half a text would look like a vector of all of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from typing import Any, Literal
+
+import msgspec
+import numpy as np
+from litestar import Request, post
+from litestar.params import JSONBody
+
+from service.api.services import Services, services_of
+from service.auth.billing import billed, embedding_search_units
+from service.auth.guard import require_api_key
+from service.backends.embedder import FastembedEmbedder
+from service.search.errors import BackendUnavailable, InvalidRequest
+
+# As OpenAI: at most this many inputs per request.
+MAX_INPUTS = 2048
+
+
+class EmbeddingsRequest(msgspec.Struct, kw_only=True):
+    """OpenAI's request. `user` is accepted and ignored; `dimensions` must be the model's own."""
+
+    model: str
+    # OpenAI also takes token ids (lists of ints); msgspec allows one list type in a union.
+    input: str | list[Any]
+    encoding_format: Literal["float", "base64"] = "float"
+    dimensions: int | None = None
+    user: str | None = None
+
+
+class Embedding(msgspec.Struct):
+    index: int
+    embedding: list[float] | str
+    object: str = "embedding"
+
+
+class EmbeddingsUsage(msgspec.Struct):
+    prompt_tokens: int
+    total_tokens: int
+
+
+class EmbeddingsResponse(msgspec.Struct):
+    data: list[Embedding]
+    model: str
+    usage: EmbeddingsUsage
+    object: str = "list"
+
+
+def embedder_of(services: Services) -> FastembedEmbedder:
+    if services.stack is None:
+        raise BackendUnavailable(f"embeddings are not available: {services.stack_error or 'still starting'}")
+    return services.stack.embedder
+
+
+def input_texts(request: EmbeddingsRequest) -> list[str]:
+    """The inputs as a list of non-empty strings; token-id inputs name another model's vocabulary."""
+    texts = [request.input] if isinstance(request.input, str) else request.input
+    if not texts:
+        raise InvalidRequest("input must hold at least one text")
+    if not all(isinstance(text, str) for text in texts):
+        raise InvalidRequest("input must be a string or a list of strings; token ids are not accepted")
+    if len(texts) > MAX_INPUTS:
+        raise InvalidRequest(f"input holds {len(texts)} texts; at most {MAX_INPUTS} per request")
+    strings = [str(text) for text in texts]
+    empty = [index for index, text in enumerate(strings) if not text.strip()]
+    if empty:
+        raise InvalidRequest(f"input[{empty[0]}] is empty; every input must hold some text")
+    return strings
+
+
+def validate(request: EmbeddingsRequest, embedder: FastembedEmbedder, model: str) -> None:
+    if request.model != model:
+        raise InvalidRequest(f"unknown model {request.model!r}: this server embeds with {model!r}")
+    if request.dimensions is not None and request.dimensions != embedder.dimensions:
+        raise InvalidRequest(
+            f"dimensions must be {embedder.dimensions}, the model's own; it cannot shorten its vectors"
+        )
+
+
+def token_counts(embedder: FastembedEmbedder, texts: list[str]) -> list[int]:
+    """Tokens per input, special tokens included; InvalidRequest naming the first one that is too long."""
+    counts = [embedder.count_tokens(text) for text in texts]
+    for index, count in enumerate(counts):
+        if count > embedder.max_length:
+            raise InvalidRequest(
+                f"input[{index}] is {count} tokens long; the model reads at most {embedder.max_length}:"
+                " split it into shorter texts"
+            )
+    return counts
+
+
+def encoded(vector: list[float], encoding_format: str) -> list[float] | str:
+    """base64 is the little-endian float32 bytes, as OpenAI sends it and its clients decode it."""
+    if encoding_format == "base64":
+        return base64.b64encode(np.asarray(vector, dtype="<f4").tobytes()).decode("ascii")
+    return vector
+
+
+@post("/v1/embeddings", guards=[require_api_key], status_code=200, summary="Embed texts", tags=["embeddings"])
+async def embeddings(
+    request: Request[Any, Any, Any], data: JSONBody[EmbeddingsRequest]
+) -> EmbeddingsResponse:
+    services = services_of(request)
+    embedder = embedder_of(services)
+    model = services.settings.embedding.model
+    validate(data, embedder, model)
+    texts = input_texts(data)
+    tokens = sum(await asyncio.to_thread(token_counts, embedder, texts))
+    async with billed(services.keys, request.state.api_key, embedding_search_units(len(texts))):
+        vectors = await embedder.embed_passages(texts)
+    return EmbeddingsResponse(
+        data=[
+            Embedding(index, encoded(vector, data.encoding_format)) for index, vector in enumerate(vectors)
+        ],
+        model=model,
+        usage=EmbeddingsUsage(prompt_tokens=tokens, total_tokens=tokens),
+    )
