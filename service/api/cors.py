@@ -7,9 +7,9 @@ key from an origin it does not name is a 403); this middleware answers the brows
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable
 
+import msgspec
 from litestar.enums import ScopeType
 from litestar.types import (
     ASGIApp,
@@ -66,7 +66,7 @@ async def preflight(send: Send, origin: str, permitted: bool) -> None:
         "origin_not_allowed",
     )
     headers = [(b"content-type", b"application/json"), (b"vary", b"Origin")]
-    await respond(send, 403, headers, json.dumps(body).encode())
+    await respond(send, 403, headers, msgspec.json.encode(body))
 
 
 def cors_middleware(allowed_origins: Origins) -> Callable[[ASGIApp], ASGIApp]:
