@@ -8,6 +8,11 @@
 # MAVEN_REPO_LOCAL (default ~/.m2/repository).
 # Then point the tests at it: FATHOM_TEST_ELASTICSEARCH_URL=http://127.0.0.1:$ES_PORT
 #
+# One node of a cluster instead (tests/integration/clusters.py starts three): ES_CLUSTER_NODES names every
+# node as http_port:transport_port,... (this node's http port is ES_PORT); the node is named node-$ES_PORT
+# and seeds from the others. `start` then returns once the process runs: a node cannot answer until a
+# majority of the masters has joined, so the caller waits for the cluster's health.
+#
 # The integ-test-zip is the only distribution on Maven Central. It is a minimal server: besides the core
 # it ships only the apm, transport-netty4, x-pack-core and x-pack-security modules. So there is no
 # analysis-common (no `english` analyzer and no stemmer filters; the standard, simple, whitespace, stop and
@@ -114,6 +119,10 @@ start() {
     cp -r "${ES_HOME}/config" "${RUN_DIR}/config"
     local home
     home="$(runnable_home)"
+    local discovery=(-E discovery.type=single-node -E transport.port=0)
+    if [[ -n "${ES_CLUSTER_NODES:-}" ]]; then
+        discovery=($(cluster_options))
+    fi
     log "starting Elasticsearch ${ES_VERSION} on 127.0.0.1:${ES_PORT}"
     as_service_user env \
         ES_JAVA_HOME="$(java_home)" \
@@ -121,10 +130,9 @@ start() {
         ES_TMPDIR="${RUN_DIR}/tmp" \
         ES_JAVA_OPTS="-Xms512m -Xmx512m" \
         "${home}/bin/elasticsearch" -d -p "${PID_FILE}" \
-        -E discovery.type=single-node \
+        "${discovery[@]}" \
         -E network.host=127.0.0.1 \
         -E http.port="${ES_PORT}" \
-        -E transport.port=0 \
         -E path.data="${RUN_DIR}/data" \
         -E path.logs="${RUN_DIR}/logs" \
         -E xpack.security.enabled=false \
@@ -135,8 +143,30 @@ start() {
         rm -rf "${RUN_DIR}"
         exit 1
     }
+    if [[ -n "${ES_CLUSTER_NODES:-}" ]]; then
+        log "cluster node started (pid $(cat "${PID_FILE}")); it answers once the masters have met"
+        return
+    fi
     wait_until_up
     log "up at http://127.0.0.1:${ES_PORT} (pid $(cat "${PID_FILE}"))"
+}
+
+# -E options for one node of ES_CLUSTER_NODES: its transport port, seeds and the initial masters.
+cluster_options() {
+    local seeds=() masters=() transport="" node http tport
+    IFS=, read -ra nodes <<<"${ES_CLUSTER_NODES}"
+    for node in "${nodes[@]}"; do
+        http="${node%%:*}"
+        tport="${node##*:}"
+        seeds+=("127.0.0.1:${tport}")
+        masters+=("node-${http}")
+        [[ "${http}" == "${ES_PORT}" ]] && transport="${tport}"
+    done
+    [[ -n "${transport}" ]] || { log "ES_PORT ${ES_PORT} is not among ES_CLUSTER_NODES"; exit 1; }
+    local IFS=,
+    echo "-E cluster.name=fathom-test-${nodes[0]%%:*} -E node.name=node-${ES_PORT}" \
+        "-E transport.port=${transport} -E discovery.seed_hosts=${seeds[*]}" \
+        "-E cluster.initial_master_nodes=${masters[*]}"
 }
 
 stop() {

@@ -6,6 +6,9 @@
 #
 # Environment: QDRANT_PORT (HTTP, default 6333; gRPC is QDRANT_PORT+1), QDRANT_BIN (default $FATHOM_SHARED_DIR/bin/qdrant, FATHOM_SHARED_DIR defaulting to ../shared).
 # Then point the tests at it: FATHOM_TEST_QDRANT_URL=http://127.0.0.1:$QDRANT_PORT
+#
+# One peer of a cluster instead: QDRANT_P2P_PORT (its peer-to-peer port) enables distributed mode; the
+# first peer starts alone, the others with QDRANT_BOOTSTRAP=http://127.0.0.1:<first peer's p2p port>.
 set -euo pipefail
 
 QDRANT_PORT="${QDRANT_PORT:-6333}"
@@ -30,7 +33,12 @@ start() {
     [[ -x "${QDRANT_BIN}" ]] || { log "no qdrant binary at ${QDRANT_BIN}"; exit 1; }
     rm -rf "${RUN_DIR}"
     mkdir -p "${RUN_DIR}/storage" "${RUN_DIR}/snapshots"
-    log "starting Qdrant on 127.0.0.1:${QDRANT_PORT} (gRPC ${GRPC_PORT})"
+    local cluster=()
+    if [[ -n "${QDRANT_P2P_PORT:-}" ]]; then
+        cluster=(--uri "http://127.0.0.1:${QDRANT_P2P_PORT}")
+        [[ -z "${QDRANT_BOOTSTRAP:-}" ]] || cluster+=(--bootstrap "${QDRANT_BOOTSTRAP}")
+    fi
+    log "starting Qdrant on 127.0.0.1:${QDRANT_PORT} (gRPC ${GRPC_PORT}${QDRANT_P2P_PORT:+, p2p ${QDRANT_P2P_PORT}})"
     # Its working directory is RUN_DIR: Qdrant writes ./.qdrant-initialized and config lookups there.
     (
         cd "${RUN_DIR}"
@@ -41,7 +49,9 @@ start() {
             QDRANT__STORAGE__SNAPSHOTS_PATH="${RUN_DIR}/snapshots" \
             QDRANT__TELEMETRY_DISABLED=true \
             QDRANT__LOG_LEVEL=WARN \
-            nohup "${QDRANT_BIN}" >"${RUN_DIR}/stdout.log" 2>&1 &
+            QDRANT__CLUSTER__ENABLED="$([[ -n "${QDRANT_P2P_PORT:-}" ]] && echo true || echo false)" \
+            QDRANT__CLUSTER__P2P__PORT="${QDRANT_P2P_PORT:-6335}" \
+            nohup "${QDRANT_BIN}" "${cluster[@]}" >"${RUN_DIR}/stdout.log" 2>&1 &
         echo $! >"${PID_FILE}"
     )
     local deadline=$((SECONDS + START_TIMEOUT))

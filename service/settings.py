@@ -70,6 +70,8 @@ class ElasticsearchSettings(msgspec.Struct, forbid_unknown_fields=True):
 
     `replicas` is a number of replica copies, or a range like "0-1" that Elasticsearch expands with
     the number of nodes (the default: no replica on one node, one as soon as a second node joins).
+    `url` may list several nodes of one cluster, comma-separated: requests go round them, and a node
+    that does not answer is set aside while the others serve.
     """
 
     url: str = "http://127.0.0.1:9200"
@@ -83,6 +85,10 @@ class ElasticsearchSettings(msgspec.Struct, forbid_unknown_fields=True):
             raise ValueError("elasticsearch.shards must be at least 1")
         if isinstance(self.replicas, int) and self.replicas < 0:
             raise ValueError('elasticsearch.replicas must be 0 or more, or a range like "0-1"')
+
+    def nodes(self) -> list[str]:
+        """The node URLs in `url`."""
+        return [node.strip() for node in self.url.split(",") if node.strip()]
 
 
 class QdrantSettings(msgspec.Struct, forbid_unknown_fields=True):

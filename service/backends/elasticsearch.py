@@ -68,7 +68,9 @@ class ElasticsearchIndex:
     def __init__(self, settings: ElasticsearchSettings, client: AsyncElasticsearch | None = None) -> None:
         self._prefix = settings.index_prefix
         self._timeout = settings.request_timeout
-        self._client = client or AsyncElasticsearch(settings.url, request_timeout=settings.request_timeout)
+        self._client = client or AsyncElasticsearch(
+            settings.nodes(), request_timeout=settings.request_timeout
+        )
         self._body = with_layout(load_index_body(), settings)
         self._fallback_body = with_layout(load_index_body(analyzer=FALLBACK_ANALYZER), settings)
 
