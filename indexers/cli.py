@@ -21,7 +21,7 @@ from indexers.run import (
     source_format,
 )
 from indexers.sources import Fields
-from service.cli import collection_name
+from service.cli import CONFIG_HELP, collection_name
 from service.ingest.chunking import ChunkingPolicy
 from service.ingest.drift import find_drift, repair
 from service.ingest.session import open_writer
@@ -37,7 +37,9 @@ def field_list(text: str) -> frozenset[str]:
 def add_commands(commands: Any) -> None:
     index = commands.add_parser("index", help="load documents into a collection, incrementally")
     index.add_argument("source", type=Path, help="a BEIR folder, a .jsonl or .csv file, or a folder of files")
-    index.add_argument("--collection", required=True, type=collection_name)
+    index.add_argument(
+        "--collection", required=True, type=collection_name, help="the collection to write (made if new)"
+    )
     index.add_argument("--format", choices=FORMATS, default="auto", help="default: from the path")
     index.add_argument("--id-field", help="field holding the document id (default _id; id for CSV)")
     index.add_argument("--text-field", default="text", help="field holding the text (default text)")
@@ -45,18 +47,30 @@ def add_commands(commands: Any) -> None:
     index.add_argument(
         "--fields", type=field_list, help="comma-separated metadata fields to keep (default all)"
     )
-    index.add_argument("--chunk-tokens", type=int, default=256, help="tokens per chunk, title included")
-    index.add_argument("--overlap", type=int, default=32, help="tokens shared by consecutive chunks")
-    index.add_argument("--batch-size", type=int, default=DOCUMENTS_PER_BATCH, help="documents per write")
+    index.add_argument(
+        "--chunk-tokens",
+        type=int,
+        default=256,
+        help="tokens per chunk, title included (default: %(default)s)",
+    )
+    index.add_argument(
+        "--overlap", type=int, default=32, help="tokens shared by consecutive chunks (default: %(default)s)"
+    )
+    index.add_argument(
+        "--batch-size",
+        type=int,
+        default=DOCUMENTS_PER_BATCH,
+        help="documents per write (default: %(default)s)",
+    )
     index.add_argument("--delete-missing", action="store_true", help="delete documents not in the source")
     index.add_argument("--strict", action="store_true", help="stop at the first record that cannot be read")
-    index.add_argument("--config", help=argparse.SUPPRESS, dest="sub_config")
+    index.add_argument("--config", help=CONFIG_HELP, dest="sub_config", metavar="PATH")
     index.set_defaults(handler=run_index)
 
     verify = commands.add_parser("verify", help="check journal and both stores agree; --repair to fix")
-    verify.add_argument("--collection", required=True, type=collection_name)
+    verify.add_argument("--collection", required=True, type=collection_name, help="the collection to check")
     verify.add_argument("--repair", action="store_true", help="finish interrupted writes, remove strays")
-    verify.add_argument("--config", help=argparse.SUPPRESS, dest="sub_config")
+    verify.add_argument("--config", help=CONFIG_HELP, dest="sub_config", metavar="PATH")
     verify.set_defaults(handler=run_verify)
     add_eval_command(commands)
 

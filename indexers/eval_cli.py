@@ -27,7 +27,7 @@ from indexers.evaluation import Qrels, judged_queries, load_qrels, load_queries
 from indexers.reference import reference_runs
 from indexers.sources import beir_corpus, read_jsonl
 from service.backends.stack import open_stack
-from service.cli import collection_name, non_negative_int
+from service.cli import CONFIG_HELP, collection_name, non_negative_int
 from service.ingest.documents import Document
 from service.rerank.local_reranker import EngineReranker
 from service.rerank.registry import ModelRegistry
@@ -220,7 +220,12 @@ def add_eval_command(commands: Any) -> None:
     parser = commands.add_parser("eval", help="nDCG@10, Recall@100, MRR@10 and latency of each search stage")
     parser.add_argument("folder", type=Path, help="a BEIR folder: queries.jsonl and qrels/<qrels>.tsv")
     parser.add_argument("--collection", required=True, type=collection_name, help="where it was indexed")
-    parser.add_argument("--stages", type=stage_list, default=list(STAGES), help="default: all four")
+    parser.add_argument(
+        "--stages",
+        type=stage_list,
+        default=list(STAGES),
+        help=f"comma-separated stages to run, of {','.join(STAGES)} (default: all)",
+    )
     parser.add_argument("--rerank-model", help="a configured rerank model (default: the search default)")
     parser.add_argument(
         "--rerank-depth", type=non_negative_int, help="hits reranked (default: [search.rerank] depth)"
@@ -240,7 +245,7 @@ def add_eval_command(commands: Any) -> None:
     parser.add_argument(
         "--json", action="store_true", help="print JSON (with every query's scores) instead of a table"
     )
-    parser.add_argument("--config", help=argparse.SUPPRESS, dest="sub_config")
+    parser.add_argument("--config", help=CONFIG_HELP, dest="sub_config", metavar="PATH")
     parser.set_defaults(handler=run_eval)
 
 

@@ -13,19 +13,35 @@ from service.auth.keys import KeyStore
 from service.auth.public import PUBLIC_RATE_LIMIT, parse_origins
 from service.auth.scopes import DEFAULT_SCOPES, SCOPES, parse_collections, parse_scopes
 from service.search.collections import checked_collection_name
-from service.search.errors import InvalidRequest, SearchError
+from service.search.errors import InvalidRequest, SearchError, StoreLocked
 from service.settings import ConfigError, Settings, load_settings
 
 Command = Callable[[argparse.Namespace, Settings], int]
+# Every command takes --config too, before or after its name.
+CONFIG_HELP = "TOML file laid over the packaged defaults (default: $FATHOM_CONFIG, if set)"
 
 
 def serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
     from service.app import create_app
+    from service.backends.qdrant_local import check_unlocked
+    from service.backends.stack import qdrant_path
 
     host = args.host or settings.server.host
     port = args.port or settings.server.port
+    if settings.search.enabled and not settings.qdrant.url:
+        try:
+            check_unlocked(qdrant_path(settings))
+        except StoreLocked as exc:
+            print(
+                f"error: {exc}\nerror: is another `fathom serve`, `fathom index` or `fathom eval` running on"
+                f" this data_dir ({settings.data_dir})? Stop it first: the embedded stores take one process"
+                " at a time. To index while serving, push documents over HTTP"
+                " (POST /v1/collections/{name}/documents).",
+                file=sys.stderr,
+            )
+            return 1
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     uvicorn.run(create_app(settings), host=host, port=port, log_level="info", access_log=False)
     return 0
@@ -149,11 +165,11 @@ def non_negative_int(text: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fathom", description="Fathom: hybrid search and reranking.")
-    parser.add_argument("--config", help="TOML file laid over the packaged defaults (else $FATHOM_CONFIG)")
+    parser.add_argument("--config", help=CONFIG_HELP, metavar="PATH")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve_parser = commands.add_parser("serve", help="run the HTTP service")
-    serve_parser.add_argument("--config", help=argparse.SUPPRESS, dest="sub_config")
+    serve_parser.add_argument("--config", help=CONFIG_HELP, dest="sub_config", metavar="PATH")
     serve_parser.add_argument("--host", help="interface to bind (default from [server] host)")
     serve_parser.add_argument("--port", type=positive_int, help="port to bind (default from [server] port)")
     serve_parser.set_defaults(handler=serve)
@@ -162,7 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
         dest="keys_command", required=True, metavar="ACTION"
     )
     create = keys.add_parser("create", help="create a key; it is printed once, on the last line")
-    create.add_argument("--config", help=argparse.SUPPRESS, dest="sub_config")
+    create.add_argument("--config", help=CONFIG_HELP, dest="sub_config", metavar="PATH")
     create.add_argument("--name", required=True)
     create.add_argument(
         "--quota", type=non_negative_int, help="search units the key may use (default: no limit)"
@@ -194,10 +210,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     create.set_defaults(handler=keys_create)
     listing = keys.add_parser("list", help="list keys with usage")
-    listing.add_argument("--config", help=argparse.SUPPRESS, dest="sub_config")
+    listing.add_argument("--config", help=CONFIG_HELP, dest="sub_config", metavar="PATH")
     listing.set_defaults(handler=keys_list)
     revoke = keys.add_parser("revoke", help="revoke a key by name")
-    revoke.add_argument("--config", help=argparse.SUPPRESS, dest="sub_config")
+    revoke.add_argument("--config", help=CONFIG_HELP, dest="sub_config", metavar="PATH")
     revoke.add_argument("name")
     revoke.set_defaults(handler=keys_revoke)
 

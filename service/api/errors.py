@@ -14,7 +14,9 @@ from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, SerializationException, ValidationException
 from litestar.types import ExceptionHandlersMap
 
+from service.api.services import services_of
 from service.search import errors
+from service.search.collections import nearest_name
 
 log = logging.getLogger("fathom.api")
 
@@ -80,7 +82,21 @@ def handle_search_error(request: Request[Any, Any, Any], exc: errors.SearchError
         headers["Retry-After"] = str(max(1, round(exc.retry_after + 0.5)))
     if status in (503, 507):
         headers["Retry-After"] = "5"
-    return error_response(status, str(exc), error_type, exc.code, headers)
+    message = str(exc)
+    if isinstance(exc, errors.NotFound):
+        message += collection_hint(request)
+    return error_response(status, message, error_type, exc.code, headers)
+
+
+def collection_hint(request: Request[Any, Any, Any]) -> str:
+    """For a 404 on a collection this server does not know: the existing name nearest to it."""
+    name = request.path_params.get("name") or request.state.get("collection")
+    ingest = services_of(request).ingest
+    if not isinstance(name, str) or ingest is None:
+        return ""
+    known = [known for known, state in ingest.journal.collections().items() if state == "ready"]
+    nearest = None if name in known else nearest_name(name, known)
+    return f'; did you mean "{nearest}"?' if nearest else ""
 
 
 # msgspec's words for a broken constraint, and what a client reads instead.

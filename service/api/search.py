@@ -213,6 +213,7 @@ def response_of(collection: str, outcome: SearchOutcome) -> SearchResponse:
 async def search(request: Request[Any, Any, Any], data: JSONBody[SearchRequest]) -> SearchResponse:
     services = services_of(request)
     check_collection(request.state.api_key, data.collection)
+    request.state.collection = data.collection  # for a 404's nearest existing name (api/errors.py)
     query = to_query(data)
     pipeline = pipeline_for(services, data.rerank.model if data.rerank else None)
     async with billed(services.keys, request.state.api_key, SEARCH_UNITS_PER_QUERY):

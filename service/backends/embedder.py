@@ -15,6 +15,7 @@ from fastembed.common.model_description import ModelSource, PoolingType
 from fastembed.text.onnx_text_model import OnnxTextModel
 from tokenizers import Tokenizer
 
+from service.backends.hub import download_options, unavailable_reason
 from service.search.errors import ModelUnavailable
 from service.settings import EmbeddingSettings
 
@@ -144,11 +145,12 @@ def load_text_embedding(settings: EmbeddingSettings, cache_dir: Path) -> TextEmb
             return TextEmbedding(
                 name, cache_dir=str(cache_dir), threads=threads, specific_model_path=settings.path
             )
-        return TextEmbedding(settings.model, cache_dir=str(cache_dir), threads=threads)
+        return TextEmbedding(settings.model, cache_dir=str(cache_dir), threads=threads, **download_options())
     except ModelUnavailable:
         raise
     except Exception as exc:  # fastembed raises anything from ValueError to network and ONNX errors
-        raise ModelUnavailable(f"embedding {where} cannot be loaded: {exc}") from exc
+        reason = str(exc) if settings.path else unavailable_reason(exc)
+        raise ModelUnavailable(f"embedding {where} cannot be loaded: {reason}") from exc
 
 
 def register_local_model(model_id: str, path: Path, max_length: int) -> str:

@@ -17,6 +17,8 @@ from typing import Any
 
 from qdrant_client import QdrantClient
 
+from service.search.errors import StoreLocked
+
 
 class ThreadedLocalClient:
     """The async surface QdrantIndex uses, on a synchronous local-mode QdrantClient."""
@@ -42,3 +44,20 @@ class ThreadedLocalClient:
     async def close(self) -> None:
         await asyncio.get_running_loop().run_in_executor(self._executor, self._client.close)
         self._executor.shutdown(wait=True)
+
+
+def check_unlocked(path: Path) -> None:
+    """StoreLocked when another process holds the folder: tried as local mode takes its lock (an
+    exclusive, non-blocking lock of <path>/.lock), and released at once. For `fathom serve` to refuse
+    to start, rather than serve 503s that waiting never clears."""
+    lock_file = path / ".lock"
+    if not lock_file.exists():
+        return
+    import portalocker  # as qdrant-client does: importing it checks for writeable folders
+
+    with lock_file.open("r+") as handle:
+        try:
+            portalocker.lock(handle, portalocker.LockFlags.EXCLUSIVE | portalocker.LockFlags.NON_BLOCKING)
+        except portalocker.exceptions.LockException as exc:
+            raise StoreLocked(f"qdrant local storage {path} is in use by another process") from exc
+        portalocker.unlock(handle)

@@ -18,6 +18,7 @@ from fastembed.common.model_description import ModelSource
 from fastembed.rerank.cross_encoder import TextCrossEncoder
 from tokenizers import Encoding, Tokenizer
 
+from service.backends.hub import download_options, unavailable_reason
 from service.search.errors import ModelUnavailable
 
 _REGISTER_LOCK = threading.Lock()
@@ -150,11 +151,12 @@ def load_cross_encoder(
             )
         else:
             encoder = TextCrossEncoder(
-                model_id, cache_dir=str(cache_dir), threads=threads or None, cuda=False
+                model_id, cache_dir=str(cache_dir), threads=threads or None, cuda=False, **download_options()
             )
     except ModelUnavailable:
         raise
     except Exception as exc:  # fastembed raises ValueError, OSError, onnxruntime errors, hub errors
-        raise ModelUnavailable(f"model {model_id!r} could not be loaded: {exc}") from exc
+        reason = str(exc) if path else unavailable_reason(exc)
+        raise ModelUnavailable(f"model {model_id!r} could not be loaded: {reason}") from exc
     inner: Any = encoder.model  # fastembed's ONNX wrapper: the session and tokenizer it opened
     return CrossEncoder(inner.model, inner.tokenizer, max_length=max_length)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
 import re
+from collections.abc import Iterable
 
 from service.search.errors import InvalidRequest
 
@@ -18,3 +20,9 @@ def checked_collection_name(name: str) -> str:
             " starting with a letter or digit"
         )
     return name
+
+
+def nearest_name(name: str, names: Iterable[str]) -> str | None:
+    """The existing name closest to a misspelt one, if any is close enough to be the one meant."""
+    matches = difflib.get_close_matches(name, [n for n in names if n != name], n=1, cutoff=0.6)
+    return matches[0] if matches else None

@@ -136,6 +136,7 @@ async def test_passages_and_min_score(client: tuple[httpx.AsyncClient, str]) -> 
     [
         ({"query": "", "collection": "cran"}, 400, "query must not be empty"),
         ({"query": "wing", "collection": "nope"}, 404, 'collection "nope" does not exist'),
+        ({"query": "wing", "collection": "crna"}, 404, 'does not exist; did you mean "cran"?'),
         ({"query": "wing", "collection": "cran", "filter": {"year": {"between": [1, 2]}}}, 400, "year"),
         ({"query": "wing", "collection": "cran", "filter": ["year"]}, 400, "filter"),
         ({"query": "wing", "collection": "cran", "top_k": 0}, 400, "top_k must be at least 1"),

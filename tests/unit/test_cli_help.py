@@ -1,0 +1,30 @@
+"""`fathom ... --help` tells a newcomer what each option takes and its default."""
+
+from __future__ import annotations
+
+import pytest
+
+from service.cli import main
+
+
+def help_of(capsys: pytest.CaptureFixture[str], *command: str) -> str:
+    with pytest.raises(SystemExit) as done:
+        main([*command, "--help"])
+    assert done.value.code == 0
+    return " ".join(capsys.readouterr().out.split())  # argparse wraps lines at the terminal width
+
+
+def test_every_command_lists_config(capsys: pytest.CaptureFixture[str]) -> None:
+    for command in (["serve"], ["index"], ["verify"], ["eval"], ["keys", "create"], ["keys", "list"]):
+        assert "--config PATH TOML file laid over the packaged defaults" in help_of(capsys, *command)
+
+
+def test_index_shows_its_defaults_and_what_collection_is(capsys: pytest.CaptureFixture[str]) -> None:
+    text = help_of(capsys, "index")
+    assert "--collection COLLECTION the collection to write (made if new)" in text
+    for option, default in (("--chunk-tokens", "256"), ("--overlap", "32"), ("--batch-size", "128")):
+        assert f"(default: {default})" in text.split(option)[-1].split("--")[0], option
+
+
+def test_eval_names_its_stages(capsys: pytest.CaptureFixture[str]) -> None:
+    assert "of bm25,dense,hybrid,rerank (default: all)" in help_of(capsys, "eval")
