@@ -11,17 +11,20 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from litestar import Litestar
 from litestar.datastructures import State
 
-from service.api import collections, embeddings, health, models, openapi, rerank, search, web
+from service.api import collections, context, embeddings, health, models, openapi, rerank, search, web
 from service.api.cors import cors_middleware
 from service.api.errors import EXCEPTION_HANDLERS
+from service.api.mcp import mcp_route
 from service.api.metrics import Metrics, metrics_middleware
 from service.api.services import Services
 from service.auth.keys import KeyStore
 from service.backends.http_reranker import HttpReranker
 from service.backends.stack import SearchStack, open_stack
+from service.backends.token_budget import TokenCounters
 from service.ingest.chunking import Chunker, ChunkingPolicy
 from service.ingest.journal import Journal, journal_path
 from service.ingest.writer import IngestWriter
+from service.mcp_server import build_mcp_server
 from service.rerank.local_reranker import EngineReranker
 from service.rerank.registry import ModelRegistry
 from service.search.errors import SearchError
@@ -73,6 +76,7 @@ async def open_search(services: Services, exits: AsyncExitStack) -> None:
         return
     services.stack = stack
     services.ingest = ingest
+    services.token_counters = TokenCounters(services.settings, stack.embedder.tokenizer)
     services.pipeline = SearchPipeline(
         stack.lexical,
         stack.vectors,
@@ -112,6 +116,8 @@ async def stop_opening(opening: asyncio.Task[None]) -> None:
 
 def create_app(settings: Settings) -> Litestar:
     services = build_services(settings)
+    assistant = build_mcp_server(services)
+    mcp_transport = mcp_route(assistant, settings.server.host)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -121,6 +127,7 @@ def create_app(settings: Settings) -> Litestar:
             )
         services.models.start_loading()
         async with AsyncExitStack() as exits:
+            await exits.enter_async_context(assistant.session_manager.run())
             exits.callback(services.keys.close)
             exits.push_async_callback(services.models.close)
             # In the background, like the models: a model download or a recovery must not hold up
@@ -132,26 +139,31 @@ def create_app(settings: Settings) -> Litestar:
                 await stop_opening(services.opening)
 
     return Litestar(
-        route_handlers=openapi.documented(
-            [
-                rerank.rerank,
-                search.search,
-                embeddings.embeddings,
-                collections.list_collections,
-                collections.get_collection,
-                collections.put_collection,
-                collections.delete_collection,
-                collections.upsert_documents,
-                collections.delete_document,
-                models.list_models,
-                health.healthz,
-                health.readyz,
-                health.metrics,
-                web.search_page,
-                web.widget_js,
-                web.widget_css,
-            ]
-        ),
+        route_handlers=[
+            *openapi.documented(
+                [
+                    rerank.rerank,
+                    search.search,
+                    embeddings.embeddings,
+                    context.context,
+                    collections.list_collections,
+                    collections.get_collection,
+                    collections.put_collection,
+                    collections.delete_collection,
+                    collections.upsert_documents,
+                    collections.delete_document,
+                    models.list_models,
+                    health.healthz,
+                    health.readyz,
+                    health.metrics,
+                    web.search_page,
+                    web.widget_js,
+                    web.widget_css,
+                ]
+            ),
+            # The MCP transport is an ASGI app of its own; its schema is MCP's, not OpenAPI's.
+            mcp_transport,
+        ],
         lifespan=[lifespan],
         state=State({"services": services}),
         exception_handlers=EXCEPTION_HANDLERS,

@@ -47,6 +47,17 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def mcp(args: argparse.Namespace, settings: Settings) -> int:
+    import asyncio
+
+    from service.mcp_server import serve_stdio
+
+    # stdout carries the protocol: every log line goes to stderr.
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    asyncio.run(serve_stdio(settings))
+    return 0
+
+
 @contextmanager
 def key_store(settings: Settings) -> Iterator[KeyStore]:
     store = KeyStore.in_data_dir(settings.data_path)
@@ -173,6 +184,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve_parser.add_argument("--host", help="interface to bind (default from [server] host)")
     serve_parser.add_argument("--port", type=positive_int, help="port to bind (default from [server] port)")
     serve_parser.set_defaults(handler=serve)
+
+    mcp_parser = commands.add_parser("mcp", help="serve the MCP tools (search, get_document) over stdio")
+    mcp_parser.add_argument("--config", help=argparse.SUPPRESS, dest="sub_config")
+    mcp_parser.set_defaults(handler=mcp)
 
     keys = commands.add_parser("keys", help="manage API keys").add_subparsers(
         dest="keys_command", required=True, metavar="ACTION"

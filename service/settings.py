@@ -138,6 +138,14 @@ class SearchSettings(msgspec.Struct, forbid_unknown_fields=True):
     rerank: SearchRerankSettings = msgspec.field(default_factory=SearchRerankSettings)
 
 
+class ContextSettings(msgspec.Struct, forbid_unknown_fields=True):
+    """/v1/context budgets; `tokenizers` names tokenizer.json files (or folders holding one) to count with."""
+
+    default_max_tokens: int = 1000
+    max_tokens: int = 32_768
+    tokenizers: dict[str, str] = msgspec.field(default_factory=dict)
+
+
 class Settings(msgspec.Struct, forbid_unknown_fields=True):
     data_dir: str = "data"
     server: ServerSettings = msgspec.field(default_factory=ServerSettings)
@@ -147,6 +155,7 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True):
     elasticsearch: ElasticsearchSettings = msgspec.field(default_factory=ElasticsearchSettings)
     qdrant: QdrantSettings = msgspec.field(default_factory=QdrantSettings)
     search: SearchSettings = msgspec.field(default_factory=SearchSettings)
+    context: ContextSettings = msgspec.field(default_factory=ContextSettings)
 
     @property
     def data_path(self) -> Path:

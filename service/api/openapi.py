@@ -24,7 +24,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 from litestar.router import Router
 from litestar.static_files import create_static_files_router
 
-from service.api import collections, embeddings, health, models, rerank, search, web
+from service.api import collections, context, embeddings, health, models, rerank, search, web
 from service.api.errors import STATUS, ErrorResponse
 from service.search import errors
 
@@ -53,6 +53,14 @@ RAISES: dict[HTTPRouteHandler, tuple[type[errors.SearchError], ...]] = {
         errors.Overloaded,
     ),
     embeddings.embeddings: (errors.InvalidRequest, errors.QuotaExceeded, errors.BackendUnavailable),
+    context.context: (
+        errors.InvalidRequest,
+        errors.NotFound,
+        errors.QuotaExceeded,
+        errors.BackendUnavailable,
+        errors.ModelUnavailable,
+        errors.Overloaded,
+    ),
     collections.list_collections: (errors.BackendUnavailable,),
     collections.get_collection: (errors.InvalidRequest, errors.NotFound, errors.BackendUnavailable),
     collections.put_collection: (errors.InvalidRequest, errors.BackendUnavailable),

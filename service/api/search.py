@@ -147,6 +147,15 @@ def evidence(stage: StageEvidence) -> Evidence:
     return Evidence(rank=stage.rank, score=stage.score)
 
 
+def hit_evidence(hit: SearchHit) -> HitEvidence:
+    return HitEvidence(
+        bm25=evidence(hit.bm25),
+        vector=evidence(hit.vector),
+        fused=Evidence(score=hit.fused_score),
+        rerank=Evidence(score=hit.rerank_score),
+    )
+
+
 def to_result(hit: SearchHit) -> SearchResult:
     return SearchResult(
         id=hit.id,
@@ -155,12 +164,7 @@ def to_result(hit: SearchHit) -> SearchResult:
         snippet=hit.snippet,
         metadata=hit.metadata,
         score=hit.score,
-        evidence=HitEvidence(
-            bm25=evidence(hit.bm25),
-            vector=evidence(hit.vector),
-            fused=Evidence(score=hit.fused_score),
-            rerank=Evidence(score=hit.rerank_score),
-        ),
+        evidence=hit_evidence(hit),
     )
 
 

@@ -11,6 +11,7 @@ from litestar.connection import ASGIConnection
 from service.api.metrics import Metrics
 from service.auth.keys import KeyStore
 from service.backends.stack import SearchStack
+from service.backends.token_budget import TokenCounters
 from service.ingest.writer import IngestWriter
 from service.rerank.registry import ModelRegistry
 from service.search.pipeline import SearchPipeline
@@ -31,6 +32,8 @@ class Services:
     pipeline: SearchPipeline | None = None
     # The collections API's write path; opened with the stack.
     ingest: IngestWriter | None = None
+    # Token budgets of /v1/context; opened with the stack, whose embedder gives the default tokenizer.
+    token_counters: TokenCounters | None = None
 
     async def public_origins(self) -> frozenset[str]:
         """The origins of active public keys, read off the event loop (CORS asks on every browser call)."""

@@ -28,6 +28,8 @@ class SearchHit:
     vector: StageEvidence
     fused_score: float
     rerank_score: float | None = None
+    # The whole passage (the snippet may be a highlighted fragment of it), for callers that quote it.
+    text: str = ""
 
     @classmethod
     def from_fused(cls, item: FusedHit, rerank_score: float | None = None) -> SearchHit:
@@ -46,6 +48,7 @@ class SearchHit:
             vector=vector,
             fused_score=item.fused_score,
             rerank_score=rerank_score,
+            text=hit.text,
         )
 
 

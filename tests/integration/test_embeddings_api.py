@@ -25,7 +25,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Sett
     folder = tmp_path_factory.mktemp("embeddings")
     data = folder / "data"
     settings = search_settings(data)
-    with served(served_config(folder), data) as url:
+    with served(served_config(folder)) as url:
         yield url, settings
 
 

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import httpx
 import pytest
 
+from indexers.files import read_file
+from service.ingest.documents import Document
 from tests.integration.ingest_app import fathom, write_config
 from tests.integration.rerank_app import new_key, running
 from tests.integration.search_app import search_settings
 from tests.integration.test_indexer_cli import summary
-from tests.paged_fixtures import docx_bytes, encrypted_pdf_bytes, pdf_bytes
+from tests.paged_fixtures import PDF_PAGES, docx_bytes, encrypted_pdf_bytes, pdf_bytes
 
 pytestmark = pytest.mark.anyio
 
@@ -53,6 +56,31 @@ async def test_pdf_and_docx_are_indexed_with_pages_and_bad_files_reported(tmp_pa
             assert hit["metadata"]["page"] <= page <= hit["metadata"]["page_end"]
             assert hit["metadata"]["format"] == doc_id.rsplit(".", 1)[1]
             assert "page_starts" not in hit["metadata"]
+        await check_context_citations(http, key, source)
+        limited = new_key(settings, "elsewhere", scopes=("search",), collections=("other",))
+        refused = await http.post(
+            "/v1/context",
+            json={"query": "flutter", "collection": "docs"},
+            headers={"Authorization": f"Bearer {limited}"},
+        )
+        assert refused.status_code == 403 and "may only use the collections other" in refused.text
+
+
+async def check_context_citations(http: httpx.AsyncClient, key: str, source: Path) -> None:
+    """/v1/context cites pages, and its offsets locate the passage in the file's extracted text."""
+    response = await http.post(
+        "/v1/context",
+        json={"query": "hypersonic panel flutter above Mach five", "collection": "docs", "max_tokens": 200},
+        headers={"Authorization": f"Bearer {key}"},
+    )
+    assert response.status_code == 200, response.text
+    # The test reranker's weights are random: find the PDF's passage rather than expect it first.
+    [passage] = [p for p in response.json()["passages"] if p["citation"]["id"] == "report.pdf"]
+    cite = passage["citation"]
+    assert cite["page"] == 1 and cite["page_end"] == len(PDF_PAGES)  # one short chunk spans the file
+    document = read_file(source / "report.pdf", source)
+    assert isinstance(document, Document)
+    assert document.text[cite["start"] : cite["end"]] == passage["text"]
 
 
 async def test_one_pdf_file_as_the_source(tmp_path: Path) -> None:

@@ -1,0 +1,187 @@
+"""POST /v1/context: the best passages for a query within a token budget, each with its citation.
+
+The passages come from the search pipeline (passages, not documents); their places in the documents
+come from the vector store, which keeps each chunk's offsets. Packing is service/search/context.py.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import msgspec
+from litestar import Request, post
+from litestar.params import JSONBody
+
+from service.api.search import DegradedStage, HitEvidence, hit_evidence, pipeline_for
+from service.api.services import Services, services_of
+from service.auth.billing import billed
+from service.auth.guard import check_collection, require_api_key
+from service.auth.scopes import SEARCH
+from service.search.context import Located, Passage, pack, pages
+from service.search.errors import BackendUnavailable, InvalidRequest, SearchError
+from service.search.filters import parse_filter
+from service.search.models import Chunk
+from service.search.pipeline import SearchQuery
+from service.search.results import SearchHit, SearchOutcome
+
+SEARCH_UNITS_PER_CONTEXT = 1
+# Metadata keys a citation reads its link from, first found wins.
+URL_KEYS = ("url", "source_url", "link")
+
+
+class ContextRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    query: str
+    collection: str
+    max_tokens: int | None = None
+    filter: dict[str, Any] | None = None
+    min_score: float | None = None
+    tokenizer: str | None = None
+
+
+class Citation(msgspec.Struct):
+    """Where the passage is: `text == document_text[start:end]`; `chunks` are the positions merged."""
+
+    id: str
+    title: str
+    url: str | None
+    chunks: list[int]
+    start: int | None
+    end: int | None
+    page: int | None
+    page_end: int | None
+    metadata: dict[str, Any]
+
+
+class ContextPassage(msgspec.Struct):
+    text: str
+    tokens: int
+    truncated: bool
+    score: float
+    citation: Citation
+    evidence: HitEvidence
+
+
+class ContextResponse(msgspec.Struct):
+    id: str
+    collection: str
+    tokenizer: str
+    max_tokens: int
+    total_tokens: int
+    passages: list[ContextPassage]
+    timings: dict[str, float]
+    degraded: list[DegradedStage]
+
+
+def budget(query: ContextRequest, services: Services) -> int:
+    limits = services.settings.context
+    max_tokens = limits.default_max_tokens if query.max_tokens is None else query.max_tokens
+    if not 1 <= max_tokens <= limits.max_tokens:
+        raise InvalidRequest(f"max_tokens must be between 1 and {limits.max_tokens}, got {max_tokens}")
+    return max_tokens
+
+
+async def locate(services: Services, collection: str, hits: Sequence[SearchHit]) -> tuple[list[Located], str]:
+    """Each hit with its stored position and offsets; without them (and why) when the store cannot say."""
+    assert services.stack is not None
+    try:
+        stored = await services.stack.vectors.chunks(collection, [hit.chunk_id for hit in hits])
+    except SearchError as exc:
+        return [Located(hit, hit.text) for hit in hits], f"chunk offsets are unavailable: {exc}"
+    by_id: dict[str, Chunk] = {chunk.id: chunk for chunk in stored}
+    return [located(hit, by_id.get(hit.chunk_id)) for hit in hits], ""
+
+
+def located(hit: SearchHit, chunk: Chunk | None) -> Located:
+    if chunk is None:
+        return Located(hit, hit.text)
+    # Offsets describe the stored text; chunks written before offsets were kept have none.
+    start = (
+        chunk.start if chunk.end is not None and chunk.end - (chunk.start or 0) == len(chunk.text) else None
+    )
+    return Located(hit, chunk.text, chunk.position, start)
+
+
+def citation(passage: Passage) -> Citation:
+    metadata = passage.best.metadata
+    url = next((metadata[key] for key in URL_KEYS if isinstance(metadata.get(key), str)), None)
+    first, last = pages(passage)
+    return Citation(
+        id=passage.best.id,
+        title=passage.best.title,
+        url=url,
+        chunks=passage.positions,
+        start=passage.start,
+        end=passage.end,
+        page=first,
+        page_end=last,
+        metadata={k: v for k, v in metadata.items() if k not in ("page", "page_end")},
+    )
+
+
+def to_passage(passage: Passage) -> ContextPassage:
+    return ContextPassage(
+        text=passage.text,
+        tokens=passage.tokens,
+        truncated=passage.truncated,
+        score=passage.best.score,
+        citation=citation(passage),
+        evidence=hit_evidence(passage.best),
+    )
+
+
+async def gather_context(services: Services, query: ContextRequest) -> ContextResponse:
+    """Search for passages, locate them, pack them into the budget: for /v1/context and the MCP tool."""
+    if services.token_counters is None:
+        raise BackendUnavailable(f"search is not available: {services.stack_error or 'still starting'}")
+    max_tokens = budget(query, services)
+    counter = services.token_counters.get(query.tokenizer)
+    outcome: SearchOutcome = await pipeline_for(services, None).search(
+        SearchQuery(
+            query=query.query,
+            collection=query.collection,
+            top_k=services.settings.search.max_top_k,
+            filter=parse_filter(query.filter),
+            min_score=query.min_score,
+            passages=True,
+        )
+    )
+    started = time.perf_counter()
+    ranked, problem = await locate(services, query.collection, outcome.hits)
+    passages = pack(ranked, max_tokens, counter.count, counter.cut)
+    degraded = [DegradedStage(d.stage, d.reason) for d in outcome.degraded]
+    if problem:
+        degraded.append(DegradedStage("citations", problem))
+    return ContextResponse(
+        id=str(uuid.uuid4()),
+        collection=query.collection,
+        tokenizer=query.tokenizer or services.token_counters.default_name,
+        max_tokens=max_tokens,
+        total_tokens=sum(p.tokens for p in passages),
+        passages=[to_passage(p) for p in passages],
+        timings={
+            **{stage: round(ms, 3) for stage, ms in outcome.timings.items()},
+            "context": round((time.perf_counter() - started) * 1000, 3),
+        },
+        degraded=degraded,
+    )
+
+
+@post(
+    "/v1/context",
+    guards=[require_api_key],
+    opt={"scope": SEARCH},
+    status_code=200,
+    summary="Passages for a prompt, within a token budget",
+    tags=["search"],
+)
+async def context(request: Request[Any, Any, Any], data: JSONBody[ContextRequest]) -> ContextResponse:
+    services = services_of(request)
+    check_collection(request.state.api_key, data.collection)
+    async with billed(services.keys, request.state.api_key, SEARCH_UNITS_PER_CONTEXT):
+        response = await gather_context(services, data)
+    for degraded in response.degraded:
+        services.metrics.degraded.labels(degraded.stage).inc()
+    return response

@@ -1,0 +1,179 @@
+"""The MCP server: `search`, `get_document` and `list_collections` tools for assistants.
+
+One MCPServer (the official SDK) serves both transports: stdio (`fathom mcp`, a process of the
+assistant's own, no key needed) and streamable HTTP mounted on the service at /mcp, behind the API
+key guard, where each search is billed as a /v1/context request. The tools run the same code as the
+HTTP API: `search` is /v1/context, so an assistant gets cited passages that fit its context window.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterator
+from contextlib import AsyncExitStack, contextmanager
+from typing import Any
+
+import msgspec
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+
+from service.api.context import SEARCH_UNITS_PER_CONTEXT, URL_KEYS, ContextRequest, gather_context
+from service.api.services import Services
+from service.auth.billing import billed
+from service.auth.guard import bearer_token, check_collection, check_scope
+from service.auth.keys import ApiKey
+from service.auth.scopes import SEARCH
+from service.search.context import reassembled
+from service.search.errors import BackendUnavailable, NotFound, SearchError, Unauthorized
+from service.settings import Settings
+
+INSTRUCTIONS = (
+    "Fathom searches document collections. Call list_collections to learn their names, search to get "
+    "the passages that answer a question (cite them by their citation's id, title, url and page), and "
+    "get_document to read a whole document."
+)
+DEFAULT_MAX_TOKENS = 2000
+DEFAULT_MAX_CHARS = 20_000
+
+
+async def caller_key(services: Services, context: Context[Any, Any]) -> ApiKey | None:
+    """The key of an HTTP caller, to bill and limit; None on stdio, whose caller runs the process itself.
+
+    The /mcp route's guard has already refused requests without a valid key; this finds which one.
+    """
+    headers = context.headers if context.request_context.request is not None else None
+    if headers is None or not services.settings.auth.enabled:
+        return None
+    # SQLite off the event loop, as the route guard reads it.
+    key = await asyncio.to_thread(services.keys.authenticate, bearer_token(headers.get("authorization")))
+    if key is None:
+        raise Unauthorized("invalid or revoked API key")
+    check_scope(key, SEARCH)
+    return key
+
+
+async def collection_key(services: Services, context: Context[Any, Any], collection: str) -> ApiKey | None:
+    """The caller's key, once it is known to reach `collection`."""
+    key = await caller_key(services, context)
+    check_collection(key, collection)
+    return key
+
+
+def build_mcp_server(services: Services) -> MCPServer[Any]:
+    with logging_left_alone():
+        server: MCPServer[Any] = MCPServer(
+            "fathom", instructions=INSTRUCTIONS, version="0.1.0", warn_on_duplicate_tools=False
+        )
+
+    @server.tool()
+    async def search(
+        query: str,
+        collection: str,
+        context: Context[Any, Any],
+        max_tokens: int = DEFAULT_MAX_TOKENS,
+        filter: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """The passages of a collection that best answer `query`, best first, within `max_tokens`.
+
+        Each passage has its text and a citation: document id, title, url, page and character offsets.
+        `filter` restricts metadata fields, e.g. {"year": {"gte": 2020}} or {"lang": "en"}.
+        """
+        request = ContextRequest(query=query, collection=collection, max_tokens=max_tokens, filter=filter)
+        with tool_errors():
+            key = await collection_key(services, context, collection)
+            async with billed(services.keys, key, SEARCH_UNITS_PER_CONTEXT):
+                response = await gather_context(services, request)
+        result: dict[str, Any] = msgspec.to_builtins(response)
+        return result
+
+    @server.tool()
+    async def get_document(
+        collection: str, id: str, context: Context[Any, Any], max_chars: int = DEFAULT_MAX_CHARS
+    ) -> dict[str, Any]:
+        """A whole document by id (from a search citation): title, url, metadata and text.
+
+        Text past `max_chars` characters is left out and `truncated` is true.
+        """
+        with tool_errors():
+            await collection_key(services, context, collection)
+            return await read_document(services, collection, id, max_chars)
+
+    @server.tool()
+    async def list_collections(context: Context[Any, Any]) -> list[str]:
+        """The names of the collections that can be searched."""
+        with tool_errors():
+            key = await caller_key(services, context)
+            if services.ingest is None:
+                raise BackendUnavailable(f"search is not available: {services.stack_error or 'starting'}")
+            ready = [
+                name for name, state in services.ingest.journal.collections().items() if state == "ready"
+            ]
+            return [name for name in ready if key is None or key.reaches(name)]
+
+    return server
+
+
+async def read_document(services: Services, collection: str, doc_id: str, max_chars: int) -> dict[str, Any]:
+    if services.stack is None:
+        raise BackendUnavailable(f"search is not available: {services.stack_error or 'still starting'}")
+    chunks = await services.stack.vectors.document_chunks(collection, doc_id)
+    if not chunks:
+        raise NotFound(f'collection "{collection}" has no document {doc_id!r}')
+    text = reassembled(chunks)
+    metadata = {k: v for k, v in chunks[0].metadata.items() if k not in ("page", "page_end")}
+    url = next((metadata[key] for key in URL_KEYS if isinstance(metadata.get(key), str)), None)
+    return {
+        "id": doc_id,
+        "title": chunks[0].title,
+        "url": url,
+        "metadata": metadata,
+        "text": text[:max_chars],
+        "truncated": len(text) > max_chars,
+        "chars": len(text),
+    }
+
+
+@contextmanager
+def logging_left_alone() -> Iterator[None]:
+    """MCPServer() calls logging.basicConfig, a no-op only when the root logger has a handler.
+
+    Logging is the process's to configure (`fathom serve` and `fathom mcp` do), not a library's.
+    """
+    root = logging.getLogger()
+    placeholder = logging.NullHandler()
+    root.addHandler(placeholder)
+    try:
+        yield
+    finally:
+        root.removeHandler(placeholder)
+
+
+@contextmanager
+def tool_errors() -> Iterator[None]:
+    """Fathom's errors reach the assistant as tool errors with their message: it can fix its call."""
+    try:
+        yield
+    except SearchError as exc:
+        raise ToolError(str(exc)) from exc
+
+
+async def serve_stdio(settings: Settings) -> None:
+    """`fathom mcp`: the tools over stdin and stdout, on the configured stores, until stdin closes.
+
+    The stores are opened in this process, as `fathom serve` opens them; in the embedded setup
+    Qdrant's local files take one process at a time, so run it against servers, or with the service
+    stopped.
+    """
+    from service.app import build_services, open_search
+
+    services = build_services(settings)
+    services.models.start_loading()
+    async with AsyncExitStack() as exits:
+        exits.callback(services.keys.close)
+        exits.push_async_callback(services.models.close)
+        await open_search(services, exits)
+        if services.pipeline is None:
+            raise BackendUnavailable(f"search is not available: {services.stack_error}")
+        await services.models.wait_loaded()
+        await build_mcp_server(services).run_stdio_async()

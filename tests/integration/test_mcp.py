@@ -1,0 +1,114 @@
+"""The MCP server with the official SDK's client: over HTTP at /mcp on `fathom serve`, and over stdio."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import httpx2
+import pytest
+from mcp import Client, StdioServerParameters
+from mcp.client.streamable_http import streamable_http_client
+
+from service.auth.keys import KeyStore
+from service.settings import Settings
+from tests.integration.ingest_app import FATHOM, cli_env, fathom
+from tests.integration.rerank_app import new_key
+from tests.integration.search_app import cranfield, search_settings
+from tests.integration.served import served, served_config
+from tests.integration.test_indexer_cli import write_jsonl
+from tests.paged_fixtures import pdf_bytes
+
+pytestmark = pytest.mark.anyio
+DOCS = cranfield(limit=40)
+TOOLS = {"search", "get_document", "list_collections"}
+
+
+@pytest.fixture(scope="module")
+def indexed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path, Settings]]:
+    """A config and data folder holding `cran` (40 Cranfield abstracts) and `docs` (a PDF)."""
+    folder = tmp_path_factory.mktemp("mcp")
+    config, data = served_config(folder), folder / "data"
+    source = write_jsonl(folder / "cran.jsonl", DOCS)
+    assert fathom(config, data, "index", str(source), "--collection", "cran").returncode == 0
+    (folder / "report.pdf").write_bytes(pdf_bytes())
+    assert fathom(config, data, "index", str(folder / "report.pdf"), "--collection", "docs").returncode == 0
+    yield config, data, search_settings(data)
+
+
+def structured(result: Any) -> dict[str, Any]:
+    assert not result.is_error, result.content
+    content: dict[str, Any] = result.structured_content
+    return content
+
+
+async def check_tools(client: Client) -> None:
+    """What an assistant does: find the collections, search one, read the document a citation names."""
+    assert {tool.name for tool in (await client.list_tools()).tools} >= TOOLS
+    collections = structured(await client.call_tool("list_collections", {}))
+    assert set(collections["result"]) == {"cran", "docs"}
+
+    target = DOCS[7]
+    found = structured(
+        await client.call_tool("search", {"query": target.title, "collection": "cran", "max_tokens": 300})
+    )
+    assert found["total_tokens"] <= 300 and found["passages"]
+    cite = found["passages"][0]["citation"]
+    assert cite["id"] in {d.id for d in DOCS}
+    document = structured(await client.call_tool("get_document", {"collection": "cran", "id": cite["id"]}))
+    original = next(d for d in DOCS if d.id == cite["id"])
+    assert document["text"] == original.text and document["title"] == original.title
+    assert document["text"][cite["start"] : cite["end"]] == found["passages"][0]["text"]
+
+    paged = structured(await client.call_tool("search", {"query": "panel flutter", "collection": "docs"}))
+    assert paged["passages"][0]["citation"]["page"] in (1, 2)
+    assert paged["passages"][0]["citation"]["page_end"] >= 2
+
+    failed = await client.call_tool("search", {"query": "flutter", "collection": "nope"})
+    assert failed.is_error and 'collection "nope" does not exist' in failed.content[0].text
+
+
+async def check_limited_key(url: str, key: str) -> None:
+    """A key limited to one collection sees and searches only that one."""
+    async with (
+        httpx2.AsyncClient(headers={"Authorization": f"Bearer {key}"}, timeout=60) as http,
+        Client(streamable_http_client(f"{url}/mcp", http_client=http)) as client,
+    ):
+        assert structured(await client.call_tool("list_collections", {}))["result"] == ["docs"]
+        refused = await client.call_tool("search", {"query": "wings", "collection": "cran"})
+        assert refused.is_error and "may only use the collections docs" in refused.content[0].text
+
+
+async def test_http_transport_with_keys_and_billing(indexed: tuple[Path, Path, Settings]) -> None:
+    config, _, settings = indexed
+    key = new_key(settings, "assistant")
+    with served(config) as url:
+        headers = {"Authorization": f"Bearer {key}"}
+        async with (
+            httpx2.AsyncClient(headers=headers, timeout=60) as http,
+            Client(streamable_http_client(f"{url}/mcp", http_client=http)) as client,
+        ):
+            await check_tools(client)
+        await check_limited_key(
+            url, new_key(settings, "docs-only", scopes=("search",), collections=("docs",))
+        )
+        async with httpx.AsyncClient() as anonymous:
+            refused = await anonymous.post(
+                f"{url}/mcp", json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
+            )
+        assert refused.status_code == 401 and "Bearer" in refused.headers["www-authenticate"]
+    store = KeyStore.in_data_dir(settings.data_path)
+    try:
+        [used] = [k.used for k in store.list() if k.name == "assistant"]
+    finally:
+        store.close()
+    assert used == 2  # the two successful searches; the failed one was refunded
+
+
+async def test_stdio_transport(indexed: tuple[Path, Path, Settings]) -> None:
+    config, data, _ = indexed
+    server = StdioServerParameters(command=FATHOM, args=["--config", str(config), "mcp"], env=cli_env(data))
+    async with Client(server, read_timeout_seconds=120) as client:
+        await check_tools(client)
