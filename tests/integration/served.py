@@ -8,7 +8,7 @@ from pathlib import Path
 
 from tests.conftest import MODELS
 from tests.integration.ingest_app import write_config
-from tests.integration.live_server import fathom_serve, free_port
+from tests.integration.live_server import fathom_serve, free_ports
 from tests.integration.rerank_app import TINY
 
 
@@ -30,5 +30,6 @@ def served_config(folder: Path, lexical: str = "tantivy") -> Path:
 @contextmanager
 def served(config: Path) -> Iterator[str]:
     """The server's base URL once /readyz says ready; its output goes to server.log beside the config."""
-    with fathom_serve(config, free_port(), config.parent / "server.log") as url:
+    [port] = free_ports(1)
+    with fathom_serve(config, port, config.parent / "server.log") as url:
         yield url
