@@ -11,7 +11,7 @@ PORT ?=
 
 BIN := $(VENV)/bin
 
-.PHONY: install serve test lint
+.PHONY: install serve test test-fast lint
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,3 +31,11 @@ lint: install
 
 test: lint
 	$(BIN)/pytest
+
+# While changing code: lint, the unit tests and the HTTP API tests on the embedded default (Tantivy,
+# Qdrant local, the offline models), Elasticsearch and Qdrant servers left out even when configured.
+# A few minutes on 2 cores, against about 20 for `make test`.
+FAST_TESTS = tests/unit $(wildcard tests/integration/test_*_api.py) tests/integration/test_openapi.py \
+	tests/integration/test_rerank_clients.py
+test-fast: lint
+	env -u FATHOM_TEST_ELASTICSEARCH_URL -u FATHOM_TEST_QDRANT_URL $(BIN)/pytest $(FAST_TESTS)

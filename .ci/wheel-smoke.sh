@@ -59,4 +59,11 @@ assert sorted(r["index"] for r in body["results"]) == [0, 1], body
 assert body["model"] == "cross-encoder-tiny-random", body
 '
 curl -fsS "http://127.0.0.1:$PORT/schema/openapi.json" >/dev/null
+# The docs page's Swagger UI files come from the installed package, not from a CDN.
+page="$(curl -fsS "http://127.0.0.1:$PORT/schema/swagger")"
+case "$page" in
+    *'src="/schema/assets/swagger-ui-bundle.js"'*) ;;
+    *) echo "wheel smoke: /schema/swagger does not load Swagger UI from /schema/assets" >&2; exit 1 ;;
+esac
+curl -fsS "http://127.0.0.1:$PORT/schema/assets/swagger-ui-bundle.js" >/dev/null
 echo "wheel smoke: the installed wheel served /readyz and a rerank"
