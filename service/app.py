@@ -17,7 +17,6 @@ from service.api.errors import EXCEPTION_HANDLERS
 from service.api.mcp import mcp_route
 from service.api.metrics import Metrics, metrics_middleware
 from service.api.services import Services
-from service.auth.keys import KeyStore
 from service.backends.http_reranker import HttpReranker
 from service.backends.stack import SearchStack, open_stack
 from service.backends.token_budget import TokenCounters
@@ -31,6 +30,7 @@ from service.search.errors import SearchError
 from service.search.pipeline import SearchPipeline
 from service.search.protocols import Reranker
 from service.settings import Settings
+from service.state.stores import open_keys
 
 log = logging.getLogger("fathom")
 
@@ -39,7 +39,7 @@ def build_services(settings: Settings) -> Services:
     metrics = Metrics()
     return Services(
         settings=settings,
-        keys=KeyStore.in_data_dir(settings.data_path),
+        keys=open_keys(settings),
         models=ModelRegistry(
             settings.rerank, cache_dir=settings.data_path / "models", batch_observer=metrics.batch_observer
         ),

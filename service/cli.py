@@ -9,12 +9,13 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
-from service.auth.keys import KeyStore
+from service.auth.keys import Keys
 from service.auth.public import PUBLIC_RATE_LIMIT, parse_origins
 from service.auth.scopes import DEFAULT_SCOPES, SCOPES, parse_collections, parse_scopes
 from service.search.collections import checked_collection_name
 from service.search.errors import InvalidRequest, SearchError, StoreLocked
 from service.settings import ConfigError, Settings, load_settings
+from service.state.stores import open_keys
 
 Command = Callable[[argparse.Namespace, Settings], int]
 # Every command takes --config too, before or after its name.
@@ -58,9 +59,27 @@ def mcp(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def migrate(args: argparse.Namespace, settings: Settings) -> int:
+    """Apply the shared-state database's missing migrations ([state] url)."""
+    if not settings.state.url:
+        print("nothing to migrate: [state] url is empty, so state is SQLite under data_dir", file=sys.stderr)
+        return 0
+    from service.state.postgres import Postgres
+
+    database = Postgres(settings.state.url)
+    try:
+        applied = database.migrate()
+        version = database.version()
+    finally:
+        database.close()
+    done = f"applied {', '.join(map(str, applied))}" if applied else "nothing to apply"
+    print(f"state database at version {version} ({done})")
+    return 0
+
+
 @contextmanager
-def key_store(settings: Settings) -> Iterator[KeyStore]:
-    store = KeyStore.in_data_dir(settings.data_path)
+def key_store(settings: Settings) -> Iterator[Keys]:
+    store = open_keys(settings)
     try:
         yield store
     finally:
@@ -231,6 +250,12 @@ def build_parser() -> argparse.ArgumentParser:
     revoke.add_argument("--config", help=CONFIG_HELP, dest="sub_config", metavar="PATH")
     revoke.add_argument("name")
     revoke.set_defaults(handler=keys_revoke)
+
+    migrate_parser = commands.add_parser(
+        "migrate", help="bring the shared state database ([state] url) to this release's schema"
+    )
+    migrate_parser.add_argument("--config", help=CONFIG_HELP, dest="sub_config", metavar="PATH")
+    migrate_parser.set_defaults(handler=migrate)
 
     from indexers.cli import add_commands
 

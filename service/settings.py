@@ -146,6 +146,17 @@ class ContextSettings(msgspec.Struct, forbid_unknown_fields=True):
     tokenizers: dict[str, str] = msgspec.field(default_factory=dict)
 
 
+class StateSettings(msgspec.Struct, forbid_unknown_fields=True):
+    """Where keys, quotas and rate limits live: SQLite under data_dir (empty `url`), or a PostgreSQL
+    database (`postgresql://user:password@host:port/db`) that every replica shares."""
+
+    url: str = ""
+
+    def __post_init__(self) -> None:
+        if self.url and not self.url.startswith(("postgresql://", "postgres://")):
+            raise ValueError("state.url must be empty (SQLite under data_dir) or a postgresql:// URL")
+
+
 class Settings(msgspec.Struct, forbid_unknown_fields=True):
     data_dir: str = "data"
     server: ServerSettings = msgspec.field(default_factory=ServerSettings)
@@ -154,6 +165,7 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True):
     embedding: EmbeddingSettings = msgspec.field(default_factory=EmbeddingSettings)
     elasticsearch: ElasticsearchSettings = msgspec.field(default_factory=ElasticsearchSettings)
     qdrant: QdrantSettings = msgspec.field(default_factory=QdrantSettings)
+    state: StateSettings = msgspec.field(default_factory=StateSettings)
     search: SearchSettings = msgspec.field(default_factory=SearchSettings)
     context: ContextSettings = msgspec.field(default_factory=ContextSettings)
 

@@ -9,7 +9,7 @@ from typing import Any
 from litestar.connection import ASGIConnection
 
 from service.api.metrics import Metrics
-from service.auth.keys import KeyStore
+from service.auth.keys import Keys
 from service.backends.stack import SearchStack
 from service.backends.token_budget import TokenCounters
 from service.ingest.writer import IngestWriter
@@ -21,7 +21,7 @@ from service.settings import Settings
 @dataclass(slots=True)
 class Services:
     settings: Settings
-    keys: KeyStore
+    keys: Keys
     models: ModelRegistry
     metrics: Metrics
     # Opened in the background from the lifespan, as models load: until then, or when they cannot

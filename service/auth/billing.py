@@ -7,7 +7,7 @@ import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from service.auth.keys import ApiKey, KeyStore
+from service.auth.keys import ApiKey, Keys
 
 DOCUMENTS_PER_SEARCH_UNIT = 100
 
@@ -23,7 +23,7 @@ def embedding_search_units(inputs: int) -> int:
 
 
 @asynccontextmanager
-async def billed(keys: KeyStore, key: ApiKey | None, units: int) -> AsyncIterator[None]:
+async def billed(keys: Keys, key: ApiKey | None, units: int) -> AsyncIterator[None]:
     """Charge before the work (402 when short), so concurrent requests cannot overdraw the quota.
 
     The SQLite writes run off the event loop: a key store held by another process must not stall

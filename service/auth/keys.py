@@ -12,6 +12,7 @@ import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from service.auth import scopes as scope
 from service.auth.public import PUBLIC_RATE_LIMIT
@@ -99,8 +100,42 @@ def hash_key(raw: str) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()
 
 
+class Keys(Protocol):
+    """Key state, wherever it lives: SQLite under data_dir (KeyStore) or PostgreSQL shared by replicas
+    (service/auth/keys_postgres.py). Methods are blocking and thread-safe; the server calls them
+    through asyncio.to_thread. tests/integration/test_state_contract.py holds both to this contract.
+    """
+
+    def close(self) -> None: ...
+
+    def create(
+        self,
+        name: str,
+        *,
+        quota: int | None = None,
+        rate_limit: int | None = None,
+        scopes: frozenset[str] = scope.DEFAULT_SCOPES,
+        collections: frozenset[str] | None = None,
+        origins: frozenset[str] | None = None,
+    ) -> str: ...
+
+    def public_origins(self) -> frozenset[str]: ...
+
+    def list(self) -> list[ApiKey]: ...
+
+    def revoke(self, name: str) -> bool: ...
+
+    def authenticate(self, raw: str) -> ApiKey | None: ...
+
+    def admit(self, name: str, now: float | None = None) -> None: ...
+
+    def charge(self, name: str, units: int) -> None: ...
+
+    def refund(self, name: str, units: int) -> None: ...
+
+
 class KeyStore:
-    """All key state; every method is one short SQLite transaction, safe from any thread."""
+    """All key state in SQLite; every method is one short transaction, safe from any thread."""
 
     def __init__(self, path: Path) -> None:
         # Every keyed request writes (rate limit, usage): an fsync per commit would cost ~6 ms each here.
@@ -138,36 +173,13 @@ class KeyStore:
         With `origins` it is a public key: search only, limited to `collections` (required), and
         rate-limited (PUBLIC_RATE_LIMIT unless `rate_limit` says otherwise).
         """
-        if not name.strip():
-            raise InvalidRequest("a key needs a non-empty name")
-        if quota is not None and quota < 0:
-            raise InvalidRequest("quota must be 0 or more search units")
-        if rate_limit is not None and rate_limit < 1:
-            raise InvalidRequest("rate limit must be at least 1 request per minute")
-        scopes = scope.parse_scopes(scopes)
-        if origins is not None:
-            check_public_key(scopes, collections, origins)
-            rate_limit = PUBLIC_RATE_LIMIT if rate_limit is None else rate_limit
-        raw = KEY_PREFIX + secrets.token_urlsafe(32)
+        raw, row = new_key_row(
+            name, quota=quota, rate_limit=rate_limit, scopes=scopes, collections=collections, origins=origins
+        )
         with self._transaction() as db:
             if db.execute("SELECT 1 FROM api_keys WHERE name = ?", (name,)).fetchone():
-                raise InvalidRequest(f"a key named {name!r} already exists; pick another name")
-            db.execute(
-                "INSERT INTO api_keys"
-                " (name, key_hash, key_prefix, quota, rate_limit, created_at, scopes, collections, origins)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    name,
-                    hash_key(raw),
-                    raw[:8],
-                    quota,
-                    rate_limit,
-                    time.time(),
-                    scope.to_text(scopes),
-                    scope.to_text(collections),
-                    scope.to_text(origins),
-                ),
-            )
+                raise duplicate(name)
+            db.execute(f"INSERT INTO api_keys ({NEW_KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
         return raw
 
     def public_origins(self) -> frozenset[str]:
@@ -209,10 +221,7 @@ class KeyStore:
             tat = max(tat, now)
             wait = tat - now - (60.0 - interval)
             if wait > 0:
-                raise RateLimited(
-                    f"rate limit of {limit} requests per minute exceeded; retry in {wait:.1f} s",
-                    retry_after=wait,
-                )
+                raise rate_limited(limit, wait)
             db.execute("UPDATE api_keys SET rate_tat = ? WHERE name = ?", (tat + interval, name))
 
     def charge(self, name: str, units: int) -> None:
@@ -220,16 +229,69 @@ class KeyStore:
         with self._transaction() as db:
             quota, used = db.execute("SELECT quota, used FROM api_keys WHERE name = ?", (name,)).fetchone()
             if quota is not None and used + units > quota:
-                raise QuotaExceeded(
-                    f"quota exhausted: this request needs {units} search unit(s) and the key has"
-                    f" {max(quota - used, 0)} of {quota} left; ask for a larger quota"
-                )
+                raise quota_exceeded(units, quota, used)
             db.execute("UPDATE api_keys SET used = used + ? WHERE name = ?", (units, name))
 
     def refund(self, name: str, units: int) -> None:
         """Give back units charged for a request that then failed on our side."""
         with self._transaction() as db:
             db.execute("UPDATE api_keys SET used = MAX(used - ?, 0) WHERE name = ?", (units, name))
+
+
+# The columns a new key is inserted with, in new_key_row's order.
+NEW_KEY_COLUMNS = "name, key_hash, key_prefix, quota, rate_limit, created_at, scopes, collections, origins"
+
+
+def new_key_row(
+    name: str,
+    *,
+    quota: int | None,
+    rate_limit: int | None,
+    scopes: frozenset[str],
+    collections: frozenset[str] | None,
+    origins: frozenset[str] | None,
+) -> tuple[str, tuple[object, ...]]:
+    """A new raw key and its row (NEW_KEY_COLUMNS), after the checks every key store makes."""
+    if not name.strip():
+        raise InvalidRequest("a key needs a non-empty name")
+    if quota is not None and quota < 0:
+        raise InvalidRequest("quota must be 0 or more search units")
+    if rate_limit is not None and rate_limit < 1:
+        raise InvalidRequest("rate limit must be at least 1 request per minute")
+    scopes = scope.parse_scopes(scopes)
+    if origins is not None:
+        check_public_key(scopes, collections, origins)
+        rate_limit = PUBLIC_RATE_LIMIT if rate_limit is None else rate_limit
+    raw = KEY_PREFIX + secrets.token_urlsafe(32)
+    row = (
+        name,
+        hash_key(raw),
+        raw[:8],
+        quota,
+        rate_limit,
+        time.time(),
+        scope.to_text(scopes),
+        scope.to_text(collections),
+        scope.to_text(origins),
+    )
+    return raw, row
+
+
+def duplicate(name: str) -> InvalidRequest:
+    return InvalidRequest(f"a key named {name!r} already exists; pick another name")
+
+
+def rate_limited(limit: int, wait: float) -> RateLimited:
+    return RateLimited(
+        f"rate limit of {limit} requests per minute exceeded; retry in {wait:.1f} s", retry_after=wait
+    )
+
+
+def quota_exceeded(units: int, quota: int, used: int) -> QuotaExceeded:
+    return QuotaExceeded(
+        f"quota exhausted: this request needs {units} search unit(s) and the key has"
+        f" {max(quota - used, 0)} of {quota} left; ask for a larger quota"
+    )
 
 
 def check_public_key(

@@ -10,9 +10,9 @@ from typing import Any
 import httpx
 
 from service.app import create_app
-from service.auth.keys import KeyStore
 from service.auth.scopes import SCOPES
 from service.settings import Settings, settings_from_dict
+from service.state.stores import open_keys
 from tests.conftest import MODELS
 
 TINY = "cross-encoder-tiny-random"
@@ -44,7 +44,7 @@ def new_key(
     **limits: int | None,
 ) -> str:
     """A key with every scope unless the test is about scopes: most tests exercise other things."""
-    store = KeyStore.in_data_dir(settings.data_path)
+    store = open_keys(settings)
     try:
         return store.create(
             name,

@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# A throwaway PostgreSQL cluster for the shared-state tests: initdb into a temporary folder, run as an
+# unprivileged user, listening on 127.0.0.1 only.
+#
+#   .ci/postgres.sh start   # install Debian's postgresql if missing, initdb, start, wait until it answers
+#   .ci/postgres.sh stop    # stop it and remove the folder
+#
+# Environment: PG_PORT (default 5432). Then: FATHOM_TEST_POSTGRES_URL=postgresql://fathom@127.0.0.1:$PG_PORT/postgres
+set -euo pipefail
+
+PG_PORT="${PG_PORT:-5432}"
+RUN_DIR="${TMPDIR:-/tmp}/fathom-postgres-${PG_PORT}"
+DATA="${RUN_DIR}/data"
+
+log() { echo "postgres.sh: $*" >&2; }
+
+bin_dir() {
+    local dir
+    dir="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)"
+    if [[ -z "${dir}" ]]; then
+        log "installing Debian's postgresql"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+        dir="$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)"
+    fi
+    echo "${dir}"
+}
+
+# PostgreSQL refuses to run as root: then it runs as `nobody`, owning only RUN_DIR.
+as_service_user() {
+    if ((EUID != 0)); then
+        "$@"
+        return
+    fi
+    chown -R nobody:nogroup "${RUN_DIR}"
+    setpriv --reuid=nobody --regid=nogroup --clear-groups env HOME="${RUN_DIR}" "$@"
+}
+
+start() {
+    local bin
+    bin="$(bin_dir)"
+    rm -rf "${RUN_DIR}"
+    mkdir -p "${RUN_DIR}"
+    chmod 755 "${RUN_DIR}"
+    log "initdb into ${DATA}"
+    as_service_user "${bin}/initdb" -D "${DATA}" -U fathom --auth=trust -E UTF8 --locale=C.UTF-8 \
+        >"${RUN_DIR}/initdb.log" 2>&1 || { cat "${RUN_DIR}/initdb.log" >&2; exit 1; }
+    # Throwaway data: no fsync; enough connections for two replicas' pools and the tests.
+    as_service_user "${bin}/pg_ctl" -D "${DATA}" -l "${RUN_DIR}/server.log" -w -t 60 start \
+        -o "-p ${PG_PORT} -k ${RUN_DIR} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200" \
+        >/dev/null || { tail -n 40 "${RUN_DIR}/server.log" >&2; exit 1; }
+    log "up at postgresql://fathom@127.0.0.1:${PG_PORT}/postgres"
+}
+
+stop() {
+    if [[ -f "${DATA}/postmaster.pid" ]]; then
+        as_service_user "$(bin_dir)/pg_ctl" -D "${DATA}" -m immediate -w stop >/dev/null || true
+        log "stopped"
+    fi
+    rm -rf "${RUN_DIR}"
+}
+
+case "${1:-}" in
+    start) start ;;
+    stop) stop ;;
+    *)
+        echo "usage: $0 start|stop   (port from PG_PORT, default 5432)" >&2
+        exit 2
+        ;;
+esac

@@ -1,0 +1,1 @@
+"""Fathom's own state (keys, quotas, rate limits): SQLite under data_dir, or PostgreSQL shared by replicas."""

@@ -1,0 +1,102 @@
+"""PostgreSQL for shared state: a connection pool, and versioned migrations applied once.
+
+Migrations are numbered SQL scripts applied in order, with their rows in `fathom_migrations`, in one
+transaction under an advisory lock: replicas starting at once apply each exactly once, and a failed
+migration leaves the database as it was. `fathom migrate` applies them ahead of a
+deployment; `fathom serve` applies any that are missing at start.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import psycopg
+from psycopg_pool import ConnectionPool
+
+from service.search.errors import BackendUnavailable
+
+# (version, what it does, SQL). Append only: a released migration is never edited.
+MIGRATIONS: list[tuple[int, str, str]] = [
+    (
+        1,
+        "api keys with quotas, GCRA rate limits, scopes, collections and public origins",
+        """
+        CREATE TABLE api_keys (
+            name TEXT PRIMARY KEY,
+            key_hash TEXT NOT NULL UNIQUE,
+            key_prefix TEXT NOT NULL,
+            quota BIGINT,
+            rate_limit INTEGER,
+            used BIGINT NOT NULL DEFAULT 0,
+            created_at DOUBLE PRECISION NOT NULL,
+            revoked_at DOUBLE PRECISION,
+            -- GCRA: the theoretical arrival time of the next request, in epoch seconds (database clock)
+            rate_tat DOUBLE PRECISION NOT NULL DEFAULT 0,
+            scopes TEXT,
+            collections TEXT,
+            origins TEXT
+        );
+        """,
+    ),
+]
+
+# Any constant shared by every Fathom process: the key of the advisory lock migrations run under.
+MIGRATION_LOCK = 0x46415448
+
+
+class Postgres:
+    """A pool of autocommit connections to one database; `connection()` lends one."""
+
+    def __init__(self, url: str, *, max_size: int = 10) -> None:
+        self.url = url
+        try:
+            self._pool = ConnectionPool(
+                url, min_size=1, max_size=max_size, kwargs={"autocommit": True}, open=False
+            )
+            self._pool.open(wait=True, timeout=10.0)
+        except (psycopg.Error, TimeoutError) as exc:
+            raise BackendUnavailable(f"the state database is unreachable: {exc}") from exc
+
+    def close(self) -> None:
+        self._pool.close()
+
+    @contextmanager
+    def connection(self) -> Iterator[psycopg.Connection[tuple[object, ...]]]:
+        try:
+            with self._pool.connection(timeout=10.0) as conn:
+                yield conn
+        except psycopg.OperationalError as exc:
+            raise BackendUnavailable(f"the state database is unavailable: {exc}") from exc
+
+    def migrate(self) -> list[int]:
+        """Apply the missing migrations, in order; the versions applied by this call."""
+        applied: list[int] = []
+        with self.connection() as conn, conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS fathom_migrations ("
+                " version INTEGER PRIMARY KEY, description TEXT NOT NULL,"
+                " applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+            )
+            done = {int(str(row[0])) for row in conn.execute("SELECT version FROM fathom_migrations")}
+            for version, description, sql in MIGRATIONS:
+                if version in done:
+                    continue
+                with conn.transaction():
+                    conn.execute(sql.encode())
+                    conn.execute(
+                        "INSERT INTO fathom_migrations (version, description) VALUES (%s, %s)",
+                        (version, description),
+                    )
+                applied.append(version)
+        return applied
+
+    def version(self) -> int:
+        """The latest migration applied; 0 for a database Fathom has not migrated yet."""
+        with self.connection() as conn:
+            row = conn.execute("SELECT to_regclass('fathom_migrations') IS NOT NULL").fetchone()
+            if not (row and row[0]):
+                return 0
+            row = conn.execute("SELECT COALESCE(MAX(version), 0) FROM fathom_migrations").fetchone()
+        return int(str(row[0])) if row else 0
