@@ -1,1 +1,0 @@
-"""Fathom: self-hosted search middleware."""
