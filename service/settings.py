@@ -66,12 +66,15 @@ class EmbeddingSettings(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class ElasticsearchSettings(msgspec.Struct, forbid_unknown_fields=True):
-    """`shards` and `replicas` apply when Fathom creates a collection's index, not to existing ones.
+    """`shards`, `replicas`, `bm25_k1` and `bm25_b` apply when Fathom creates a collection's index,
+    not to existing ones.
 
     `replicas` is a number of replica copies, or a range like "0-1" that Elasticsearch expands with
     the number of nodes (the default: no replica on one node, one as soon as a second node joins).
     `url` may list several nodes of one cluster, comma-separated: requests go round them, and a node
     that does not answer is set aside while the others serve.
+    `bm25_k1` (term frequency saturation) and `bm25_b` (length normalisation) are BM25's parameters
+    on the field ranked; the defaults are Lucene's, which Tantivy fixes.
     """
 
     url: str = "http://127.0.0.1:9200"
@@ -79,12 +82,16 @@ class ElasticsearchSettings(msgspec.Struct, forbid_unknown_fields=True):
     request_timeout: float = 10.0
     shards: int = 1
     replicas: int | str = "0-1"
+    bm25_k1: float = 1.2
+    bm25_b: float = 0.75
 
     def __post_init__(self) -> None:
         if self.shards < 1:
             raise ValueError("elasticsearch.shards must be at least 1")
         if isinstance(self.replicas, int) and self.replicas < 0:
             raise ValueError('elasticsearch.replicas must be 0 or more, or a range like "0-1"')
+        if not 0 <= self.bm25_k1 <= 10 or not 0 <= self.bm25_b <= 1:
+            raise ValueError("elasticsearch.bm25_k1 must be between 0 and 10 and bm25_b between 0 and 1")
 
     def nodes(self) -> list[str]:
         """The node URLs in `url`."""

@@ -29,7 +29,11 @@ from service.settings import ElasticsearchSettings
 logger = logging.getLogger(__name__)
 
 PASSAGES_CONFIG = packaged("elasticsearch", "passages.json")
-SEARCH_FIELDS = ["title", "text"]
+# BM25 ranks on one field, content (title and text by copy_to), as on Tantivy; see tantivy.py for why.
+# Indexes created before content existed are searched over title and text until re-created.
+RANK_FIELD = "content"
+LEGACY_FIELDS = ["title", "text"]
+SEARCH_FIELDS = [*LEGACY_FIELDS, RANK_FIELD]  # every analysed field
 SNIPPET_CHARS = 200
 # Bulk request size and the page size when collecting a document's chunks to delete.
 BATCH_SIZE = 500
@@ -50,8 +54,10 @@ def load_index_body(analyzer: str | None = None) -> dict[str, Any]:
 
 
 def with_layout(body: dict[str, Any], settings: ElasticsearchSettings) -> dict[str, Any]:
-    """The index body with the configured shard and replica counts (a number, or an auto-expand range)."""
+    """The index body with the configured shard and replica counts (a number, or an auto-expand range)
+    and BM25 parameters."""
     index_settings = body["settings"]
+    index_settings["similarity"]["fathom_bm25"].update(k1=settings.bm25_k1, b=settings.bm25_b)
     index_settings["number_of_shards"] = settings.shards
     index_settings.pop("auto_expand_replicas", None)
     index_settings.pop("number_of_replicas", None)
@@ -73,6 +79,7 @@ class ElasticsearchIndex:
         )
         self._body = with_layout(load_index_body(), settings)
         self._fallback_body = with_layout(load_index_body(analyzer=FALLBACK_ANALYZER), settings)
+        self._ranked_on: dict[str, list[str]] = {}  # index -> fields BM25 ranks on
 
     async def close(self) -> None:
         await self._client.close()
@@ -81,9 +88,10 @@ class ElasticsearchIndex:
         self, collection: str, text: str, *, limit: int, filter: Filter | None = None
     ) -> list[Hit]:
         with self._translated(collection):
+            ranked = await self._rank_fields(collection)
             response = await self._client.search(
                 index=self._index(collection),
-                query=search_query(text, filter),
+                query=search_query(text, filter, ranked),
                 highlight=HIGHLIGHT,
                 size=limit,
                 track_total_hits=False,
@@ -95,9 +103,10 @@ class ElasticsearchIndex:
     ) -> FacetCounts:
         """Documents matched and per-value document counts, from aggregations: no hit is fetched."""
         with self._translated(collection):
+            ranked = await self._rank_fields(collection)
             response = await self._client.search(
                 index=self._index(collection),
-                query=search_query(text, filter),
+                query=search_query(text, filter, ranked),
                 size=0,
                 track_total_hits=False,
                 aggs=facet_aggregations(fields),
@@ -110,6 +119,15 @@ class ElasticsearchIndex:
                 for i, name in enumerate(fields)
             },
         )
+
+    async def _rank_fields(self, collection: str) -> list[str]:
+        """content, or title and text in an index created before content existed; read once per index."""
+        index = self._index(collection)
+        if index not in self._ranked_on:
+            mappings = await self._client.indices.get_mapping(index=index)
+            properties = next(iter(mappings.body.values()))["mappings"].get("properties", {})
+            self._ranked_on[index] = [RANK_FIELD] if RANK_FIELD in properties else LEGACY_FIELDS
+        return self._ranked_on[index]
 
     async def upsert(self, collection: str, chunks: Sequence[Chunk]) -> None:
         """Index the chunks (same chunk id: replaced) and refresh, so searches see them on return.
@@ -182,6 +200,7 @@ class ElasticsearchIndex:
                 await self._create(index, self._fallback_body)
 
     async def drop_collection(self, collection: str) -> None:
+        self._ranked_on.pop(self._index(collection), None)  # a new index of that name gets content
         with self._translated(collection):
             await self._client.indices.delete(index=self._index(collection), ignore_unavailable=True)
 
@@ -236,6 +255,8 @@ HIGHLIGHT: dict[str, Any] = {
     "encoder": "html",
     "pre_tags": ["<em>"],
     "post_tags": ["</em>"],
+    # The query is on content; the snippet highlights its words in the text field.
+    "require_field_match": False,
     "fields": {
         # no_match_size: a snippet from the start of the text even when only the title matched.
         "text": {"fragment_size": SNIPPET_CHARS, "number_of_fragments": 1, "no_match_size": SNIPPET_CHARS}
@@ -243,11 +264,15 @@ HIGHLIGHT: dict[str, Any] = {
 }
 
 
-def search_query(text: str, filter: Filter | None) -> dict[str, Any]:
-    """BM25 over title and text; filter clauses restrict the candidates without scoring them."""
-    match = {
-        "multi_match": {"query": text, "fields": SEARCH_FIELDS, "type": "best_fields", "tie_breaker": 0.3}
-    }
+def search_query(text: str, filter: Filter | None, fields: Sequence[str] = (RANK_FIELD,)) -> dict[str, Any]:
+    """BM25 over the ranked fields; filter clauses restrict the candidates without scoring them."""
+    match: dict[str, Any] = (
+        {"match": {fields[0]: {"query": text}}}
+        if len(fields) == 1
+        else {
+            "multi_match": {"query": text, "fields": list(fields), "type": "best_fields", "tie_breaker": 0.3}
+        }
+    )
     clauses = [filter_clause(condition) for condition in filter.conditions] if filter else []
     return {"bool": {"must": [match], "filter": clauses}}
 

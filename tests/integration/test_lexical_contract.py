@@ -280,3 +280,20 @@ async def test_unreachable_elasticsearch_is_unavailable() -> None:
             await store.search(COLLECTION, "wing", limit=5)
     finally:
         await store.close()
+
+
+async def test_title_and_text_are_one_bm25_field(backend: Backend) -> None:
+    """A word counts the same in the title as in the text: BM25 sees one field, not two summed."""
+    filler = "alpha beta gamma delta epsilon"
+    chunks = [
+        Chunk(id="in-title:0", doc_id="in-title", position=0, title="zeppelin", text=filler),
+        Chunk(id="in-text:0", doc_id="in-text", position=0, title="", text=f"zeppelin {filler}"),
+        Chunk(id="other:0", doc_id="other", position=0, title="", text="kite balloon glider"),
+    ]
+    await backend.store.upsert(COLLECTION, chunks)
+    hits = await backend.store.search(COLLECTION, "zeppelin", limit=5)
+    assert sorted(ids(hits)) == ["in-text:0", "in-title:0"]
+    assert hits[0].score == pytest.approx(hits[1].score, rel=1e-3)
+    # The snippet still comes from the text, its words highlighted.
+    in_text = next(hit for hit in hits if hit.chunk_id == "in-text:0")
+    assert in_text.snippet is not None and "<em>zeppelin</em>" in in_text.snippet

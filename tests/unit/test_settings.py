@@ -59,6 +59,8 @@ def test_a_misspelt_key_in_a_known_section_is_an_error() -> None:
         ("[server]\nport = 'eighty'\n", "port"),
         ("[server]\nprot = 80\n", "prot"),
         ("not toml at all [", "not valid TOML"),
+        ("[elasticsearch]\nbm25_b = 1.5\n", "bm25_b"),
+        ("[elasticsearch]\nbm25_k1 = -1\n", "bm25_k1"),
     ],
 )
 def test_bad_config_names_the_problem(tmp_path: Path, text: str, fragment: str) -> None:
