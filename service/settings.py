@@ -39,6 +39,8 @@ class ModelSettings(msgspec.Struct, forbid_unknown_fields=True):
 
     path: str | None = None
     enabled: bool = True
+    # "int8": ONNX Runtime dynamic quantisation at load, cached under <data_dir>/models/int8.
+    quantize: Literal["none", "int8"] = "none"
 
 
 class RerankSettings(msgspec.Struct, forbid_unknown_fields=True):
@@ -49,6 +51,11 @@ class RerankSettings(msgspec.Struct, forbid_unknown_fields=True):
     batch_size: int = 16
     max_wait_ms: float = 2.0
     max_queue_pairs: int = 20_000
+    max_request_tokens: int = 300_000
+    request_timeout: float = 30.0
+    chunks_per_doc: int = 10
+    max_chunks_per_doc: int = 50
+    cycle_ms: float = 200.0
     threads: int = 0
     models: dict[str, ModelSettings] = msgspec.field(default_factory=dict)
 
@@ -63,6 +70,7 @@ class EmbeddingSettings(msgspec.Struct, forbid_unknown_fields=True):
     batch_size: int = 32
     query_cache_size: int = 1024
     threads: int = 0
+    quantize: Literal["none", "int8"] = "none"
 
 
 class ElasticsearchSettings(msgspec.Struct, forbid_unknown_fields=True):
@@ -127,6 +135,7 @@ class SearchRerankSettings(msgspec.Struct, forbid_unknown_fields=True):
     url: str = ""
     api_key: str = ""
     timeout: float = 10.0
+    budget_ms: float = 250.0
 
 
 class SearchSettings(msgspec.Struct, forbid_unknown_fields=True):

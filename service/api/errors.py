@@ -28,6 +28,7 @@ STATUS: dict[type[errors.SearchError], tuple[int, str]] = {
     errors.Forbidden: (403, "permission_error"),
     errors.NotFound: (404, "not_found_error"),
     errors.RateLimited: (429, "rate_limit_error"),
+    errors.ClientGone: (499, "client_closed_request"),  # nginx's status: logged, never read
     errors.ModelUnavailable: (503, "service_unavailable"),
     errors.Overloaded: (503, "service_unavailable"),
     errors.BackendUnavailable: (503, "service_unavailable"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from typing import Annotated, Any
 
@@ -9,6 +10,7 @@ import msgspec
 from litestar import Request, post
 from litestar.params import JSONBody
 
+from service.api.disconnect import cancel_on_disconnect
 from service.api.services import services_of
 from service.auth.billing import billed, rerank_search_units
 from service.auth.guard import require_api_key
@@ -61,6 +63,19 @@ class RerankRequest(msgspec.Struct, kw_only=True):
         | None
     ) = None
 
+    max_chunks_per_doc: (
+        Annotated[
+            int,
+            msgspec.Meta(
+                ge=1,
+                description="Cohere's: a document longer than the model's window is split into overlapping"
+                " windows and scored by its best one, up to this many windows (default [rerank]"
+                " chunks_per_doc, 10; at most [rerank] max_chunks_per_doc, 50). Each window is billed as a"
+                " document. 1 cuts the document at the window instead.",
+            ),
+        ]
+        | None
+    ) = None
 
 class RerankResult(msgspec.Struct, omit_defaults=True):
     index: int
@@ -83,6 +98,8 @@ class Tokens(msgspec.Struct):
 class Meta(msgspec.Struct):
     billed_units: BilledUnits
     tokens: Tokens
+    # Documents longer than the model's window, scored by their best window.
+    split_documents: int
 
 
 class RerankResponse(msgspec.Struct):
@@ -135,6 +152,11 @@ def validate(request: RerankRequest, limits: RerankSettings) -> None:
             f"too many documents: {len(request.documents)} sent, at most {limits.max_documents} per request;"
             " split them over several requests"
         )
+    chunks = request.max_chunks_per_doc
+    if chunks is not None and chunks > limits.max_chunks_per_doc:
+        raise InvalidRequest(
+            f"max_chunks_per_doc must be between 1 and {limits.max_chunks_per_doc}, got {chunks}"
+        )
 
 
 def ranked(
@@ -158,17 +180,22 @@ def ranked(
 )
 async def rerank(request: Request[Any, Any, Any], data: JSONBody[RerankRequest]) -> RerankResponse:
     services = services_of(request)
-    validate(data, services.settings.rerank)
+    limits = services.settings.rerank
+    validate(data, limits)
+    deadline = time.monotonic() + limits.request_timeout
     engine = await services.models.engine(data.model)
     model_id = data.model or services.models.default_model
     texts = document_texts(data)
-    units = rerank_search_units(len(texts))
+    chunks = data.max_chunks_per_doc or limits.chunks_per_doc
+    encoded = await engine.encode(data.query, texts, data.max_tokens_per_doc, chunks)
+    units = rerank_search_units(len(encoded.pairs))  # as Cohere: each window counts as a document
     async with billed(services.keys, request.state.api_key, units):
-        scored = await engine.rerank(data.query, texts, data.max_tokens_per_doc)
+        work = engine.score(encoded, max_tokens=limits.max_request_tokens, deadline=deadline)
+        scored = await cancel_on_disconnect(request, work)
     return RerankResponse(
         id=str(uuid.uuid4()),
         model=model_id,
         results=ranked(scored.scores, data.documents, data.top_n, data.return_documents),
         usage=Usage(scored.tokens),
-        meta=Meta(BilledUnits(units), Tokens(scored.tokens)),
+        meta=Meta(BilledUnits(units), Tokens(scored.tokens), split_documents=scored.split_documents),
     )

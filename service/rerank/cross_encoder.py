@@ -8,6 +8,7 @@ tokenisation and batching on top, because the service needs what fastembed's `re
 from __future__ import annotations
 
 import threading
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +37,32 @@ class PairEncoding:
         return len(self.ids)
 
 
+@dataclass(frozen=True, slots=True)
+class EncodedRequest:
+    """A request's pairs: one per document, or one per window of a long document (`owners` says whose)."""
+
+    pairs: list[PairEncoding]
+    owners: list[int]
+    documents: int
+
+    @property
+    def tokens(self) -> int:
+        return sum(len(pair) for pair in self.pairs)
+
+    @property
+    def split_documents(self) -> int:
+        """Documents scored by more than one window."""
+        return sum(1 for count in Counter(self.owners).values() if count > 1)
+
+    def best_per_document(self, logits: np.ndarray) -> np.ndarray:
+        """Each document's best window (MaxP); NaN where none of its windows was scored."""
+        best = np.full(self.documents, np.nan)
+        for owner, logit in zip(self.owners, logits, strict=True):
+            if not np.isnan(logit) and not logit <= best[owner]:
+                best[owner] = logit
+        return best
+
+
 class CrossEncoder:
     """Scores (query, document) pairs with an ONNX cross-encoder; thread-safe for one caller at a time."""
 
@@ -53,22 +80,38 @@ class CrossEncoder:
         self._pairer.no_padding()
         self._pairer.enable_truncation(max_length=max_length, strategy="longest_first")
         self._pad_id = _pad_id(tokenizer)
+        self._special_tokens: int = self._pairer.post_processor.num_special_tokens_to_add(True)
 
     def encode(
-        self, query: str, documents: Sequence[str], max_tokens_per_doc: int | None = None
-    ) -> list[PairEncoding]:
+        self,
+        query: str,
+        documents: Sequence[str],
+        max_tokens_per_doc: int | None = None,
+        max_chunks_per_doc: int = 1,
+    ) -> EncodedRequest:
         """Tokenise each pair as `tokenizer(query, document, truncation="longest_first")` would.
 
-        `max_tokens_per_doc` cuts the document first; the pair limit applies after it.
+        `max_tokens_per_doc` cuts the document first; the pair limit applies after it. A document that
+        does not fit beside the query is split into up to `max_chunks_per_doc` overlapping windows
+        (one window: cut `longest_first`, as the references were computed).
         """
         query_tokens = self._splitter.encode(query, add_special_tokens=False)
         doc_tokens = self._splitter.encode_batch(list(documents), add_special_tokens=False)
-        pairs = []
-        for doc in doc_tokens:
+        window = self._window(len(query_tokens.ids))
+        pairs: list[PairEncoding] = []
+        owners: list[int] = []
+        for index, doc in enumerate(doc_tokens):
             if max_tokens_per_doc is not None and len(doc.ids) > max_tokens_per_doc:
                 doc.truncate(max_tokens_per_doc)
-            pairs.append(self._pair(query_tokens, doc))
-        return pairs
+            for piece in _windows(doc, window, max_chunks_per_doc):
+                pairs.append(self._pair(query_tokens, piece))
+                owners.append(index)
+        return EncodedRequest(pairs=pairs, owners=owners, documents=len(doc_tokens))
+
+    def _window(self, query_length: int) -> int:
+        """Document tokens per window: what is left beside the query, which keeps at most half."""
+        room = self.max_length - self._special_tokens
+        return int(max(1, room - min(query_length, room // 2)))
 
     def _pair(self, query: Encoding, document: Encoding) -> PairEncoding:
         # post_process mutates truncation state of its inputs' overflow only, so the shared
@@ -91,6 +134,14 @@ class CrossEncoder:
             [self._output_name], {k: v for k, v in feeds.items() if k in self._input_names}
         )
         return _relevance_logit(np.asarray(outputs[0], dtype=np.float64))
+
+
+def _windows(document: Encoding, window: int, limit: int) -> list[Encoding]:
+    """The document whole, or its first `limit` windows of `window` tokens overlapping by a quarter."""
+    if limit <= 1 or len(document.ids) <= window:
+        return [document]
+    document.truncate(window, stride=window // 4)
+    return [document, *document.overflowing][:limit]
 
 
 def _relevance_logit(output: np.ndarray) -> np.ndarray:

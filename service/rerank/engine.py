@@ -1,35 +1,76 @@
 """The rerank engine: requests queue their pairs, one worker runs them in shared, length-sorted batches.
 
 Inference runs in a worker thread, never on the event loop. While one cycle runs, newly arrived requests
-queue up; the next cycle takes them all (up to `cycle_pairs`), sorts every pair by length and runs
-batches of `batch_size`, so concurrent requests share batches and little compute goes to padding.
+queue up. Each cycle takes pairs from every waiting request in turn, `batch_size` at a time, until it
+holds about `cycle_ms` of work (by the measured cost per token); then it sorts them by length and runs
+batches of `batch_size`. So concurrent requests share batches, little compute goes to padding, and a
+small request waits at most about one cycle behind a huge one instead of behind all of it.
+
+A request ends early when its client goes away (its task is cancelled) or its deadline passes: its
+pairs are taken out of the queue, and the worker skips those already in the cycle being run.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from service.rerank.cross_encoder import CrossEncoder, PairEncoding, sigmoid
-from service.search.errors import Overloaded
+from service.rerank.cost import CostModel, affordable
+from service.rerank.cross_encoder import CrossEncoder, EncodedRequest, PairEncoding, sigmoid
+from service.search.errors import BackendTimeout, InvalidRequest, Overloaded
 
 
-@dataclass(slots=True)
-class _Job:
+@dataclass(eq=False, slots=True)
+class Job:
+    """One request's pairs and how far they have got. The worker thread writes `logits` and `done`."""
+
     pairs: list[PairEncoding]
-    future: asyncio.Future[np.ndarray]
+    future: asyncio.Future[None]
+    deadline: float | None = None  # time.monotonic()
+    partial: bool = False  # at the deadline, answer with the pairs scored so far
+    logits: np.ndarray = field(init=False)
+    taken: int = 0  # pairs handed to a cycle
+    done: int = 0  # pairs scored or skipped
+    stopped: bool = False  # the client left or the deadline passed: skip what is left
+
+    def __post_init__(self) -> None:
+        self.logits = np.full(len(self.pairs), np.nan)
+
+    @property
+    def waiting(self) -> int:
+        """Pairs not yet taken into a cycle."""
+        return len(self.pairs) - self.taken
+
+    @property
+    def unfinished(self) -> int:
+        return len(self.pairs) - self.done
+
+    def expired(self, now: float) -> bool:
+        return self.stopped or (self.deadline is not None and now >= self.deadline)
+
+
+@dataclass(frozen=True, slots=True)
+class Slice:
+    """Pairs `start`..`stop` of one job, run in one cycle."""
+
+    job: Job
+    start: int
+    stop: int
 
 
 @dataclass(frozen=True, slots=True)
 class Scored:
-    """A request's scores in the order of its documents, and the tokens its pairs took."""
+    """A request's scores in the order of its documents, and what scoring them took."""
 
     scores: list[float]
     tokens: int
+    windows: int  # pairs run: one per document, more for a document split into windows
+    split_documents: int
 
 
 @dataclass(slots=True)
@@ -40,11 +81,12 @@ class EngineStats:
     batches: int = 0
     jobs: int = 0
     pairs: int = 0
+    skipped_pairs: int = 0  # pairs of requests that were cancelled or timed out, never run
     observers: list[Callable[[int, int], None]] = field(default_factory=list)
 
 
 class RerankEngine:
-    """Micro-batching front of one CrossEncoder."""
+    """Micro-batching, fair, deadline-aware front of one CrossEncoder."""
 
     def __init__(
         self,
@@ -53,27 +95,44 @@ class RerankEngine:
         batch_size: int = 16,
         max_wait_ms: float = 2.0,
         max_queue_pairs: int = 20_000,
+        cycle_ms: float = 200.0,
         cycle_pairs: int = 512,
+        cost: CostModel | None = None,
     ) -> None:
         self.encoder = encoder
         self.batch_size = batch_size
         self.max_wait = max_wait_ms / 1000
         self.max_queue_pairs = max_queue_pairs
+        self.cycle_seconds = cycle_ms / 1000
         self.cycle_pairs = cycle_pairs
+        self.cost = cost or CostModel()
         self.stats = EngineStats()
-        self._pending: list[_Job] = []
-        self._queued_pairs = 0
+        self._jobs: list[Job] = []  # every job not yet finished, oldest first
         self._wakeup = asyncio.Event()
         self._worker: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def queue_depth(self) -> int:
-        """Pairs waiting for inference."""
-        return self._queued_pairs
+        """Pairs accepted and not yet scored: waiting, or in the cycle being run."""
+        return sum(job.unfinished for job in self._jobs if not job.stopped)
+
+    def queued_tokens(self) -> int:
+        """Tokens of the pairs not yet scored: the backlog a new request waits behind."""
+        return sum(len(pair) for job in self._jobs if not job.stopped for pair in job.pairs[job.done :])
+
+    def calibrate(self, rows: int = 8, width: int = 128) -> None:
+        """Warm the session up and measure the cost per token on a dummy batch; runs in a thread."""
+        dummy = PairEncoding(ids=[0] * width, type_ids=[0] * width)
+        for _ in range(2):  # the first run pays for ONNX Runtime's allocations, not the model
+            started = time.perf_counter()
+            self.encoder.logits([dummy] * rows)
+        self.cost.observe(rows * width, time.perf_counter() - started)
 
     def start(self) -> None:
         if self._worker is None:
-            self._worker = asyncio.get_running_loop().create_task(self._run(), name="rerank-engine")
+            self._loop = asyncio.get_running_loop()
+            self._worker = self._loop.create_task(self._run(), name="rerank-engine")
 
     async def stop(self) -> None:
         if self._worker is not None:
@@ -83,76 +142,210 @@ class RerankEngine:
             self._worker = None
 
     async def rerank(
-        self, query: str, documents: Sequence[str], max_tokens_per_doc: int | None = None
+        self,
+        query: str,
+        documents: Sequence[str],
+        max_tokens_per_doc: int | None = None,
+        *,
+        max_chunks_per_doc: int = 1,
+        deadline: float | None = None,
     ) -> Scored:
-        """Score every document against the query; scores are sigmoids of the model's logits."""
-        pairs = await asyncio.to_thread(self.encoder.encode, query, documents, max_tokens_per_doc)
-        logits = await self._submit(pairs)
-        return Scored(scores=sigmoid(logits).tolist(), tokens=sum(len(pair) for pair in pairs))
+        """Score every document against the query; see `score`."""
+        encoded = await self.encode(query, documents, max_tokens_per_doc, max_chunks_per_doc)
+        return await self.score(encoded, deadline=deadline)
 
-    async def _submit(self, pairs: list[PairEncoding]) -> np.ndarray:
-        if self._queued_pairs + len(pairs) > self.max_queue_pairs:
-            raise Overloaded(f"the rerank queue is full ({self._queued_pairs} pairs waiting); retry shortly")
+    async def score(
+        self, encoded: EncodedRequest, *, max_tokens: int | None = None, deadline: float | None = None
+    ) -> Scored:
+        """Scores in document order, a long document's by its best window (MaxP).
+
+        Scores are sigmoids of the model's logits. `max_tokens` refuses a request whose pairs hold
+        more tokens (InvalidRequest); past `deadline` (time.monotonic()) it fails with BackendTimeout.
+        """
+        if max_tokens is not None and encoded.tokens > max_tokens:
+            raise InvalidRequest(
+                f"this request holds {encoded.tokens} tokens to score, more than the {max_tokens} one "
+                "request may; send fewer or shorter documents, or a smaller max_chunks_per_doc"
+            )
+        logits = await self.logits(encoded.pairs, deadline=deadline)
+        return Scored(
+            scores=sigmoid(encoded.best_per_document(logits)).tolist(),
+            tokens=encoded.tokens,
+            windows=len(encoded.pairs),
+            split_documents=encoded.split_documents,
+        )
+
+    async def rerank_within(self, query: str, passages: Sequence[str], seconds: float) -> list[float]:
+        """Scores for as many passages, in order, as fit in `seconds` on this machine, given the queue.
+
+        The answer is a prefix of `passages`: the best-first head a search can afford to rerank.
+        Whatever the estimate, work still unscored when the time is up is dropped.
+        """
+        deadline = time.monotonic() + seconds
+        encoded = await self.encode(query, passages)
+        left = deadline - time.monotonic() - self.cost.seconds(self.queued_tokens())
+        count = affordable([len(pair) for pair in encoded.pairs], left, self.cost)
+        if count == 0:
+            return []
+        logits = await self.logits(encoded.pairs[:count], deadline=deadline, partial=True)
+        scored = int(np.argmax(np.isnan(logits))) if np.isnan(logits).any() else count
+        scores: list[float] = sigmoid(logits[:scored]).tolist()
+        return scores
+
+    async def encode(
+        self,
+        query: str,
+        documents: Sequence[str],
+        max_tokens_per_doc: int | None = None,
+        max_chunks_per_doc: int = 1,
+    ) -> EncodedRequest:
+        """Tokenise off the event loop: a thousand long documents take a while."""
+        return await asyncio.to_thread(
+            self.encoder.encode, query, documents, max_tokens_per_doc, max_chunks_per_doc
+        )
+
+    async def logits(
+        self, pairs: list[PairEncoding], *, deadline: float | None = None, partial: bool = False
+    ) -> np.ndarray:
+        """One logit per pair.
+
+        At `deadline` (time.monotonic()) the pairs not yet scored are dropped: with `partial` they come
+        back as NaN, else the request fails with BackendTimeout. Cancelling the caller drops them too.
+        """
+        if not pairs:
+            return np.empty(0)
+        if len(pairs) > self.max_queue_pairs:
+            raise InvalidRequest(
+                f"this request needs {len(pairs)} (query, document) pairs scored, more than the "
+                f"{self.max_queue_pairs} the server queues at once; send fewer documents per request"
+            )
+        backlog = self.queue_depth
+        if backlog + len(pairs) > self.max_queue_pairs:
+            raise Overloaded(f"the rerank queue is full ({backlog} pairs waiting); retry shortly")
         self.start()
-        job = _Job(pairs, asyncio.get_running_loop().create_future())
-        self._pending.append(job)
-        self._queued_pairs += len(pairs)
+        job = Job(pairs, asyncio.get_running_loop().create_future(), deadline, partial)
+        self._jobs.append(job)
         self._wakeup.set()
-        return await job.future
+        try:
+            await self._finished(job)
+        finally:
+            if job.unfinished:  # cancelled, timed out or failed: the worker skips what is left
+                job.stopped = True
+                self.stats.skipped_pairs += job.waiting
+                self._forget(job)
+        return job.logits
+
+    async def _finished(self, job: Job) -> None:
+        try:
+            async with asyncio.timeout_at(_loop_time(job.deadline)):
+                await job.future
+        except TimeoutError:
+            job.stopped = True
+            scored = int(np.count_nonzero(~np.isnan(job.logits)))
+            if not job.partial:
+                raise BackendTimeout(
+                    f"reranking stopped at the request's time limit with {scored} of {len(job.pairs)} "
+                    "pairs scored; send fewer or shorter documents, or retry"
+                ) from None
+
+    def _forget(self, job: Job) -> None:
+        with contextlib.suppress(ValueError):
+            self._jobs.remove(job)
 
     async def _run(self) -> None:
         while True:
             await self._wakeup.wait()
-            if self.max_wait:
-                await asyncio.sleep(self.max_wait)  # let requests arriving together share the cycle
-            jobs = self._take_cycle()
-            if not jobs:
+            if self.max_wait and not any(job.taken for job in self._jobs):
+                await asyncio.sleep(self.max_wait)  # idle until now: let requests arriving together share
+            cycle = self._take_cycle()
+            if not cycle:
+                self._wakeup.clear()
                 continue
             try:
-                results = await asyncio.to_thread(self._infer, [job.pairs for job in jobs])
+                await asyncio.to_thread(self._infer, cycle)
             except Exception as exc:  # a failed cycle fails its requests, not the worker
-                for job in jobs:
+                for job in {piece.job: None for piece in cycle}:
+                    job.stopped = True
+                    self._forget(job)
                     if not job.future.done():
                         job.future.set_exception(exc)
                 continue
-            for job, logits in zip(jobs, results, strict=True):
-                if not job.future.done():
-                    job.future.set_result(logits)
 
-    def _take_cycle(self) -> list[_Job]:
-        """Whole jobs, oldest first, up to cycle_pairs pairs (always at least one job)."""
-        taken: list[_Job] = []
-        count = 0
-        while self._pending and (not taken or count + len(self._pending[0].pairs) <= self.cycle_pairs):
-            job = self._pending.pop(0)
-            if job.future.cancelled():  # the client went away: skip its work
-                self._queued_pairs -= len(job.pairs)
-                continue
-            taken.append(job)
-            count += len(job.pairs)
-        self._queued_pairs -= count
-        if not self._pending:
-            self._wakeup.clear()
-        return taken
+    def _settle(self, job: Job) -> None:
+        """Answer a job whose every pair is scored or skipped; on the event loop."""
+        self._forget(job)
+        if not job.future.done():
+            job.future.set_result(None)
 
-    def _infer(self, jobs: list[list[PairEncoding]]) -> list[np.ndarray]:
-        """Score all pairs of a cycle in length-sorted batches; runs in a worker thread."""
-        flat = [
-            (job_index, pair_index, pair)
-            for job_index, job in enumerate(jobs)
-            for pair_index, pair in enumerate(job)
-        ]
-        flat.sort(key=lambda item: len(item[2]))
-        results = [np.empty(len(job), dtype=np.float64) for job in jobs]
-        for start in range(0, len(flat), self.batch_size):
-            chunk = flat[start : start + self.batch_size]
-            logits = self.encoder.logits([pair for _, _, pair in chunk])
-            for (job_index, pair_index, _), logit in zip(chunk, logits, strict=True):
-                results[job_index][pair_index] = logit
-            self.stats.batches += 1
-            for observe in self.stats.observers:
-                observe(len(chunk), len(jobs))
+    def _settle_soon(self, job: Job) -> None:
+        """From the worker thread: a job done mid-cycle is answered now, not at the cycle's end."""
+        if job.done == len(job.pairs) and self._loop is not None:
+            self._loop.call_soon_threadsafe(self._settle, job)
+
+    def _take_cycle(self) -> list[Slice]:
+        """Up to one cycle of work, `batch_size` pairs from each waiting job in turn (oldest first)."""
+        now = time.monotonic()
+        limit = self._cycle_tokens()
+        cycle: list[Slice] = []
+        tokens = pairs = 0
+        while tokens < limit and pairs < self.cycle_pairs:
+            active = [job for job in self._jobs if job.waiting and not job.expired(now)]
+            if not active:
+                break
+            for job in active:
+                stop = min(len(job.pairs), job.taken + self.batch_size)
+                cycle.append(Slice(job, job.taken, stop))
+                tokens += sum(len(pair) for pair in job.pairs[job.taken : stop])
+                pairs += stop - job.taken
+                job.taken = stop
+                if tokens >= limit or pairs >= self.cycle_pairs:
+                    break
+        return cycle
+
+    def _cycle_tokens(self) -> float:
+        per_token = self.cost.seconds_per_token
+        return self.cycle_seconds / per_token if per_token else float("inf")
+
+    def _infer(self, cycle: list[Slice]) -> None:
+        """Score a cycle's pairs in length-sorted batches; runs in a worker thread."""
+        flat = [(piece.job, index) for piece in cycle for index in range(piece.start, piece.stop)]
+        flat.sort(key=lambda item: len(item[0].pairs[item[1]]))
+        jobs = len({piece.job for piece in cycle})
+        start = 0
+        while start < len(flat):
+            now = time.monotonic()
+            batch: list[tuple[Job, int]] = []
+            while start < len(flat) and len(batch) < self.batch_size:
+                job, index = flat[start]
+                start += 1
+                if job.expired(now):
+                    job.done += 1
+                    self.stats.skipped_pairs += 1
+                    self._settle_soon(job)
+                else:
+                    batch.append((job, index))
+            if batch:
+                self._run_batch(batch, jobs)
         self.stats.cycles += 1
-        self.stats.jobs += len(jobs)
+        self.stats.jobs += jobs
         self.stats.pairs += len(flat)
-        return results
+
+    def _run_batch(self, batch: list[tuple[Job, int]], jobs: int) -> None:
+        pairs = [job.pairs[index] for job, index in batch]
+        started = time.perf_counter()
+        logits = self.encoder.logits(pairs)
+        self.cost.observe(len(pairs) * max(len(pair) for pair in pairs), time.perf_counter() - started)
+        for (job, index), logit in zip(batch, logits, strict=True):
+            job.logits[index] = logit
+            job.done += 1
+            self._settle_soon(job)
+        self.stats.batches += 1
+        for observe in self.stats.observers:
+            observe(len(batch), jobs)
+
+
+def _loop_time(deadline: float | None) -> float | None:
+    """A time.monotonic() deadline on the event loop's clock, for asyncio.timeout_at."""
+    if deadline is None:
+        return None
+    return asyncio.get_running_loop().time() + (deadline - time.monotonic())

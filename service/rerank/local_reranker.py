@@ -14,6 +14,11 @@ class EngineReranker:
         self._models = models
         self._model_id = model_id
 
-    async def score(self, query: str, passages: Sequence[str]) -> list[float]:
+    async def score(
+        self, query: str, passages: Sequence[str], *, budget_ms: float | None = None
+    ) -> list[float]:
+        """Every passage's score, or with a budget those of the head that fits in it (a prefix)."""
         engine = await self._models.engine(self._model_id)
-        return (await engine.rerank(query, passages)).scores
+        if budget_ms is None:
+            return (await engine.rerank(query, passages)).scores
+        return await engine.rerank_within(query, passages, budget_ms / 1000)

@@ -75,7 +75,11 @@ class ModelRegistry:
             batch_size=self.settings.batch_size,
             max_wait_ms=self.settings.max_wait_ms,
             max_queue_pairs=self.settings.max_queue_pairs,
+            cycle_ms=self.settings.cycle_ms,
         )
+        # One run before serving: ONNX Runtime's first run is slow, and a search budget needs the
+        # cost per token measured before the first request asks for it.
+        await asyncio.to_thread(state.engine.calibrate)
         if self.batch_observer is not None:
             state.engine.stats.observers.append(self.batch_observer(state.model_id))
         state.engine.start()

@@ -39,6 +39,12 @@ class RateLimited(SearchError):
         self.retry_after = retry_after
 
 
+class ClientGone(SearchError):
+    """The client disconnected: its work was stopped and nobody reads the answer."""
+
+    code = "client_closed_request"
+
+
 class ModelUnavailable(SearchError):
     code = "model_not_available"
 

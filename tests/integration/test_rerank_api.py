@@ -72,7 +72,9 @@ async def test_max_tokens_per_doc_cuts_the_document_first(tmp_path: Path) -> Non
     async with running(settings) as client:
         full = (
             await client.post(
-                "/v1/rerank", json={"query": "ml", "documents": [long_doc]}, headers=bearer(key)
+                "/v1/rerank",
+                json={"query": "ml", "documents": [long_doc], "max_chunks_per_doc": 1},
+                headers=bearer(key),
             )
         ).json()
         cut = (
@@ -106,6 +108,8 @@ async def test_max_tokens_per_doc_cuts_the_document_first(tmp_path: Path) -> Non
         ({"query": "q", "documents": ["a"] * 1001}, "too many documents"),
         ({"query": "q", "documents": ["a"], "top_n": 0}, "top_n must be at least 1"),
         ({"query": "q", "documents": ["a"], "max_tokens_per_doc": 0}, "max_tokens_per_doc"),
+        ({"query": "q", "documents": ["a"], "max_chunks_per_doc": 0}, "max_chunks_per_doc must be between 1"),
+        ({"query": "q", "documents": ["a"], "max_chunks_per_doc": 51}, "between 1 and 50, got 51"),
         ({"query": 5, "documents": ["a"]}, "query"),
         ({"query": "q", "documents": "a"}, "documents"),
         ({"query": "q", "documents": [{"txt": "a"}]}, "documents"),
@@ -225,18 +229,6 @@ async def test_a_broken_model_is_503_while_others_serve(tmp_path: Path) -> None:
     status = {m["id"]: m["status"] for m in models}
     assert status == {TINY: "ready", BENCH: "ready", "broken-model": "failed"}
     assert ready.status_code == 503 and ready.json()["models"]["broken-model"] == "failed"
-
-
-async def test_a_full_queue_is_503(tmp_path: Path) -> None:
-    settings = rerank_settings(tmp_path, max_queue_pairs=5)
-    key = new_key(settings, "queue")
-    async with running(settings) as client:
-        response = await client.post(
-            "/v1/rerank", json={"query": "q", "documents": ["d"] * 6}, headers=bearer(key)
-        )
-    assert response.status_code == 503
-    assert "queue is full" in response.json()["error"]["message"]
-    assert "retry-after" in response.headers
 
 
 async def test_unexpected_errors_are_500_without_a_trace(

@@ -1,0 +1,260 @@
+"""Rerank work bounded by size and time: long documents by windows, budgets, deadlines, fairness, hang-ups."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+import uvicorn
+
+from service.app import create_app
+from service.rerank.cross_encoder import CrossEncoder, PairEncoding
+from service.rerank.engine import RerankEngine
+from service.settings import Settings
+from tests.integration.rerank_app import TINY, new_key, rerank_settings, running
+
+pytestmark = pytest.mark.anyio
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def engine_of(client: httpx.AsyncClient, model: str = TINY) -> RerankEngine:
+    engine: RerankEngine | None = client._transport.app.state["services"].models.states[model].engine  # type: ignore[attr-defined]
+    assert engine is not None
+    return engine
+
+
+@dataclass
+class Held:
+    """ONNX runs wait for `release`; `running` is set once the worker is inside one."""
+
+    release: threading.Event = field(default_factory=threading.Event)
+    running: threading.Event = field(default_factory=threading.Event)
+
+
+@contextmanager
+def held_inference(monkeypatch: pytest.MonkeyPatch) -> Iterator[Held]:
+    """Every ONNX run waits until released: the worker is busy for as long as a test needs."""
+    held = Held()
+    real = CrossEncoder.logits
+
+    def waiting(self: CrossEncoder, batch: list[PairEncoding]) -> np.ndarray:
+        held.running.set()
+        held.release.wait(timeout=30)
+        return real(self, batch)
+
+    monkeypatch.setattr(CrossEncoder, "logits", waiting)
+    try:
+        yield held
+    finally:
+        held.release.set()
+
+
+async def until(condition: Callable[[], bool], seconds: float = 20) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "the condition did not come true in time"
+        await asyncio.sleep(0.01)
+
+
+def window_texts(engine: RerankEngine, query: str, document: str) -> list[str]:
+    """The document text of each window the engine would score, decoded from its tokens."""
+    tokenizer = engine.encoder._splitter
+    encoded = engine.encoder.encode(query, [document], None, 10)
+    texts = []
+    for pair in encoded.pairs:
+        document_ids = [i for i, kind in zip(pair.ids, pair.type_ids, strict=True) if kind == 1][:-1]
+        texts.append(tokenizer.decode(document_ids))
+    return texts
+
+
+async def test_long_documents_are_scored_by_their_best_window_and_billed_per_window(tmp_path: Path) -> None:
+    settings = rerank_settings(tmp_path)
+    key = new_key(settings, "long")
+    # One token per word, so a window's decoded text tokenises back to the same window.
+    vocabulary = "river wind flow heat wing speed shock wave layer plate air boundary pressure drag"
+    words = " ".join(vocabulary.split()[(i * 5) % 14] for i in range(1800))
+    query = "river crossing"
+    async with running(settings) as client:
+        windows = window_texts(engine_of(client), query, words)
+        split = await client.post(
+            "/v1/rerank",
+            json={"model": TINY, "query": query, "documents": [words, "short"]},
+            headers=bearer(key),
+        )
+        one = await client.post(
+            "/v1/rerank",
+            json={"model": TINY, "query": query, "documents": [words], "max_chunks_per_doc": 1},
+            headers=bearer(key),
+        )
+        alone = await client.post(
+            "/v1/rerank",
+            json={"model": TINY, "query": query, "documents": windows, "max_chunks_per_doc": 1},
+            headers=bearer(key),
+        )
+        many = await client.post(
+            "/v1/rerank",
+            json={"model": TINY, "query": query, "documents": [words] * 26, "max_chunks_per_doc": 4},
+            headers=bearer(key),
+        )
+    assert split.status_code == one.status_code == alone.status_code == many.status_code == 200
+    assert 2 < len(windows) <= 10
+    body = split.json()
+    scores = {r["index"]: r["relevance_score"] for r in body["results"]}
+    by_window = {r["index"]: r["relevance_score"] for r in alone.json()["results"]}
+    window_scores = [by_window[index] for index in range(len(windows))]
+    assert scores[0] == pytest.approx(max(window_scores), abs=1e-5)  # MaxP: the best window counts
+    assert body["meta"]["split_documents"] == 1
+    assert one.json()["meta"]["split_documents"] == 0
+    assert one.json()["usage"]["total_tokens"] == 512  # one window: cut longest_first as before
+    assert one.json()["results"][0]["relevance_score"] == pytest.approx(window_scores[0], abs=1e-5)
+    # Cohere bills every window as a document: 26 documents x 4 windows (the cap, of 5) = 104 -> 2 units.
+    assert len(windows) > 4
+    assert many.json()["meta"]["billed_units"]["search_units"] == math.ceil(26 * 4 / 100) == 2
+    assert many.json()["meta"]["split_documents"] == 26
+    assert many.json()["usage"]["total_tokens"] == 26 * 4 * 512
+
+
+async def test_a_request_larger_than_the_queue_or_the_token_budget_is_400(tmp_path: Path) -> None:
+    settings = rerank_settings(tmp_path, max_queue_pairs=5, max_request_tokens=2_000)
+    key = new_key(settings, "big")
+    async with running(settings) as client:
+        too_many = await client.post(
+            "/v1/rerank", json={"query": "q", "documents": ["d"] * 6}, headers=bearer(key)
+        )
+        too_long = await client.post(
+            "/v1/rerank", json={"query": "q", "documents": ["word " * 500] * 5}, headers=bearer(key)
+        )
+    assert too_many.status_code == 400, too_many.text
+    assert "more than the 5 the server queues at once" in too_many.json()["error"]["message"]
+    assert "retry-after" not in too_many.headers
+    assert too_long.status_code == 400, too_long.text
+    assert "more than the 2000 one request may" in too_long.json()["error"]["message"]
+
+
+async def test_a_full_queue_is_503_and_the_gauge_counts_pairs_being_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = rerank_settings(tmp_path, max_queue_pairs=5)
+    key = new_key(settings, "queue")
+    async with running(settings) as client:
+        with held_inference(monkeypatch) as held:
+            first = asyncio.create_task(
+                client.post("/v1/rerank", json={"query": "q", "documents": ["d"] * 4}, headers=bearer(key))
+            )
+            await until(held.running.is_set)  # the cycle holding the 4 pairs is running now
+            gauge = (await client.get("/metrics")).text
+            full = await client.post(
+                "/v1/rerank", json={"query": "q", "documents": ["d"] * 2}, headers=bearer(key)
+            )
+            held.release.set()
+            assert (await first).status_code == 200
+        after = (await client.get("/metrics")).text
+    assert f'fathom_rerank_queue_pairs{{model="{TINY}"}} 4.0' in gauge
+    assert full.status_code == 503
+    assert "queue is full" in full.json()["error"]["message"] and "retry-after" in full.headers
+    assert f'fathom_rerank_queue_pairs{{model="{TINY}"}} 0.0' in after
+
+
+async def test_work_past_the_request_time_limit_is_dropped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = rerank_settings(tmp_path, request_timeout=1.0, batch_size=2)
+    key = new_key(settings, "late")
+    async with running(settings) as client:
+        engine = engine_of(client)
+        with held_inference(monkeypatch) as held:
+            started = time.monotonic()
+            late = asyncio.create_task(
+                client.post("/v1/rerank", json={"query": "q", "documents": ["d"] * 8}, headers=bearer(key))
+            )
+            await until(held.running.is_set)
+            answer = await late
+            waited = time.monotonic() - started
+            held.release.set()
+            await until(lambda: engine.stats.cycles == 1)
+        assert answer.status_code == 503, answer.text
+        assert "time limit" in answer.json()["error"]["message"]
+        assert waited < 5
+        assert engine.queue_depth == 0
+        # The batch in flight at the deadline finishes; the 6 pairs behind it never run.
+        assert engine.stats.skipped_pairs == 6
+        ok = await client.post("/v1/rerank", json={"query": "q", "documents": ["d"]}, headers=bearer(key))
+    assert ok.status_code == 200
+
+
+async def test_a_small_request_is_not_stuck_behind_a_huge_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = rerank_settings(tmp_path, max_request_tokens=1_000_000)
+    key = new_key(settings, "fair")
+    document = "a passage of some length about wind tunnels and boundary layers " * 20
+    finished: dict[str, float] = {}
+
+    async def ask(name: str, documents: list[str]) -> None:
+        response = await client.post(
+            "/v1/rerank", json={"query": "boundary layer", "documents": documents}, headers=bearer(key)
+        )
+        assert response.status_code == 200, response.text
+        finished[name] = time.monotonic()
+
+    async with running(settings) as client:
+        engine = engine_of(client)
+        with held_inference(monkeypatch) as held:
+            huge = asyncio.create_task(ask("huge", [document] * 1000))
+            await until(held.running.is_set)  # the huge one's first cycle is running
+            small = asyncio.create_task(ask("small", [document]))
+            await until(lambda: len(engine._jobs) == 2)
+            held.release.set()
+            await asyncio.gather(huge, small)
+    assert finished["small"] < finished["huge"]
+    assert engine.stats.cycles >= 2
+
+
+@asynccontextmanager
+async def served(settings: Settings) -> AsyncIterator[tuple[str, RerankEngine]]:
+    """The app behind a real uvicorn on a free port, so a client can really hang up."""
+    app = create_app(settings)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on"))
+    task = asyncio.create_task(server.serve())
+    await until(lambda: server.started or task.done())
+    services: Any = app.state["services"]
+    await services.wait_started()
+    port = server.servers[0].sockets[0].getsockname()[1]
+    engine = services.models.states[TINY].engine
+    try:
+        yield f"http://127.0.0.1:{port}", engine
+    finally:
+        server.should_exit = True
+        await task
+
+
+async def test_a_client_that_hangs_up_has_its_queued_work_dropped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = rerank_settings(tmp_path, batch_size=2)
+    key = new_key(settings, "gone")
+    async with served(settings) as (url, engine):
+        with held_inference(monkeypatch) as held:
+            async with httpx.AsyncClient(base_url=url, timeout=1.0) as client:
+                with pytest.raises(httpx.ReadTimeout):
+                    await client.post(
+                        "/v1/rerank", json={"query": "q", "documents": ["d"] * 10}, headers=bearer(key)
+                    )
+            assert held.running.is_set()
+            await until(lambda: engine.queue_depth == 0)
+            held.release.set()
+            await until(lambda: engine.stats.cycles == 1)
+        assert engine.stats.skipped_pairs == 8  # only the batch already running was scored
