@@ -77,6 +77,7 @@ class RerankRequest(msgspec.Struct, kw_only=True):
         | None
     ) = None
 
+
 class RerankResult(msgspec.Struct, omit_defaults=True):
     index: int
     relevance_score: float
