@@ -43,7 +43,14 @@ KEY_GUARD_RAISES: tuple[type[errors.SearchError], ...] = (
 
 # What each route raises itself, beyond its guard. An app built with a route missing here fails at once.
 RAISES: dict[HTTPRouteHandler, tuple[type[errors.SearchError], ...]] = {
-    rerank.rerank: (errors.InvalidRequest, errors.QuotaExceeded, errors.ModelUnavailable, errors.Overloaded),
+    rerank.rerank: (
+        errors.InvalidRequest,
+        errors.QuotaExceeded,
+        errors.ModelUnavailable,
+        errors.Overloaded,
+        errors.BackendTimeout,
+        errors.ClientGone,
+    ),
     search.search: (
         errors.InvalidRequest,
         errors.NotFound,
@@ -98,6 +105,7 @@ DESCRIPTIONS = {
     404: "Unknown collection or document",
     413: "The request body is too large",
     429: "Over the key's rate limit; see Retry-After",
+    499: "The client hung up before the answer: its queued work was dropped (logged, never read)",
     500: "Something unexpected; the operator's log has the details",
     503: "A model, the rerank queue or a search backend is not available; see Retry-After",
     507: "The server's disk is full: nothing can be written until space is freed; see Retry-After",
