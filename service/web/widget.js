@@ -42,7 +42,9 @@
   var label = el("label", { for: id + "-input", class: "fathom-hidden", text: "Search" });
   var facets = el("div", { class: "fathom-facets", role: "group", "aria-label": "Filters" });
   var status = el("div", { class: "fathom-status", role: "status", "aria-live": "polite" });
-  var list = el("ul", { id: id + "-list", class: "fathom-list", role: "listbox", "aria-label": "Search results" });
+  var list = el("ul", {
+    id: id + "-list", class: "fathom-list", role: "listbox", "aria-label": "Search results", hidden: ""
+  });
   var more = el("button", { type: "button", class: "fathom-more", hidden: "", text: "More results" });
   var root = el("div", { class: "fathom-widget" }, [label, input, facets, status, list, more]);
   var target = document.getElementById(attr("target", ""));
@@ -88,7 +90,7 @@
     hits.forEach(function (hit) { list.appendChild(option(hit, state.hits.length)); state.hits.push(hit); });
     state.cursor = data ? data.cursor : null;
     more.hidden = !state.cursor;
-    input.setAttribute("aria-expanded", state.hits.length ? "true" : "false");
+    expand(state.hits.length > 0);
     if (!data) { status.textContent = ""; facets.textContent = ""; return; }
     var total = data.total == null ? state.hits.length + (state.cursor ? "+" : "") : data.total;
     status.textContent = state.hits.length ? total + " results" : "No results";
@@ -146,6 +148,12 @@
     });
   }
 
+  function expand(open) {
+    list.hidden = !open;
+    input.setAttribute("aria-expanded", open ? "true" : "false");
+    if (!open) setActive(-1);
+  }
+
   function setActive(index) {
     var options = list.querySelectorAll("[role=option]");
     if (state.active >= 0 && options[state.active]) options[state.active].setAttribute("aria-selected", "false");
@@ -170,10 +178,12 @@
   });
   input.addEventListener("keydown", function (event) {
     var count = state.hits.length;
+    if (event.key.indexOf("Arrow") === 0 && count && list.hidden) expand(true);
     if (event.key === "ArrowDown" && count) setActive((state.active + 1) % count);
     else if (event.key === "ArrowUp" && count) setActive(state.active <= 0 ? count - 1 : state.active - 1);
     else if (event.key === "Enter" && state.active >= 0) choose(state.active);
-    else if (event.key === "Escape") { input.value = ""; search(false); }
+    else if (event.key === "Escape" && !list.hidden && count) expand(false);  // as WAI-ARIA's combobox: close,
+    else if (event.key === "Escape") { input.value = ""; search(false); }  // then clear
     else return;
     event.preventDefault();
   });

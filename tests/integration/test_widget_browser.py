@@ -231,7 +231,10 @@ async def test_facet_click_filters_and_keyboard_chooses(page: Any, site: Site, t
     assert paged[:PAGE_SIZE] == filtered and len(set(paged)) == len(paged)
 
     await box.focus()
-    await box.press("ArrowDown")
+    await box.press("Escape")  # closes the list, keeps the query
+    assert await box.get_attribute("aria-expanded") == "false" and await box.input_value() == "heat transfer"
+    assert not await page.get_by_role("listbox").is_visible()
+    await box.press("ArrowDown")  # opens it again, on the first hit
     await box.press("ArrowDown")
     second = page.get_by_role("option").nth(1)
     assert await box.get_attribute("aria-activedescendant") == await second.get_attribute("id")
