@@ -23,15 +23,20 @@ def compose_command() -> list[str]:
     pytest.skip("no docker compose here: .ci/run installs Debian's docker-compose")
 
 
-def test_compose_file_is_valid_and_wires_the_three_services() -> None:
+def test_compose_file_is_valid_and_wires_two_replicas_on_shared_state() -> None:
     result = subprocess.run(
         [*compose_command(), "config"], cwd=REPO, capture_output=True, text=True, timeout=60, check=False
     )
     assert result.returncode == 0, result.stderr
     config = result.stdout
-    for service in ("elasticsearch:", "qdrant:", "fathom:"):
-        assert service in config
-    assert "/app/config/docker.toml" in config
+    for service in ("elasticsearch:", "qdrant:", "postgres:", "fathom-a:", "fathom-b:", "proxy:"):
+        assert f"  {service}" in config
+    assert config.count("/app/config/docker.toml") == 2
+    assert config.count("FATHOM_STATE__URL: postgresql://") == 2
+    # The proxy names both replicas, and sends collection writes to one (the journal is per replica).
+    nginx = (REPO / "config" / "nginx.conf").read_text()
+    assert "server fathom-a:8000" in nginx and "server fathom-b:8000" in nginx
+    assert "location /v1/collections" in nginx
 
 
 def test_elasticsearch_server_major_matches_the_client() -> None:
@@ -51,3 +56,12 @@ def test_docker_config_loads() -> None:
     assert settings.search.lexical == "elasticsearch"
     assert settings.qdrant.url and settings.elasticsearch.url
     assert settings.data_dir == "/data" and settings.server.host == "0.0.0.0"
+
+
+def test_qdrant_server_is_within_one_minor_of_the_client() -> None:
+    compose = (REPO / "docker-compose.yml").read_text()
+    image = next(line for line in compose.splitlines() if "qdrant/qdrant:" in line).split(":v")[-1]
+    server_minor = int(image.split(".")[1])
+    client_minor = int(version("qdrant-client").split(".")[1])
+    assert image.split(".")[0] == version("qdrant-client").split(".")[0]
+    assert abs(server_minor - client_minor) <= 1
