@@ -29,7 +29,9 @@ def anyio_backend() -> str:
 
 @pytest.fixture(scope="module")
 async def client(lexical: str, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[httpx.AsyncClient]:
-    settings = search_settings(tmp_path_factory.mktemp(f"facets-{lexical}"), lexical)
+    # Generous stage timeouts: on a busy machine a slow stage must not degrade the order under test.
+    slow_ok = {"lexical_timeout": 120, "vector_timeout": 120, "rerank": {"timeout": 120}}
+    settings = search_settings(tmp_path_factory.mktemp(f"facets-{lexical}"), lexical, **slow_ok)
     report = await index_documents(settings, "cranfacets", DOCS)
     assert report.added == len(DOCS) and report.failed == 0
     key = new_key(settings, "pager")

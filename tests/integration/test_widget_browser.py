@@ -39,6 +39,8 @@ CHROMIUM_FLAGS = [
     "--disable-sync",
 ]
 COLLECTION = "cranweb"
+# Playwright's 30 s default is short for a search on a CI machine running other test suites.
+BROWSER_TIMEOUT_MS = 120_000
 PAGE_SIZE = 5
 
 if not os.environ.get("CI"):  # in CI a missing browser fails the run instead (.ci/run installs it)
@@ -70,6 +72,12 @@ default_model = "{TINY}"
 path = "{MODELS / TINY}"
 [rerank.models."BAAI/bge-reranker-v2-m3"]
 enabled = false
+# A busy CI machine must not turn a slow stage into a degraded, differently ordered answer.
+[search]
+lexical_timeout = 120
+vector_timeout = 120
+[search.rerank]
+timeout = 120
 """
 
 
@@ -133,6 +141,7 @@ async def page(site: Site) -> AsyncIterator[Any]:
     async with async_playwright() as driver:
         browser = await driver.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
         tab = await browser.new_page(viewport={"width": 900, "height": 1100})
+        tab.set_default_timeout(BROWSER_TIMEOUT_MS)
         errors: list[str] = []
         tab.on("pageerror", lambda error: errors.append(str(error)))
         await tab.goto(site.origin)
@@ -151,8 +160,9 @@ def api_ids(site: Site, query: str, **body: Any) -> list[str]:
         **body,
     }
     headers = {"Authorization": f"Bearer {site.key}", "Origin": site.origin}
-    response = httpx.post(f"{site.fathom}/v1/search", json=request, headers=headers, timeout=30)
+    response = httpx.post(f"{site.fathom}/v1/search", json=request, headers=headers, timeout=120)
     assert response.status_code == 200, response.text
+    assert response.json()["degraded"] == []
     return [hit["id"] for hit in response.json()["hits"]]
 
 
@@ -178,7 +188,8 @@ async def test_typing_shows_highlighted_linked_results_debounced(page: Any, site
     await box.press_sequentially(query, delay=20)
     await wait_for_query(page, query)
 
-    assert len(requests) < 5, f"{len(requests)} requests for {len(query)} keystrokes: not debounced"
+    # Typed 20 ms apart, the keys fall within one 150 ms debounce; a stalled machine may split them a little.
+    assert len(requests) <= len(query) // 4, f"{len(requests)} requests for {len(query)} keystrokes"
     assert await shown_ids(page) == api_ids(site, query)
     assert await box.get_attribute("aria-expanded") == "true"
     listbox = page.get_by_role("listbox")
