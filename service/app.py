@@ -12,6 +12,7 @@ from litestar import Litestar
 from litestar.datastructures import State
 
 from service.api import collections, context, embeddings, health, models, openapi, rerank, search, web
+from service.api.body import JsonBodyRequest
 from service.api.cors import cors_middleware
 from service.api.errors import EXCEPTION_HANDLERS
 from service.api.mcp import mcp_route
@@ -169,6 +170,7 @@ def create_app(settings: Settings) -> Litestar:
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[metrics_middleware(services.metrics), cors_middleware(services.public_origins)],
         request_max_body_size=settings.server.max_body_bytes,
+        request_class=JsonBodyRequest,
         openapi_config=openapi.openapi_config(),
         # Logging is the process's to configure (`fathom serve` does); Litestar's own config would
         # replace the root handlers, and our error handlers already log unexpected errors once.

@@ -69,6 +69,7 @@ class EmbeddingSettings(msgspec.Struct, forbid_unknown_fields=True):
     max_length: int = 256
     batch_size: int = 32
     query_cache_size: int = 1024
+    query_cache_bytes: int = 33_554_432
     threads: int = 0
     quantize: Literal["none", "int8"] = "none"
 
@@ -148,6 +149,9 @@ class SearchSettings(msgspec.Struct, forbid_unknown_fields=True):
     max_candidates: int = 1000
     # How deep pages of results (cursor) may go: past it a search gives no next cursor.
     max_depth: int = 200
+    # Bounds on one query: characters, and terms (runs of letters and digits, as the analysers cut them).
+    max_query_chars: int = 4096
+    max_query_terms: int = 256
     rrf_k: int = 60
     lexical_timeout: float = 5.0
     vector_timeout: float = 5.0

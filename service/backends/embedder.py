@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -30,18 +31,34 @@ A = TypeVar("A")
 R = TypeVar("R")
 
 
-class QueryCache:
-    """Least-recently-used query vectors; size 0 turns caching off.
+FLOAT_BYTES = sys.getsizeof(0.5)
 
-    Vectors are stored as tuples and handed out as fresh lists, so no caller can alter a cached entry.
+
+def entry_bytes(text: str, vector: tuple[float, ...]) -> int:
+    """Memory an entry holds: the text, the tuple and its float objects."""
+    return sys.getsizeof(text) + sys.getsizeof(vector) + FLOAT_BYTES * len(vector)
+
+
+class QueryCache:
+    """Least-recently-used query vectors, bounded in entries and in bytes; size 0 turns caching off.
+
+    The byte bound matters as much as the count: queries are client text, and a thousand long ones
+    would otherwise hold their texts for good. Vectors are stored as tuples and handed out as fresh
+    lists, so no caller can alter a cached entry.
     """
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, max_bytes: int = 33_554_432) -> None:
         self._size = size
+        self._max_bytes = max_bytes
+        self._bytes = 0
         self._entries: OrderedDict[str, tuple[float, ...]] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._entries)
+
+    @property
+    def bytes(self) -> int:
+        return self._bytes
 
     def get(self, text: str) -> list[float] | None:
         vector = self._entries.get(text)
@@ -51,12 +68,17 @@ class QueryCache:
         return list(vector)
 
     def put(self, text: str, vector: Sequence[float]) -> None:
-        if self._size <= 0:
+        stored = tuple(vector)
+        cost = entry_bytes(text, stored)
+        if self._size <= 0 or cost > self._max_bytes:
             return
-        self._entries[text] = tuple(vector)
-        self._entries.move_to_end(text)
-        while len(self._entries) > self._size:
-            self._entries.popitem(last=False)
+        if text in self._entries:
+            self._bytes -= entry_bytes(text, self._entries.pop(text))
+        self._entries[text] = stored
+        self._bytes += cost
+        while len(self._entries) > self._size or self._bytes > self._max_bytes:
+            old_text, old_vector = self._entries.popitem(last=False)
+            self._bytes -= entry_bytes(old_text, old_vector)
 
 
 class FastembedEmbedder:
@@ -73,7 +95,7 @@ class FastembedEmbedder:
         truncate_at(inference_tokenizer, settings.max_length)
         self._tokenizer = untruncated_copy(inference_tokenizer)
         self._dimensions = self._model.embedding_size
-        self._cache = QueryCache(settings.query_cache_size)
+        self._cache = QueryCache(settings.query_cache_size, settings.query_cache_bytes)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fathom-embedder")
 
     @property

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import re
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -103,9 +104,24 @@ def validate_query(request: SearchQuery, settings: SearchSettings) -> SearchPlan
     return replace(plan, offset=decode_cursor(request.cursor, plan.order))
 
 
+# Terms as the lexical analysers cut them (Tantivy's simple tokenizer, Elasticsearch's standard one).
+QUERY_TERM = re.compile(r"\w+")
+
+
+def query_problems(query: str, settings: SearchSettings) -> list[str]:
+    """A query over the length limits, said with the limit: checked first, before anything costly."""
+    if len(query) > settings.max_query_chars:
+        return [f"query is {len(query)} characters long; the limit is {settings.max_query_chars}"]
+    terms = sum(1 for _ in QUERY_TERM.finditer(query))
+    if terms > settings.max_query_terms:
+        return [f"query has {terms} terms; the limit is {settings.max_query_terms}: shorten it"]
+    return []
+
+
 def _problems(plan: SearchPlan, settings: SearchSettings) -> list[str]:
     named = (("query", plan.query), ("collection", plan.collection))
     problems = [f"{name} must not be empty" for name, value in named if not value.strip()]
+    problems.extend(query_problems(plan.query, settings))
     if not 1 <= plan.top_k <= settings.max_top_k:
         problems.append(f"top_k must be between 1 and {settings.max_top_k}, got {plan.top_k}")
     if not 1 <= plan.candidates <= settings.max_candidates:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from service.backends.embedder import QueryCache
+from service.backends.embedder import QueryCache, entry_bytes
 
 
 def test_miss_then_hit() -> None:
@@ -41,3 +41,16 @@ def test_size_zero_disables_caching() -> None:
     cache.put("q", [1.0])
     assert cache.get("q") is None
     assert len(cache) == 0
+
+
+def test_bytes_are_bounded_as_well_as_entries() -> None:
+    """Long query texts cannot pile up: the oldest go once the byte bound is passed."""
+    vector = [0.5] * 384
+    one = entry_bytes("x" * 100_000, tuple(vector))
+    cache = QueryCache(1000, max_bytes=3 * one)
+    for number in range(10):
+        cache.put(f"{number:05d}" + "x" * 99_995, vector)
+    assert len(cache) == 3 and cache.bytes <= 3 * one
+    assert cache.get("00009" + "x" * 99_995) == vector and cache.get("00000" + "x" * 99_995) is None
+    cache.put("y" * 1_000_000, vector)  # larger than the whole bound: not kept, nothing evicted for it
+    assert len(cache) == 3 and cache.get("y" * 1_000_000) is None
