@@ -46,6 +46,18 @@ class RerankOptions(msgspec.Struct, forbid_unknown_fields=True):
     )
     depth: Annotated[int, described("How many fused hits to rerank; 0: none.", ge=0)] | None = None
     model: Annotated[str, described("A rerank model id of GET /v1/models.")] | None = None
+    budget_ms: (
+        Annotated[
+            float,
+            described(
+                "Milliseconds the rerank stage may take: as many of the first `depth` fused hits as fit are"
+                " reranked, the rest keep their fused order (default [search.rerank] budget_ms; 0: none).",
+                ge=0,
+                le=60_000,
+            ),
+        ]
+        | None
+    ) = None
 
 
 class SearchRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -114,6 +126,8 @@ class SearchResponse(msgspec.Struct):
     hits: list[SearchResult]
     timings: dict[str, float]
     degraded: list[DegradedStage]
+    # Hits the reranker scored: the head of the fused list that fitted in the rerank budget.
+    reranked: int = 0
     # Send it back as `cursor` for the next page; null when there is none.
     cursor: str | None = None
     # With `facets` in the request: documents the query matches lexically after the filter, and
@@ -136,6 +150,7 @@ def to_query(data: SearchRequest) -> SearchQuery:
         weights=(weights.lexical, weights.vector),
         rerank_enabled=rerank.enabled,
         rerank_depth=rerank.depth,
+        rerank_budget_ms=rerank.budget_ms,
         min_score=data.min_score,
         passages=data.passages,
         facets=parse_facet_fields(data.facets),
@@ -199,6 +214,7 @@ def response_of(collection: str, outcome: SearchOutcome) -> SearchResponse:
         hits=[to_result(hit) for hit in outcome.hits],
         timings={stage: round(ms, 3) for stage, ms in outcome.timings.items()},
         degraded=[DegradedStage(d.stage, d.reason) for d in outcome.degraded],
+        reranked=outcome.reranked,
         cursor=outcome.cursor,
         total=None if outcome.facets is None else outcome.facets.total,
         facets=facet_buckets(outcome.facets),

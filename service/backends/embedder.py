@@ -9,7 +9,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from fastembed import TextEmbedding
 from fastembed.common.model_description import ModelSource, PoolingType
@@ -17,6 +17,7 @@ from fastembed.text.onnx_text_model import OnnxTextModel
 from tokenizers import Tokenizer
 
 from service.backends.hub import download_options, unavailable_reason
+from service.backends.onnx_session import open_session
 from service.search.errors import ModelUnavailable
 from service.settings import EmbeddingSettings
 
@@ -158,21 +159,34 @@ class FastembedEmbedder:
 
 
 def load_text_embedding(settings: EmbeddingSettings, cache_dir: Path) -> TextEmbedding:
-    """The fastembed model: the local folder at `settings.path`, else a hub model fastembed knows."""
-    threads = settings.threads or None  # 0 means ONNX Runtime's own choice, one thread per core
+    """The fastembed model: the local folder at `settings.path`, else a hub model fastembed knows.
+
+    fastembed finds the files and reads the tokenizer; the ONNX session is Fathom's own (thread
+    settings for a shared machine, int8 when `quantize` asks), as for the rerank models.
+    """
     where = f"folder {settings.path}" if settings.path else f"model {settings.model!r}"
     try:
         if settings.path:
             name = register_local_model(settings.model, Path(settings.path), settings.max_length)
-            return TextEmbedding(
-                name, cache_dir=str(cache_dir), threads=threads, specific_model_path=settings.path
+            model = TextEmbedding(
+                name, cache_dir=str(cache_dir), specific_model_path=settings.path, lazy_load=True
             )
-        return TextEmbedding(settings.model, cache_dir=str(cache_dir), threads=threads, **download_options())
+        else:
+            model = TextEmbedding(
+                settings.model, cache_dir=str(cache_dir), lazy_load=True, **download_options()
+            )
+        inner: Any = model.model
+        inner._ensure_tokenizer()
+        model_file = Path(inner._model_dir) / inner.model_description.model_file
     except ModelUnavailable:
         raise
     except Exception as exc:  # fastembed raises anything from ValueError to network and ONNX errors
         reason = str(exc) if settings.path else unavailable_reason(exc)
         raise ModelUnavailable(f"embedding {where} cannot be loaded: {reason}") from exc
+    inner.model = open_session(
+        model_file, threads=settings.threads, quantize=settings.quantize, cache_dir=cache_dir
+    )
+    return model
 
 
 def register_local_model(model_id: str, path: Path, max_length: int) -> str:

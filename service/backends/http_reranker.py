@@ -22,7 +22,11 @@ class HttpReranker:
     async def close(self) -> None:
         await self._client.aclose()
 
-    async def score(self, query: str, passages: Sequence[str]) -> list[float]:
+    async def score(
+        self, query: str, passages: Sequence[str], *, budget_ms: float | None = None
+    ) -> list[float]:
+        """Every passage's score: a remote reranker's speed is unknown here, so `budget_ms` is not used
+        ([search.rerank] timeout bounds the call)."""
         body: dict[str, Any] = {"query": query, "documents": list(passages), "top_n": len(passages)}
         if self._model:
             body["model"] = self._model

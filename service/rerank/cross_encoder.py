@@ -20,6 +20,7 @@ from fastembed.rerank.cross_encoder import TextCrossEncoder
 from tokenizers import Encoding, Tokenizer
 
 from service.backends.hub import download_options, unavailable_reason
+from service.backends.onnx_session import Quantize, open_session
 from service.search.errors import ModelUnavailable
 
 _REGISTER_LOCK = threading.Lock()
@@ -188,26 +189,37 @@ def _register_local(model_id: str, folder: Path) -> str:
 
 
 def load_cross_encoder(
-    model_id: str, path: str | None, *, cache_dir: Path, max_length: int, threads: int = 0
+    model_id: str,
+    path: str | None,
+    *,
+    cache_dir: Path,
+    max_length: int,
+    threads: int = 0,
+    quantize: Quantize = "none",
 ) -> CrossEncoder:
-    """Open a model from a local folder, or from fastembed's cache, downloading it when absent."""
+    """Open a model from a local folder, or from fastembed's cache, downloading it when absent.
+
+    fastembed finds (or downloads) the files and reads the tokenizer; the session is Fathom's own, with
+    the thread settings of service.backends.onnx_session and, when asked, an int8 copy of the model.
+    """
     try:
         if path:
             folder = Path(path)
             if not folder.is_dir():
                 raise ModelUnavailable(f"model folder {folder} does not exist")
             name = _register_local(model_id, folder)
-            encoder = TextCrossEncoder(
-                name, specific_model_path=str(folder), threads=threads or None, cuda=False
-            )
+            encoder = TextCrossEncoder(name, specific_model_path=str(folder), cuda=False, lazy_load=True)
         else:
             encoder = TextCrossEncoder(
-                model_id, cache_dir=str(cache_dir), threads=threads or None, cuda=False, **download_options()
+                model_id, cache_dir=str(cache_dir), cuda=False, lazy_load=True, **download_options()
             )
+        inner: Any = encoder.model  # fastembed's ONNX wrapper: where the files are, and the tokenizer
+        inner._ensure_tokenizer()
+        model_file = Path(inner._model_dir) / inner.model_description.model_file
     except ModelUnavailable:
         raise
     except Exception as exc:  # fastembed raises ValueError, OSError, onnxruntime errors, hub errors
         reason = str(exc) if path else unavailable_reason(exc)
         raise ModelUnavailable(f"model {model_id!r} could not be loaded: {reason}") from exc
-    inner: Any = encoder.model  # fastembed's ONNX wrapper: the session and tokenizer it opened
-    return CrossEncoder(inner.model, inner.tokenizer, max_length=max_length)
+    session = open_session(model_file, threads=threads, quantize=quantize, cache_dir=cache_dir)
+    return CrossEncoder(session, inner.tokenizer, max_length=max_length)

@@ -65,6 +65,7 @@ class ModelRegistry:
                 cache_dir=self.cache_dir,
                 max_length=self.settings.max_length,
                 threads=self.settings.threads,
+                quantize=config.quantize,
             )
         except ModelUnavailable as exc:
             state.error = str(exc)

@@ -47,6 +47,7 @@ class SearchQuery:
     weights: tuple[float, float] = (1.0, 1.0)
     rerank_enabled: bool | None = None
     rerank_depth: int | None = None
+    rerank_budget_ms: float | None = None
     min_score: float | None = None
     passages: bool = False
     facets: tuple[str, ...] | None = None
@@ -70,6 +71,8 @@ class SearchPlan:
     passages: bool
     facets: tuple[str, ...] | None = None
     offset: int = 0
+    # Milliseconds the rerank stage may take (0: no budget, rerank the whole depth).
+    rerank_budget_ms: float = 0.0
 
     @property
     def order(self) -> str:
@@ -92,6 +95,9 @@ def validate_query(request: SearchQuery, settings: SearchSettings) -> SearchPlan
         weights=request.weights,
         rerank=settings.rerank.enabled if request.rerank_enabled is None else request.rerank_enabled,
         rerank_depth=settings.rerank.depth if request.rerank_depth is None else request.rerank_depth,
+        rerank_budget_ms=(
+            settings.rerank.budget_ms if request.rerank_budget_ms is None else request.rerank_budget_ms
+        ),
         min_score=request.min_score,
         passages=request.passages,
         facets=request.facets,
@@ -131,6 +137,10 @@ def _problems(plan: SearchPlan, settings: SearchSettings) -> list[str]:
     problems.extend(_weight_problems(plan.weights))
     if plan.rerank_depth < 0:
         problems.append(f"rerank_depth must be 0 (no rerank) or more, got {plan.rerank_depth}")
+    if not 0 <= plan.rerank_budget_ms <= 60_000:
+        problems.append(
+            f"rerank budget_ms must be between 0 (no budget) and 60000, got {plan.rerank_budget_ms}"
+        )
     if plan.top_k > settings.max_depth:
         problems.append(f"top_k must be at most max_depth ({settings.max_depth}), got {plan.top_k}")
     if plan.min_score is not None and not 0 <= plan.min_score <= 1:
@@ -154,6 +164,7 @@ class _Trace:
 
     timings: dict[str, float] = field(default_factory=dict)
     degraded: list[Degradation] = field(default_factory=list)
+    reranked: int = 0
 
     @contextmanager
     def timed(self, stage: str) -> Iterator[None]:
@@ -208,7 +219,12 @@ class SearchPipeline:
             hits = await self._rerank(plan, fused, trace)
         page, cursor = page_of(hits, plan.offset, plan.top_k, self._settings.max_depth, plan.order)
         return SearchOutcome(
-            hits=page, timings=trace.timings, degraded=trace.degraded, cursor=cursor, facets=facets
+            hits=page,
+            timings=trace.timings,
+            degraded=trace.degraded,
+            cursor=cursor,
+            facets=facets,
+            reranked=trace.reranked,
         )
 
     async def _retrieve_and_count(
@@ -269,9 +285,10 @@ class SearchPipeline:
 
     async def _rerank(self, plan: SearchPlan, fused: list[FusedHit], trace: _Trace) -> list[SearchHit]:
         depth = min(plan.rerank_depth, len(fused)) if plan.rerank else 0
-        scores = await self._rerank_scores(plan.query, fused[:depth], trace) if depth else None
-        if scores is None:
+        scores = await self._rerank_scores(plan, fused[:depth], trace) if depth else None
+        if not scores:  # failed, or not even one hit fitted in the budget
             return [SearchHit.from_fused(item) for item in fused]
+        depth = trace.reranked = len(scores)  # within a budget, the head that fitted
         # sorted() is stable: equal rerank scores keep their fused order.
         head = sorted(zip(fused[:depth], scores, strict=True), key=lambda pair: -pair[1])
         reranked = [SearchHit.from_fused(item, rerank_score=score) for item, score in head]
@@ -279,16 +296,23 @@ class SearchPipeline:
             return [hit for hit in reranked if hit.score >= plan.min_score]
         return reranked + [SearchHit.from_fused(item) for item in fused[depth:]]
 
-    async def _rerank_scores(self, query: str, head: list[FusedHit], trace: _Trace) -> list[float] | None:
-        """One rerank score per head hit, or None after noting why the reranker could not give them."""
+    async def _rerank_scores(
+        self, plan: SearchPlan, head: list[FusedHit], trace: _Trace
+    ) -> list[float] | None:
+        """Rerank scores of the head (or of its first hits, as many as fit in the budget), or None
+        after noting why the reranker could not give them."""
         if self._reranker is None:
             trace.degrade(RERANK, "no reranker is configured")
             return None
         passages = [_passage(item.hit) for item in head]
         with trace.timed(RERANK):
-            work = partial(self._reranker.score, query, passages)
+            budget = plan.rerank_budget_ms or None
+            work = partial(self._reranker.score, plan.query, passages, budget_ms=budget)
             scores = await _guarded(RERANK, work, self._settings.rerank.timeout, trace, propagate=())
-        if scores is not None and len(scores) != len(passages):
+        if scores is None:
+            return None
+        # Within a budget the reranker may score a prefix of the head; without one it owes every score.
+        if len(scores) > len(passages) or (budget is None and len(scores) != len(passages)):
             trace.degrade(RERANK, f"reranker returned {len(scores)} scores for {len(passages)} passages")
             return None
         return scores

@@ -45,8 +45,14 @@ class Embedder(Protocol):
 
 
 class Reranker(Protocol):
-    async def score(self, query: str, passages: Sequence[str]) -> list[float]:
-        """One relevance score in [0, 1] per passage, in the order given."""
+    async def score(
+        self, query: str, passages: Sequence[str], *, budget_ms: float | None = None
+    ) -> list[float]:
+        """One relevance score in [0, 1] per passage, in the order given.
+
+        With `budget_ms`, a reranker that knows its own speed may score only the first passages, as
+        many as fit in the budget: the answer is then a prefix of the passages' scores.
+        """
         ...
 
 

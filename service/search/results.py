@@ -72,3 +72,5 @@ class SearchOutcome:
     degraded: list[Degradation] = field(default_factory=list)
     cursor: str | None = None
     facets: FacetCounts | None = None
+    # Hits the reranker scored: the head that fitted in the rerank budget (0 when it did not run).
+    reranked: int = 0

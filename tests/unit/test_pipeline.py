@@ -96,10 +96,17 @@ class FakeReranker:
     delay: float = 0.0
     error: Exception | None = None
     drop_one: bool = False
+    affordable: int | None = None  # within a budget, how many passages fit
     calls: list[list[str]] = field(default_factory=list)
+    budgets: list[float | None] = field(default_factory=list)
 
-    async def score(self, query: str, passages: Sequence[str]) -> list[float]:
+    async def score(
+        self, query: str, passages: Sequence[str], *, budget_ms: float | None = None
+    ) -> list[float]:
         self.calls.append(list(passages))
+        self.budgets.append(budget_ms)
+        if budget_ms is not None and self.affordable is not None:
+            passages = passages[: self.affordable]
         await asyncio.sleep(self.delay)
         if self.error:
             raise self.error
@@ -117,7 +124,9 @@ def pipeline(
     reranker: FakeReranker | None = None,
     **settings: Any,
 ) -> SearchPipeline:
-    rerank = SearchRerankSettings(timeout=settings.pop("rerank_timeout", 10.0), depth=2)
+    # No budget unless a test sets one: a reranker that answers short is then a failure, not a budget.
+    budget = settings.pop("rerank_budget_ms", 0.0)
+    rerank = SearchRerankSettings(timeout=settings.pop("rerank_timeout", 10.0), depth=2, budget_ms=budget)
     return SearchPipeline(
         lexical or FakeLexical(),
         vectors or FakeVectors(),
@@ -432,3 +441,17 @@ def test_validation_resolves_defaults_from_settings() -> None:
 
     assert (plan.top_k, plan.candidates, plan.rrf_k) == (7, 30, 20)
     assert (plan.rerank, plan.rerank_depth, plan.weights) == (True, 50, (1.0, 1.0))
+
+
+@pytest.mark.anyio
+async def test_a_rerank_budget_reranks_the_head_that_fits_and_says_how_many() -> None:
+    reranker = FakeReranker({"c": 0.9, "a": 0.2, "b": 0.5}, affordable=2)
+    outcome = await pipeline(reranker=reranker).search(
+        query(rerank_enabled=True, rerank_depth=3, rerank_budget_ms=80)
+    )
+    assert reranker.budgets == [80]
+    assert outcome.reranked == 2
+    reranked = [found for found in outcome.hits if found.rerank_score is not None]
+    assert len(reranked) == 2 and reranked[0].rerank_score >= reranked[1].rerank_score
+    assert all(found.rerank_score is None for found in outcome.hits[2:])  # the rest keep fused order
+    assert outcome.hits[2:] == sorted(outcome.hits[2:], key=lambda found: -found.fused_score)
