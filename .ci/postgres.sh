@@ -16,10 +16,12 @@ log() { echo "postgres.sh: $*" >&2; }
 
 bin_dir() {
     local dir
-    dir="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)"
+    # `|| true`: no match is the cue to install, not an error (set -e and pipefail are on).
+    dir="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)"
     if [[ -z "${dir}" ]]; then
         log "installing Debian's postgresql"
-        apt-get update -qq
+        # This function's stdout is its answer: apt's chatter goes to stderr.
+        apt-get update -qq >&2
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
         dir="$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)"
     fi
