@@ -71,13 +71,16 @@ def quantized(model_file: Path, cache_dir: Path) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     log.info("quantising %s to int8 (once; cached as %s)", model_file, target)
     try:
+        import onnx
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
         # Written beside the target and renamed: a crash mid-way never leaves a half file in the cache.
         with tempfile.TemporaryDirectory(dir=target.parent) as scratch:
             partial = Path(scratch) / "model.onnx"
+            # A loaded model, not its path: given a path, the quantiser writes a scratch copy beside the
+            # source, which may be read-only or shared with another process quantising it.
             quantize_dynamic(
-                model_file,
+                onnx.load(str(model_file)),
                 partial,
                 weight_type=QuantType.QInt8,
                 per_channel=True,
