@@ -199,6 +199,8 @@ async def run_stage(
             weights=stage.weights,
             rerank_enabled=stage.rerank,
             rerank_depth=depth,
+            # The whole depth, however long: a time budget would make the figures depend on machine load.
+            rerank_budget_ms=0,
         )
         started = time.perf_counter()
         outcome = await pipeline.search(request)
