@@ -1,10 +1,15 @@
 """`fathom eval`: trec_eval-style quality per search stage, and the command end to end.
 
 BM25 references are for Tantivy's fixed BM25 parameters, k1=1.2 and b=0.75 (constants K1, B in Tantivy's
-src/query/bm25.rs), from ../shared/data/README.md: nDCG@10 cranfield 0.368, cacm 0.475 (title + text,
-lowercase, English stopwords, Porter stemming). The Tantivy index removes English stop words and counts
-repeated query words, as that setup does; with Snowball rather than Porter and per-field BM25 it lands
-within 0.02 of both.
+src/query/bm25.rs), from ../shared/data/README.md: nDCG@10 cranfield 0.368, cacm 0.475 (title + text as
+one field, lowercase, English stopwords, Porter stemming). The Tantivy index removes English stop words
+and counts repeated query words, as that setup does; with Snowball rather than Porter and chunks rather
+than whole documents it lands within 0.02 of both (0.364 and 0.483 when measured).
+
+The hybrid is held to the textbook reference of indexers/reference.py, ranked in the same run on the
+same machine: measured nDCG@10 Fathom 0.4155 vs reference 0.4135 on Cranfield, 0.5557 vs 0.5545 on CACM.
+REFERENCE_SLACK only absorbs rank swaps between near-tied cosine scores, which ONNX Runtime's thread
+count can reorder; the gap this test was written against was 0.019 on CACM.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from tests.integration.rerank_app import TINY
 from tests.integration.search_app import search_settings
 
 BM25_REFERENCE = {"cranfield": 0.368, "cacm": 0.475}
+REFERENCE_SLACK = 0.002
 METRICS = ("ndcg_at_10", "recall_at_100", "mrr_at_10")
 
 
@@ -39,14 +45,20 @@ def test_bm25_is_near_the_reference_for_k1_1_2_b_0_75(name: str, request: pytest
 
 
 @pytest.mark.parametrize("name", ["cranfield", "cacm"])
-def test_hybrid_is_at_least_each_retriever(name: str, request: pytest.FixtureRequest) -> None:
+def test_hybrid_is_at_least_each_retriever_and_the_reference(
+    name: str, request: pytest.FixtureRequest
+) -> None:
     settings: Settings = request.getfixturevalue(f"indexed_{name}")
     benchmark = read_benchmark(DATA / name)
-    report = anyio.run(partial(evaluate, settings, name, benchmark, stages=("bm25", "dense", "hybrid")))
+    stages = ("bm25", "dense", "hybrid")
+    report = anyio.run(partial(evaluate, settings, name, benchmark, stages=stages, reference=True))
     ndcg = {stage.stage: stage.ndcg_at_10 for stage in report.stages}
     print(f"{name} nDCG@10:", {stage: round(value, 4) for stage, value in ndcg.items()})
     assert report.queries == len(benchmark.qrels) and all(s.degraded == 0 for s in report.stages)
     assert ndcg["hybrid"] >= max(ndcg["bm25"], ndcg["dense"])
+    assert ndcg["hybrid"] >= ndcg["ref-hybrid"] - REFERENCE_SLACK
+    # The reference is the textbook one: its BM25 is the published figure for k1 0.9, b 0.4.
+    assert ndcg["ref-bm25"] == pytest.approx({"cranfield": 0.352, "cacm": 0.466}[name], abs=0.001)
     for stage in report.stages:
         assert 0 < stage.mrr_at_10 <= 1 and 0 < stage.recall_at_100 <= 1
         assert 0 < stage.p50_ms <= stage.p95_ms
