@@ -14,6 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from service.api.services import Services, services_of
 from service.auth.guard import require_api_key
 from service.auth.scopes import ADMIN
+from service.search.redact import without_urls
 
 
 class Health(msgspec.Struct):
@@ -55,7 +56,8 @@ def search_status(services: Services) -> str:
         return "ready"
     if not services.settings.search.enabled:
         return "disabled"
-    return f"failed: {services.stack_error}" if services.stack_error else "starting"
+    # Readiness is for operators: a damaged file's path stays (they restore it), URLs do not.
+    return f"failed: {without_urls(services.stack_error)}" if services.stack_error else "starting"
 
 
 async def metrics_guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:

@@ -20,6 +20,7 @@ from service.search.filters import parse_filter
 from service.search.fusion import StageEvidence
 from service.search.pipeline import SearchPipeline, SearchQuery
 from service.search.protocols import Reranker
+from service.search.redact import for_clients
 from service.search.results import SearchHit, SearchOutcome
 
 SEARCH_UNITS_PER_QUERY = 1
@@ -186,7 +187,9 @@ def to_result(hit: SearchHit) -> SearchResult:
 def pipeline_for(services: Services, model: str | None) -> SearchPipeline:
     """The shared pipeline, or one whose reranker is the model this request names."""
     if services.stack is None or services.pipeline is None:
-        raise BackendUnavailable(f"search is not available: {services.stack_error or 'still starting'}")
+        raise BackendUnavailable(
+            f"search is not available: {for_clients(services.stack_error or 'still starting')}"
+        )
     if model is None:
         return services.pipeline
     if services.settings.search.rerank.url:

@@ -14,7 +14,14 @@ from functools import partial
 from typing import TypeVar
 
 from service.search.cursor import decode_cursor, fingerprint, page_of
-from service.search.errors import BackendUnavailable, InvalidRequest, NotFound, SearchError
+from service.search.errors import (
+    BackendTimeout,
+    BackendUnavailable,
+    InvalidRequest,
+    NotFound,
+    SearchError,
+    StorageFull,
+)
 from service.search.facets import FacetCounts
 from service.search.fusion import FusedHit, collapse_to_documents, reciprocal_rank_fusion
 from service.search.models import Filter, Hit
@@ -334,12 +341,26 @@ async def _guarded(
     except TimeoutError:
         trace.degrade(stage, f"timed out after {seconds:g} s")
     except SearchError as exc:
-        trace.degrade(stage, str(exc) or exc.code)
+        # A backend's message may name its URL or a server path: that stays in the log, and the
+        # client (degraded list, the all-failed 503) gets only what kind of failure it was.
+        log.warning("%s stage degraded: %s", stage, exc)
+        trace.degrade(stage, public_reason(exc))
     except Exception as exc:
         # Details stay in the log: the reason goes to clients and may not expose internals.
         log.warning("%s stage failed", stage, exc_info=exc)
         trace.degrade(stage, f"unexpected {type(exc).__name__}")
     return None
+
+
+def public_reason(exc: SearchError) -> str:
+    """What a client may read of a stage's failure: its kind, never its (internal) detail."""
+    if isinstance(exc, BackendTimeout):
+        return "timed out"
+    if isinstance(exc, StorageFull):
+        return "storage full"
+    if isinstance(exc, BackendUnavailable):
+        return "unavailable"
+    return exc.code
 
 
 def _passage(hit: Hit) -> str:

@@ -187,6 +187,9 @@ async def test_a_dead_lexical_backend_degrades_instead_of_failing(tmp_path: Path
         assert response.status_code == 200, response.text
         body = response.json()
         assert [d["stage"] for d in body["degraded"]] == ["lexical"]
+        # The dead backend's URL is for the log, not the client: a generic stage reason only.
+        assert body["degraded"][0]["reason"] == "unavailable"
+        assert "127.0.0.1" not in response.text and "http://" not in response.text
         assert body["hits"] and all(h["evidence"]["bm25"] == {} for h in body["hits"])
         assert body["hits"][0]["id"] == DOCS[3].id
         metrics = (await http.get("/metrics")).text

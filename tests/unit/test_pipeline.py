@@ -231,7 +231,8 @@ async def test_failing_lexical_degrades_with_its_reason() -> None:
 
     outcome = await pipeline(down).search(query())
 
-    assert outcome.degraded == [Degradation("lexical", "elasticsearch is unreachable at :9200")]
+    # The backend's message (its address) stays in the log; the client reads the kind of failure.
+    assert outcome.degraded == [Degradation("lexical", "unavailable")]
     assert doc_ids(outcome) == ["d2", "d4", "d1"]
 
 
@@ -251,7 +252,9 @@ async def test_both_retrievers_failing_is_backend_unavailable() -> None:
         FakeLexical(error=BackendUnavailable("es down")), FakeVectors(delay=5), vector_timeout=0.05
     )
 
-    with pytest.raises(BackendUnavailable, match=r"no retriever could answer: .*es down.*timed out"):
+    with pytest.raises(
+        BackendUnavailable, match=r"no retriever could answer: lexical: unavailable; vector: timed out"
+    ):
         await down.search(query())
 
 
@@ -271,7 +274,7 @@ async def test_zero_weight_retriever_is_not_queried() -> None:
 async def test_only_queried_retriever_failing_is_backend_unavailable() -> None:
     down = pipeline(vectors=FakeVectors(error=BackendUnavailable("qdrant down")))
 
-    with pytest.raises(BackendUnavailable, match="qdrant down"):
+    with pytest.raises(BackendUnavailable, match="vector: unavailable"):
         await down.search(query(weights=(0.0, 1.0)))
 
 
@@ -327,7 +330,7 @@ async def test_reranker_reads_title_and_full_chunk_text_not_the_snippet() -> Non
 @pytest.mark.parametrize(
     ("reranker", "reason"),
     [
-        (FakeReranker(error=BackendUnavailable("reranker replica down")), "reranker replica down"),
+        (FakeReranker(error=BackendUnavailable("reranker at http://10.0.0.7:8080 is down")), "unavailable"),
         (FakeReranker(delay=5), "timed out after 0.05 s"),
         (FakeReranker(drop_one=True), "reranker returned 1 scores for 2 passages"),
     ],
