@@ -132,15 +132,17 @@ async def list_collections(request: Request[Any, Any, Any]) -> CollectionList:
 async def get_collection(request: Request[Any, Any, Any], name: FromPath[str]) -> CollectionInfo:
     """Documents and chunks in the journal and in each store: a quick look for drift."""
     writer = writer_of(request)
-    writer.require(name)
+    await writer.require(name)
     lexical, vector = await asyncio.gather(
         writer.stack.lexical.chunk_counts(name), writer.stack.vectors.chunk_counts(name)
     )
-    journal = writer.journal.chunk_counts(name)
+    # Off the loop: a journal locked by another process must not stall /healthz (issue 7, defect 8).
+    journal = await asyncio.to_thread(writer.journal.chunk_counts, name)
+    pending = await asyncio.to_thread(writer.journal.pending, name)
     return CollectionInfo(
         name=name,
         documents=len(journal),
-        pending=len(writer.journal.pending(name)),
+        pending=len(pending),
         stores={
             "journal": StoreCounts(len(journal), sum(journal.values())),
             "lexical": StoreCounts(len(lexical), sum(lexical.values())),
@@ -196,7 +198,7 @@ async def upsert_documents(
     this request began on: a DELETE in between ends the upsert with 404 rather than re-creating it.
     """
     writer = writer_of(request)
-    generation = writer.require(name)
+    generation = await writer.require(name)
     documents = to_documents(data)
     services = services_of(request)
     async with billed(services.keys, request.state.api_key, rerank_search_units(len(documents))):
@@ -222,7 +224,7 @@ async def delete_document(
     request: Request[Any, Any, Any], name: FromPath[str], doc_id: FromPath[str]
 ) -> DocumentDeleted:
     writer = writer_of(request)
-    writer.require(name)
+    await writer.require(name)
     doc_id = doc_id.removeprefix("/")  # a path parameter keeps its leading slash; ids may hold slashes
     async with billed(services_of(request).keys, request.state.api_key, 1):
         if await writer.delete(name, [doc_id]) == 0:

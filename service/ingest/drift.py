@@ -54,7 +54,7 @@ class Drift:
 
 async def find_drift(writer: IngestWriter, collection: str) -> Drift:
     """Compare per-document chunk counts: journal, lexical store, vector store."""
-    writer.require(collection)
+    await writer.require(collection)
     journal = writer.journal.chunk_counts(collection)
     lexical, vector = await asyncio.gather(
         writer.stack.lexical.chunk_counts(collection), writer.stack.vectors.chunk_counts(collection)

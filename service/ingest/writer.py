@@ -12,6 +12,7 @@ import json
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import ParamSpec, TypeVar
 
 from service.backends.stack import SearchStack
 from service.ingest.chunking import Chunker, embedding_text
@@ -21,6 +22,9 @@ from service.ingest.metadata import metadata_problem
 from service.search.collections import checked_collection_name
 from service.search.errors import InvalidRequest, NotFound, SearchError
 from service.search.models import Chunk
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 # Document ids per delete request when removing many documents.
 DELETE_BATCH = 500
@@ -139,20 +143,20 @@ class IngestWriter:
             self._stack.lexical.ensure_collection(collection),
             self._stack.vectors.ensure_collection(collection),
         )
-        return self._journal.add_collection(collection)
+        return await self._off_loop(self._journal.add_collection, collection)
 
     async def drop_collection(self, collection: str) -> None:
         """Marked first, so a drop interrupted half-way is finished by `recover_all()`."""
-        self.require(collection)
+        await self.require(collection)
         async with self._locks[collection]:
-            self._journal.mark_dropping(collection)
+            await self._off_loop(self._journal.mark_dropping, collection)
             await self._drop_stores(collection)
-            self._journal.forget_collection(collection)
+            await self._off_loop(self._journal.forget_collection, collection)
 
-    def require(self, collection: str, generation: float | None = None) -> float:
+    async def require(self, collection: str, generation: float | None = None) -> float:
         """The live collection's generation; NotFound when it does not exist, or is no longer the
         `generation` a caller began on (dropped, perhaps created again, since)."""
-        live = self._journal.generation(collection)
+        live = await self._off_loop(self._journal.generation, collection)
         if generation is not None and live != generation:
             raise NotFound(f'collection "{collection}" was deleted while this request ran')
         if live is None:
@@ -166,11 +170,11 @@ class IngestWriter:
         and left for its next write: it never holds up the others.
         """
         report = IngestReport()
-        for collection, state in self._journal.collections().items():
+        for collection, state in (await self._off_loop(self._journal.collections)).items():
             try:
                 if state == "dropping":
                     await self._drop_stores(collection)
-                    self._journal.forget_collection(collection)
+                    await self._off_loop(self._journal.forget_collection, collection)
                 else:
                     report.add(await self.recover(collection))
             except SearchError as exc:
@@ -184,12 +188,12 @@ class IngestWriter:
         collection; a store that is down raises, and the intents wait for the next try.
         """
         async with self._locks[collection]:
-            pending = self._journal.pending(collection)
+            pending = await self._off_loop(self._journal.pending, collection)
             if not pending:
                 return IngestReport()
             deletes = [i.doc_id for i in pending if i.action == "delete"]
             await self._delete_in_stores(collection, deletes)
-            self._journal.commit_deletes(collection, deletes)
+            await self._off_loop(self._journal.commit_deletes, collection, deletes)
             writes = [i for i in pending if i.action == "write"]
             report = await self._rewrite(collection, writes)
             report.recovered = len(pending) - report.parked
@@ -211,14 +215,14 @@ class IngestWriter:
         With `generation`, NotFound when the collection was dropped since the caller began.
         """
         async with self._locks[collection]:
-            self.require(collection, generation)
+            await self.require(collection, generation)
             documents, refused = split_refused(latest_versions(documents))
-            known = self._journal.committed(collection, [d.id for d in documents])
+            known = await self._off_loop(self._journal.committed, collection, [d.id for d in documents])
             hashes = {d.id: d.content_hash() for d in documents}
             changed = [d for d in documents if d.id not in known or known[d.id].content_hash != hashes[d.id]]
             changed_ids = {d.id for d in changed}
             unchanged = [d.id for d in documents if d.id not in changed_ids]
-            self._journal.mark_seen(collection, unchanged, run)
+            await self._off_loop(self._journal.mark_seen, collection, unchanged, run)
             if progress is not None and (unchanged or refused.failed):
                 progress(len(unchanged) + refused.failed)
             chunks = await asyncio.to_thread(self._chunk_all, changed)
@@ -241,13 +245,15 @@ class IngestWriter:
     async def delete(self, collection: str, doc_ids: Sequence[str]) -> int:
         """Delete documents from both stores and the journal; returns how many the journal held."""
         async with self._locks[collection]:
-            self.require(collection)
-            held = list(self._journal.committed(collection, doc_ids))
+            await self.require(collection)
+            held = list(await self._off_loop(self._journal.committed, collection, doc_ids))
             for start in range(0, len(held), DELETE_BATCH):
                 part = held[start : start + DELETE_BATCH]
-                self._journal.begin(collection, [Intent(doc_id, "delete") for doc_id in part])
+                await self._off_loop(
+                    self._journal.begin, collection, [Intent(doc_id, "delete") for doc_id in part]
+                )
                 await self._delete_in_stores(collection, part)
-                self._journal.commit_deletes(collection, part)
+                await self._off_loop(self._journal.commit_deletes, collection, part)
             return len(held)
 
     async def purge(self, collection: str, doc_ids: Sequence[str]) -> None:
@@ -274,7 +280,7 @@ class IngestWriter:
     async def _park(self, collection: str, doc_id: str, reason: str, report: IngestReport) -> None:
         """Take the document out of both stores, then park its intent as failed with the reason."""
         await self._delete_in_stores(collection, [doc_id])
-        self._journal.park(collection, doc_id, reason)
+        await self._off_loop(self._journal.park, collection, doc_id, reason)
         report.parked += 1
         report.problems.append(f"document {doc_id!r}: parked, it can never be written: {reason}")
 
@@ -312,8 +318,10 @@ class IngestWriter:
         self, collection: str, batch: Batch, clear_first: Sequence[str], run: int
     ) -> IngestReport:
         documents = batch.documents
-        self._journal.begin(
-            collection, [Intent(d.id, "write", d.content_hash(), document_json(d)) for d in documents]
+        await self._off_loop(
+            self._journal.begin,
+            collection,
+            [Intent(d.id, "write", d.content_hash(), document_json(d)) for d in documents],
         )
         ids = {d.id for d in documents}
         await self._delete_in_stores(collection, [doc_id for doc_id in clear_first if doc_id in ids])
@@ -323,7 +331,7 @@ class IngestWriter:
             self._stack.vectors.upsert(collection, flat, [batch.vectors[c.id] for c in flat]),
         )
         written = [(d.id, d.content_hash(), len(batch.chunks[d.id])) for d in documents]
-        self._journal.commit_writes(collection, written, run)
+        await self._off_loop(self._journal.commit_writes, collection, written, run)
         return IngestReport(chunks=len(flat))
 
     async def _store_one_by_one(
@@ -339,7 +347,7 @@ class IngestWriter:
                     continue
                 # Refused for good: take out whatever part of it was written, so no half-document stays.
                 await self._delete_in_stores(collection, [document.id])
-                self._journal.commit_deletes(collection, [document.id])
+                await self._off_loop(self._journal.commit_deletes, collection, [document.id])
                 report.failed += 1
                 report.refused.append(document.id)
                 report.problems.append(f"document {document.id!r}: {exc}")
@@ -356,6 +364,12 @@ class IngestWriter:
         await gathered(
             self._stack.lexical.drop_collection(collection), self._stack.vectors.drop_collection(collection)
         )
+
+    @staticmethod
+    async def _off_loop(call: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """A journal call in a worker thread: SQLite may wait (synchronous=FULL, or up to its busy
+        timeout while another process holds the lock), and the event loop must not wait with it."""
+        return await asyncio.to_thread(call, *args, **kwargs)
 
     def _chunk_all(self, documents: Sequence[Document]) -> dict[str, list[Chunk]]:
         return {document.id: self._chunker.chunks(document) for document in documents}
