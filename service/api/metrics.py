@@ -60,6 +60,12 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.searches_cancelled = Counter(
+            "fathom_search_cancelled",
+            "Searches stopped because their client disconnected before the answer was ready",
+            registry=self.registry,
+        )
+
     def batch_observer(self, model: str) -> Callable[[int, int], None]:
         """A callback for the rerank engine: pairs in a batch, requests in its cycle."""
 

@@ -9,12 +9,13 @@ import msgspec
 from litestar import Request, post
 from litestar.params import JSONBody
 
+from service.api.disconnect import cancel_on_disconnect
 from service.api.services import Services, services_of
 from service.auth.billing import billed
 from service.auth.guard import check_collection, require_api_key
 from service.auth.scopes import SEARCH
 from service.rerank.local_reranker import EngineReranker
-from service.search.errors import BackendUnavailable, InvalidRequest
+from service.search.errors import BackendUnavailable, ClientGone, InvalidRequest
 from service.search.facets import FacetCounts, parse_facet_fields
 from service.search.filters import parse_filter
 from service.search.fusion import StageEvidence
@@ -240,7 +241,13 @@ async def search(request: Request[Any, Any, Any], data: JSONBody[SearchRequest])
     query = to_query(data)
     pipeline = pipeline_for(services, data.rerank.model if data.rerank else None)
     async with billed(services.keys, request.state.api_key, SEARCH_UNITS_PER_QUERY):
-        outcome = await pipeline.search(query)
+        try:
+            # Every stage stops when the client hangs up (issue 7, defect 1); a Tantivy search already
+            # in its worker thread cannot be interrupted, but the query limits bound what it does.
+            outcome = await cancel_on_disconnect(request, pipeline.search(query))
+        except ClientGone:
+            services.metrics.searches_cancelled.inc()
+            raise
     for degraded in outcome.degraded:
         services.metrics.degraded.labels(degraded.stage).inc()
     return response_of(data.collection, outcome)
