@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
 from typing import Annotated, Any
 
 import msgspec
@@ -16,6 +18,9 @@ from service.auth.guard import require_api_key
 from service.auth.scopes import ADMIN
 from service.search.redact import without_urls
 
+# Below this much free space in data_dir, /readyz says not ready: SQLite and Tantivy need room to commit.
+MIN_FREE_BYTES = 16 * 1024 * 1024
+
 
 class Health(msgspec.Struct):
     status: str
@@ -25,6 +30,10 @@ class Readiness(msgspec.Struct):
     status: Annotated[str, msgspec.Meta(description='"ready" or "not ready"')]
     models: Annotated[dict[str, str], msgspec.Meta(description="Each model's status: loading, ready, failed")]
     search: Annotated[str, msgspec.Meta(description='"ready", "disabled", "starting" or "failed: <why>"')]
+    storage: Annotated[
+        str,
+        msgspec.Meta(description='"ok", or "full" when the data directory is almost out of space'),
+    ] = "ok"
 
 
 @get("/healthz", tags=["operations"], summary="The process is alive", sync_to_thread=False)
@@ -43,12 +52,29 @@ def readyz(request: Request[Any, Any, Any]) -> Response[Readiness]:
     services = services_of(request)
     models = {model_id: state.status for model_id, state in services.models.states.items()}
     search = search_status(services)
-    ready = all(status == "ready" for status in models.values()) and search in ("ready", "disabled")
+    storage = storage_status(services.settings.data_path)
+    ready = (
+        all(status == "ready" for status in models.values())
+        and search in ("ready", "disabled")
+        and storage == "ok"
+    )
     return Response(
-        Readiness("ready" if ready else "not ready", models, search),
+        Readiness("ready" if ready else "not ready", models, search, storage),
         status_code=200 if ready else 503,
         media_type=MediaType.JSON,
     )
+
+
+def storage_status(data_path: Path) -> str:
+    """ "full" below MIN_FREE_BYTES: writes (journal, keys, billing, indexes) would fail with 507.
+
+    No path in the answer; a folder that cannot be inspected is not reported full.
+    """
+    try:
+        free = shutil.disk_usage(data_path).free
+    except OSError:
+        return "ok"
+    return "full" if free < MIN_FREE_BYTES else "ok"
 
 
 def search_status(services: Services) -> str:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import html
 import json
+import logging
 import shutil
 import threading
 from collections import Counter
@@ -18,11 +20,13 @@ from typing import Any, ParamSpec, TypeVar
 import tantivy
 
 from service.search.collections import checked_collection_name
-from service.search.errors import BackendUnavailable, InvalidRequest, NotFound, SearchError
+from service.search.errors import BackendUnavailable, InvalidRequest, NotFound, SearchError, StorageFull
 from service.search.facets import FacetCounts, count_documents
 from service.search.filters import parse_iso_date
 from service.search.models import AnyOf, Chunk, Condition, Equals, Filter, Hit, Range, Scalar
+from service.search.redact import for_clients
 
+log = logging.getLogger(__name__)
 P = ParamSpec("P")
 T = TypeVar("T")
 
@@ -184,7 +188,14 @@ class TantivyIndex:
         except SearchError:
             raise
         except (ValueError, OSError, RuntimeError) as exc:
-            raise BackendUnavailable(f'Tantivy index of collection "{collection}" failed: {exc}') from exc
+            log.warning('Tantivy index of collection "%s" failed', collection, exc_info=exc)
+            if disk_full(exc):
+                full = f'the server\'s disk is full: collection "{collection}" cannot be written'
+                raise StorageFull(full) from exc
+            # Tantivy's messages name index files: the path stays in the log above.
+            raise BackendUnavailable(
+                f'Tantivy index of collection "{collection}" failed: {for_clients(str(exc))}'
+            ) from exc
 
     def _search(self, collection: str, text: str, limit: int, filter: Filter | None) -> list[Hit]:
         opened = self._opened(collection)
@@ -414,3 +425,11 @@ def snippet_html(snippet: tantivy.Snippet, text: str) -> str:
         # to_html escapes the passage before adding its <b> tags, so every "<b>" left is a tag.
         return snippet.to_html().replace("<b>", "<em>").replace("</b>", "</em>")
     return html.escape(text[:SNIPPET_CHARS])
+
+
+def disk_full(exc: BaseException) -> bool:
+    """ENOSPC, raised as OSError or wrapped by Tantivy in a ValueError's text ("os error 28")."""
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        return True
+    text = str(exc)
+    return "No space left on device" in text or "os error 28" in text
