@@ -8,6 +8,11 @@ small request waits at most about one cycle behind a huge one instead of behind 
 
 A request ends early when its client goes away (its task is cancelled) or its deadline passes: its
 pairs are taken out of the queue, and the worker skips those already in the cycle being run.
+
+A search's budgeted job (`rerank_within`) is different: its passages come best first, and only a
+prefix of them is any use to the search. So it runs in order, in small batches, ahead of the cycle's
+length-sorted batches, and the worker starts none of its batches that would not end by its deadline:
+whatever is done when time is up is a usable head, and no batch is thrown away half run.
 """
 
 from __future__ import annotations
@@ -24,6 +29,14 @@ from service.rerank.cost import CostModel, affordable
 from service.rerank.cross_encoder import CrossEncoder, EncodedRequest, PairEncoding, sigmoid
 from service.search.errors import BackendTimeout, InvalidRequest, Overloaded
 
+# A search budget plans for this share of the time left: the cost per token is a running mean and a
+# batch can take longer than it says, while the deadline is a hard cut. The worker also starts no
+# budgeted batch it expects to end past the deadline, so the share only sets how much slack is kept.
+BUDGET_SHARE = 0.75
+# Pairs per ONNX run of a budgeted job: small, so the prefix grows in steps and the last batch
+# started before the deadline is short; big enough that a run is still mostly matrix work.
+BUDGET_BATCH = 4
+
 
 @dataclass(eq=False, slots=True)
 class Job:
@@ -37,9 +50,12 @@ class Job:
     taken: int = 0  # pairs handed to a cycle
     done: int = 0  # pairs scored or skipped
     stopped: bool = False  # the client left or the deadline passed: skip what is left
+    ordered: int = 0  # > 0: a budgeted job, run in order in batches of this many pairs
+    left_tokens: int = field(init=False)  # tokens neither scored, skipped nor in the batch being run
 
     def __post_init__(self) -> None:
         self.logits = np.full(len(self.pairs), np.nan)
+        self.left_tokens = sum(len(pair) for pair in self.pairs)
 
     @property
     def waiting(self) -> int:
@@ -111,6 +127,7 @@ class RerankEngine:
         self._wakeup = asyncio.Event()
         self._worker: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._busy_until = 0.0  # time.monotonic() the ONNX run in progress should end by; 0.0 when idle
 
     @property
     def queue_depth(self) -> int:
@@ -118,8 +135,17 @@ class RerankEngine:
         return sum(job.unfinished for job in self._jobs if not job.stopped)
 
     def queued_tokens(self) -> int:
-        """Tokens of the pairs not yet scored: the backlog a new request waits behind."""
-        return sum(len(pair) for job in self._jobs if not job.stopped for pair in job.pairs[job.done :])
+        """Tokens of live requests' pairs not yet run (the batch being run is not among them)."""
+        return sum(job.left_tokens for job in self._jobs if not job.stopped)
+
+    def backlog_seconds(self) -> float:
+        """How long a new request waits before its first batch: the queue, and the run in progress.
+
+        The run in progress counts even when its request has gone (cancelled, or past its deadline):
+        the worker is busy with it all the same.
+        """
+        running = max(0.0, self._busy_until - time.monotonic()) if self._busy_until else 0.0
+        return self.cost.seconds(self.queued_tokens()) + running
 
     def calibrate(self, rows: int = 8, width: int = 128) -> None:
         """Warm the session up and measure the cost per token on a dummy batch; runs in a thread."""
@@ -178,16 +204,20 @@ class RerankEngine:
     async def rerank_within(self, query: str, passages: Sequence[str], seconds: float) -> list[float]:
         """Scores for as many passages, in order, as fit in `seconds` on this machine, given the queue.
 
-        The answer is a prefix of `passages`: the best-first head a search can afford to rerank.
-        Whatever the estimate, work still unscored when the time is up is dropped.
+        The answer is a prefix of `passages`: the best-first head a search can afford to rerank. The
+        plan takes BUDGET_SHARE of the time left after tokenising and after the backlog ahead; the
+        pairs then run in order, BUDGET_BATCH at a time, and stop at the first batch that would
+        overrun the deadline, so what was scored is a prefix and the stage ends by the deadline.
         """
         deadline = time.monotonic() + seconds
         encoded = await self.encode(query, passages)
-        left = deadline - time.monotonic() - self.cost.seconds(self.queued_tokens())
+        left = BUDGET_SHARE * (deadline - time.monotonic()) - self.backlog_seconds()
         count = affordable([len(pair) for pair in encoded.pairs], left, self.cost)
         if count == 0:
             return []
-        logits = await self.logits(encoded.pairs[:count], deadline=deadline, partial=True)
+        logits = await self.logits(
+            encoded.pairs[:count], deadline=deadline, partial=True, ordered=BUDGET_BATCH
+        )
         scored = int(np.argmax(np.isnan(logits))) if np.isnan(logits).any() else count
         scores: list[float] = sigmoid(logits[:scored]).tolist()
         return scores
@@ -205,12 +235,18 @@ class RerankEngine:
         )
 
     async def logits(
-        self, pairs: list[PairEncoding], *, deadline: float | None = None, partial: bool = False
+        self,
+        pairs: list[PairEncoding],
+        *,
+        deadline: float | None = None,
+        partial: bool = False,
+        ordered: int = 0,
     ) -> np.ndarray:
         """One logit per pair.
 
         At `deadline` (time.monotonic()) the pairs not yet scored are dropped: with `partial` they come
         back as NaN, else the request fails with BackendTimeout. Cancelling the caller drops them too.
+        `ordered` > 0 runs the pairs in order, that many per batch, none past the deadline (a budget).
         """
         if not pairs:
             return np.empty(0)
@@ -223,7 +259,7 @@ class RerankEngine:
         if backlog + len(pairs) > self.max_queue_pairs:
             raise Overloaded(f"the rerank queue is full ({backlog} pairs waiting); retry shortly")
         self.start()
-        job = Job(pairs, asyncio.get_running_loop().create_future(), deadline, partial)
+        job = Job(pairs, asyncio.get_running_loop().create_future(), deadline, partial, ordered=ordered)
         self._jobs.append(job)
         self._wakeup.set()
         try:
@@ -293,7 +329,7 @@ class RerankEngine:
             if not active:
                 break
             for job in active:
-                stop = min(len(job.pairs), job.taken + self.batch_size)
+                stop = min(len(job.pairs), job.taken + (job.ordered or self.batch_size))
                 cycle.append(Slice(job, job.taken, stop))
                 tokens += sum(len(pair) for pair in job.pairs[job.taken : stop])
                 pairs += stop - job.taken
@@ -307,10 +343,23 @@ class RerankEngine:
         return self.cycle_seconds / per_token if per_token else float("inf")
 
     def _infer(self, cycle: list[Slice]) -> None:
-        """Score a cycle's pairs in length-sorted batches; runs in a worker thread."""
-        flat = [(piece.job, index) for piece in cycle for index in range(piece.start, piece.stop)]
-        flat.sort(key=lambda item: len(item[0].pairs[item[1]]))
+        """Score a cycle's pairs; runs in a worker thread.
+
+        Budgeted jobs first, each in order (their deadlines are close and only a prefix counts), then
+        everyone else's pairs sorted by length, in batches of `batch_size`.
+        """
         jobs = len({piece.job for piece in cycle})
+        budgeted: dict[Job, list[int]] = {}
+        flat: list[tuple[Job, int]] = []
+        for piece in cycle:
+            span = range(piece.start, piece.stop)
+            if piece.job.ordered:
+                budgeted.setdefault(piece.job, []).extend(span)
+            else:
+                flat.extend((piece.job, index) for index in span)
+        for job, indices in budgeted.items():
+            self._run_in_order(job, indices, jobs)
+        flat.sort(key=lambda item: len(item[0].pairs[item[1]]))
         start = 0
         while start < len(flat):
             now = time.monotonic()
@@ -319,22 +368,52 @@ class RerankEngine:
                 job, index = flat[start]
                 start += 1
                 if job.expired(now):
-                    job.done += 1
-                    self.stats.skipped_pairs += 1
-                    self._settle_soon(job)
+                    self._skip(job, [index])
                 else:
                     batch.append((job, index))
             if batch:
                 self._run_batch(batch, jobs)
         self.stats.cycles += 1
         self.stats.jobs += jobs
-        self.stats.pairs += len(flat)
+        self.stats.pairs += len(flat) + sum(len(indices) for indices in budgeted.values())
+
+    def _run_in_order(self, job: Job, indices: list[int], jobs: int) -> None:
+        """A budgeted job's pairs of this cycle, `job.ordered` at a time, none expected past its deadline."""
+        for start in range(0, len(indices), job.ordered):
+            batch = indices[start : start + job.ordered]
+            now = time.monotonic()
+            width = max(len(job.pairs[index]) for index in batch)
+            late = job.deadline is not None and now + self.cost.seconds(len(batch) * width) > job.deadline
+            if job.expired(now) or late:
+                # What is scored so far is the prefix the search gets; the rest would come too late.
+                job.stopped = True
+                self._skip(job, indices[start:])
+                self._skip(job, list(range(job.taken, len(job.pairs))))
+                job.taken = len(job.pairs)
+                return
+            self._run_batch([(job, index) for index in batch], jobs)
+
+    def _skip(self, job: Job, indices: list[int]) -> None:
+        """Pairs of a job that has gone: counted as done unscored."""
+        if not indices:
+            return
+        job.done += len(indices)
+        job.left_tokens -= sum(len(job.pairs[index]) for index in indices)
+        self.stats.skipped_pairs += len(indices)
+        self._settle_soon(job)
 
     def _run_batch(self, batch: list[tuple[Job, int]], jobs: int) -> None:
         pairs = [job.pairs[index] for job, index in batch]
+        padded = len(pairs) * max(len(pair) for pair in pairs)
+        for (job, _), pair in zip(batch, pairs, strict=True):
+            job.left_tokens -= len(pair)
         started = time.perf_counter()
-        logits = self.encoder.logits(pairs)
-        self.cost.observe(len(pairs) * max(len(pair) for pair in pairs), time.perf_counter() - started)
+        self._busy_until = time.monotonic() + self.cost.seconds(padded)
+        try:
+            logits = self.encoder.logits(pairs)
+        finally:
+            self._busy_until = 0.0
+        self.cost.observe(padded, time.perf_counter() - started)
         for (job, index), logit in zip(batch, logits, strict=True):
             job.logits[index] = logit
             job.done += 1

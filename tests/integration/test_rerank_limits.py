@@ -18,6 +18,7 @@ import pytest
 import uvicorn
 
 from service.app import create_app
+from service.rerank.cost import CostModel
 from service.rerank.cross_encoder import CrossEncoder, PairEncoding
 from service.rerank.engine import RerankEngine
 from service.settings import Settings
@@ -166,6 +167,28 @@ async def test_a_full_queue_is_503_and_the_gauge_counts_pairs_being_run(
     assert full.status_code == 503
     assert "queue is full" in full.json()["error"]["message"] and "retry-after" in full.headers
     assert f'fathom_rerank_queue_pairs{{model="{TINY}"}} 0.0' in after
+
+
+async def test_a_batch_still_running_for_a_request_that_left_counts_in_the_backlog(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A search budget plans behind the batch the worker is busy with, even when its request is gone."""
+    async with running(rerank_settings(tmp_path, batch_size=4)) as client:
+        engine = engine_of(client)
+        engine.cost = CostModel(seconds_per_token=0.05)  # the tiny model's real cost is near zero
+        pairs = (await engine.encode("q", ["d"] * 8)).pairs
+        with held_inference(monkeypatch) as held:
+            job = asyncio.create_task(engine.logits(pairs))
+            await until(held.running.is_set)
+            waiting_behind = engine.backlog_seconds()
+            job.cancel()
+            await asyncio.gather(job, return_exceptions=True)
+            behind_the_run_alone = engine.backlog_seconds()
+            held.release.set()
+            await until(lambda: engine.backlog_seconds() == 0)
+    in_flight = 4 * len(pairs[0]) * 0.05
+    assert waiting_behind == pytest.approx(in_flight + 4 * len(pairs[0]) * 0.05, rel=0.2)
+    assert 0 < behind_the_run_alone <= in_flight
 
 
 async def test_work_past_the_request_time_limit_is_dropped(
