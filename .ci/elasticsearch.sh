@@ -32,7 +32,9 @@ RUN_DIR="${TMPDIR:-/tmp}/fathom-elasticsearch-${ES_PORT}"
 PID_FILE="${RUN_DIR}/elasticsearch.pid"
 START_TIMEOUT=120
 
-log() { echo "elasticsearch.sh: $*" >&2; }
+LOG_NAME="elasticsearch.sh"
+# shellcheck source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 java_home() {
     if [[ -n "${ES_JAVA_HOME:-}" ]]; then
@@ -69,35 +71,20 @@ install_distribution() {
     rm -rf "${staging}"
 }
 
-is_running() {
-    [[ -f "${PID_FILE}" ]] && kill -0 "$(cat "${PID_FILE}")" 2>/dev/null
-}
-
 wait_until_up() {
-    local deadline=$((SECONDS + START_TIMEOUT))
-    until curl -fsS "http://127.0.0.1:${ES_PORT}/_cluster/health?wait_for_status=yellow&timeout=1s" >/dev/null 2>&1; do
-        if ((SECONDS >= deadline)) || ! is_running; then
-            log "Elasticsearch did not answer on port ${ES_PORT} within ${START_TIMEOUT}s; log tail:"
-            tail -n 60 "${RUN_DIR}"/logs/*.log "${RUN_DIR}/stdout.log" 2>/dev/null >&2 || true
-            stop
-            exit 1
-        fi
-        sleep 1
-    done
-}
-
-# Elasticsearch refuses to run as root (CI containers often are root): then it runs as `nobody`, from a
-# hard-linked copy of the distribution under RUN_DIR, because the cache in root's home is not readable by
-# other users. Hard links make the copy instant and free; `cp -r` is the fallback across file systems.
-as_service_user() {
-    if ((EUID != 0)); then
-        "$@"
-        return
+    if ! wait_for_url "http://127.0.0.1:${ES_PORT}/_cluster/health?wait_for_status=yellow&timeout=1s" \
+        "${START_TIMEOUT}" 1; then
+        log "Elasticsearch did not answer on port ${ES_PORT} within ${START_TIMEOUT}s; log tail:"
+        tail -n 60 "${RUN_DIR}"/logs/*.log "${RUN_DIR}/stdout.log" 2>/dev/null >&2 || true
+        stop
+        exit 1
     fi
-    chown -R nobody:nogroup "${RUN_DIR}"
-    setpriv --reuid=nobody --regid=nogroup --clear-groups env HOME="${RUN_DIR}" "$@"
 }
 
+# Elasticsearch refuses to run as root (CI containers often are root): then it runs as `nobody` (lib.sh's
+# as_service_user), from a hard-linked copy of the distribution under RUN_DIR, because the cache in root's
+# home is not readable by other users. Hard links make the copy instant and free; `cp -r` is the fallback
+# across file systems.
 runnable_home() {
     if ((EUID != 0)); then
         echo "${ES_HOME}"
@@ -170,18 +157,8 @@ cluster_options() {
 }
 
 stop() {
-    if is_running; then
-        local pid
-        pid="$(cat "${PID_FILE}")"
-        kill "${pid}"
-        # Give it time to flush and exit cleanly, then insist.
-        for _ in $(seq 1 30); do
-            kill -0 "${pid}" 2>/dev/null || break
-            sleep 1
-        done
-        kill -9 "${pid}" 2>/dev/null || true
-        log "stopped pid ${pid}"
-    fi
+    # Up to 30 s to flush and exit cleanly, then insist.
+    stop_process 30 1
     rm -rf "${RUN_DIR}"
 }
 

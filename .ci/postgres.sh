@@ -12,7 +12,9 @@ PG_PORT="${PG_PORT:-5432}"
 RUN_DIR="${TMPDIR:-/tmp}/fathom-postgres-${PG_PORT}"
 DATA="${RUN_DIR}/data"
 
-log() { echo "postgres.sh: $*" >&2; }
+LOG_NAME="postgres.sh"
+# shellcheck source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 bin_dir() {
     local dir
@@ -28,16 +30,6 @@ bin_dir() {
     echo "${dir}"
 }
 
-# PostgreSQL refuses to run as root: then it runs as `nobody`, owning only RUN_DIR.
-as_service_user() {
-    if ((EUID != 0)); then
-        "$@"
-        return
-    fi
-    chown -R nobody:nogroup "${RUN_DIR}"
-    setpriv --reuid=nobody --regid=nogroup --clear-groups env HOME="${RUN_DIR}" "$@"
-}
-
 start() {
     local bin
     bin="$(bin_dir)"
@@ -47,6 +39,7 @@ start() {
     log "initdb into ${DATA}"
     as_service_user "${bin}/initdb" -D "${DATA}" -U fathom --auth=trust -E UTF8 --locale=C.UTF-8 \
         >"${RUN_DIR}/initdb.log" 2>&1 || { cat "${RUN_DIR}/initdb.log" >&2; exit 1; }
+    # PostgreSQL refuses to run as root: lib.sh's as_service_user runs it as `nobody` then.
     # Throwaway data: no fsync; enough connections for two replicas' pools and the tests.
     as_service_user "${bin}/pg_ctl" -D "${DATA}" -l "${RUN_DIR}/server.log" -w -t 60 start \
         -o "-p ${PG_PORT} -k ${RUN_DIR} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200" \

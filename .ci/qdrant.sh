@@ -19,11 +19,9 @@ RUN_DIR="${TMPDIR:-/tmp}/fathom-qdrant-${QDRANT_PORT}"
 PID_FILE="${RUN_DIR}/qdrant.pid"
 START_TIMEOUT=60
 
-log() { echo "qdrant.sh: $*" >&2; }
-
-is_running() {
-    [[ -f "${PID_FILE}" ]] && kill -0 "$(cat "${PID_FILE}")" 2>/dev/null
-}
+LOG_NAME="qdrant.sh"
+# shellcheck source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 start() {
     if is_running; then
@@ -54,31 +52,17 @@ start() {
             nohup "${QDRANT_BIN}" "${cluster[@]}" >"${RUN_DIR}/stdout.log" 2>&1 &
         echo $! >"${PID_FILE}"
     )
-    local deadline=$((SECONDS + START_TIMEOUT))
-    until curl -fsS "http://127.0.0.1:${QDRANT_PORT}/readyz" >/dev/null 2>&1; do
-        if ((SECONDS >= deadline)) || ! is_running; then
-            log "Qdrant did not answer on port ${QDRANT_PORT} within ${START_TIMEOUT}s; log tail:"
-            tail -n 40 "${RUN_DIR}/stdout.log" >&2 || true
-            stop
-            exit 1
-        fi
-        sleep 0.2
-    done
+    if ! wait_for_url "http://127.0.0.1:${QDRANT_PORT}/readyz" "${START_TIMEOUT}" 0.2; then
+        log "Qdrant did not answer on port ${QDRANT_PORT} within ${START_TIMEOUT}s; log tail:"
+        tail -n 40 "${RUN_DIR}/stdout.log" >&2 || true
+        stop
+        exit 1
+    fi
     log "up at http://127.0.0.1:${QDRANT_PORT} (pid $(cat "${PID_FILE}"))"
 }
 
 stop() {
-    if is_running; then
-        local pid
-        pid="$(cat "${PID_FILE}")"
-        kill "${pid}"
-        for _ in $(seq 1 50); do
-            kill -0 "${pid}" 2>/dev/null || break
-            sleep 0.2
-        done
-        kill -9 "${pid}" 2>/dev/null || true
-        log "stopped pid ${pid}"
-    fi
+    stop_process 50 0.2
     rm -rf "${RUN_DIR}"
 }
 
