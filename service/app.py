@@ -22,7 +22,6 @@ from service.backends.http_reranker import HttpReranker
 from service.backends.stack import SearchStack, open_stack
 from service.backends.token_budget import TokenCounters
 from service.ingest.chunking import Chunker, ChunkingPolicy
-from service.ingest.journal import Journal, journal_path
 from service.ingest.writer import IngestWriter
 from service.mcp_server import build_mcp_server
 from service.rerank.local_reranker import EngineReranker
@@ -31,7 +30,7 @@ from service.search.errors import SearchError
 from service.search.pipeline import SearchPipeline
 from service.search.protocols import Reranker
 from service.settings import Settings
-from service.state.stores import open_keys
+from service.state.stores import open_journal, open_keys
 
 log = logging.getLogger("fathom")
 
@@ -93,7 +92,7 @@ async def open_ingest(settings: Settings, stack: SearchStack, exits: AsyncExitSt
     A damaged journal raises StateDamaged naming the file. A collection that cannot be recovered now
     is logged and retried by its next write; the others are recovered regardless.
     """
-    journal = await asyncio.to_thread(Journal, journal_path(settings.data_path))
+    journal = await asyncio.to_thread(open_journal, settings)
     exits.callback(journal.close)
     writer = IngestWriter(stack, journal, Chunker(stack.embedder.tokenizer, ChunkingPolicy()))
     report = await writer.recover_all()
@@ -105,6 +104,8 @@ async def open_ingest(settings: Settings, stack: SearchStack, exits: AsyncExitSt
             report.recovered,
             report.parked,
         )
+    # Another replica's changes left unfinished (it died mid-write) are finished here once its lease ran out.
+    await exits.enter_async_context(writer.recovering(settings.state.lease_seconds / 2))
     return writer
 
 

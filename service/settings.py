@@ -167,14 +167,22 @@ class ContextSettings(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class StateSettings(msgspec.Struct, forbid_unknown_fields=True):
-    """Where keys, quotas and rate limits live: SQLite under data_dir (empty `url`), or a PostgreSQL
-    database (`postgresql://user:password@host:port/db`) that every replica shares."""
+    """Where keys, quotas, rate limits and the ingest journal live: SQLite under data_dir (empty `url`),
+    or a PostgreSQL database (`postgresql://user:password@host:port/db`) that every replica shares.
+
+    `lease_seconds`: how long a replica's unfinished writes stay its own without renewal; another
+    replica finishes them once it runs out. `replica_name` names this replica in the journal
+    (default: the host name; the pid and a random part are added)."""
 
     url: str = ""
+    lease_seconds: float = 30.0
+    replica_name: str = ""
 
     def __post_init__(self) -> None:
         if self.url and not self.url.startswith(("postgresql://", "postgres://")):
             raise ValueError("state.url must be empty (SQLite under data_dir) or a postgresql:// URL")
+        if not 0.5 <= self.lease_seconds <= 3600:
+            raise ValueError("state.lease_seconds must be between 0.5 and 3600")
 
 
 class Settings(msgspec.Struct, forbid_unknown_fields=True):

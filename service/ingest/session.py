@@ -7,9 +7,9 @@ from contextlib import asynccontextmanager
 
 from service.backends.stack import open_stack
 from service.ingest.chunking import Chunker, ChunkingPolicy
-from service.ingest.journal import Journal, journal_path
 from service.ingest.writer import IngestWriter
 from service.settings import Settings
+from service.state.stores import open_journal
 
 
 @asynccontextmanager
@@ -21,7 +21,7 @@ async def open_writer(
     Raises StoreLocked when an embedded store is held by another process, such as `fathom serve`.
     """
     async with open_stack(settings) as stack:
-        journal = Journal(journal_path(settings.data_path))
+        journal = open_journal(settings)
         try:
             yield IngestWriter(stack, journal, Chunker(stack.embedder.tokenizer, policy or ChunkingPolicy()))
         finally:

@@ -3,21 +3,28 @@
 Every change follows the journal's protocol: record the intent, write both stores, commit. A change
 whose intent outlives its process (kill -9, a store that went away) is redone by `recover()`, which
 runs before any new work, so the journal and both stores converge and nothing is lost or duplicated.
+
+One writer at a time per collection: an asyncio lock in this process, then the journal's hold across
+processes and replicas. While it writes the stores, a writer renews the lease on its intents; a
+replica that dies stops renewing, and `recovering()` (every server runs it) finishes its intents once
+the lease has run out: the surviving replica takes over without a restart or a new request.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from typing import ParamSpec, TypeVar
 
 from service.backends.stack import SearchStack
 from service.ingest.chunking import Chunker, embedding_text
 from service.ingest.documents import Document
-from service.ingest.journal import Intent, Journal
+from service.ingest.journal import Held, Intent, Journal
 from service.ingest.metadata import metadata_problem
 from service.search.collections import checked_collection_name
 from service.search.errors import InvalidRequest, NotFound, SearchError
@@ -25,9 +32,13 @@ from service.search.models import Chunk
 
 P = ParamSpec("P")
 T = TypeVar("T")
+log = logging.getLogger("fathom")
 
 # Document ids per delete request when removing many documents.
 DELETE_BATCH = 500
+# Waiting for a collection another process writes: first and longest pause between tries.
+HOLD_FIRST_WAIT = 0.02
+HOLD_LONGEST_WAIT = 0.5
 
 
 @dataclass(slots=True)
@@ -148,7 +159,7 @@ class IngestWriter:
     async def drop_collection(self, collection: str) -> None:
         """Marked first, so a drop interrupted half-way is finished by `recover_all()`."""
         await self.require(collection)
-        async with self._locks[collection]:
+        async with self._holding(collection):
             await self._off_loop(self._journal.mark_dropping, collection)
             await self._drop_stores(collection)
             await self._off_loop(self._journal.forget_collection, collection)
@@ -169,33 +180,84 @@ class IngestWriter:
         One collection that cannot be recovered now (a store down) is logged in the report's problems
         and left for its next write: it never holds up the others.
         """
+        return await self._recover_each(await self._off_loop(self._journal.collections))
+
+    async def recover_expired(self) -> IngestReport:
+        """Finish what other writers left: intents whose lease ran out, and drops nobody is doing."""
+        collections = await self._off_loop(self._journal.collections)
+        stale = await self._off_loop(self._journal.claimable)
+        return await self._recover_each(
+            {name: state for name, state in collections.items() if state == "dropping" or name in stale}
+        )
+
+    @asynccontextmanager
+    async def recovering(self, every: float) -> AsyncIterator[None]:
+        """Run `recover_expired()` every `every` seconds in the background until the block ends."""
+
+        async def loop() -> None:
+            while True:
+                await asyncio.sleep(every)
+                try:
+                    report = await self.recover_expired()
+                except Exception:  # a background task: nothing else would ever report it
+                    log.exception("taking over unfinished collection changes")
+                    continue
+                for problem in report.problems:
+                    log.error("taking over unfinished collection changes: %s", problem)
+                if report.recovered or report.parked:
+                    log.info(
+                        "took over and finished %d collection changes another writer left, parked %d",
+                        report.recovered,
+                        report.parked,
+                    )
+
+        task = asyncio.get_running_loop().create_task(loop())
+        try:
+            yield
+        finally:
+            task.cancel()
+            with suppress(asyncio.CancelledError):
+                await task
+
+    async def _recover_each(self, collections: dict[str, str]) -> IngestReport:
         report = IngestReport()
-        for collection, state in (await self._off_loop(self._journal.collections)).items():
+        for collection, state in collections.items():
             try:
                 if state == "dropping":
-                    await self._drop_stores(collection)
-                    await self._off_loop(self._journal.forget_collection, collection)
+                    await self._finish_drop(collection)
                 else:
                     report.add(await self.recover(collection))
             except SearchError as exc:
                 report.problems.append(f'collection "{collection}": {exc}')
         return report
 
+    async def _finish_drop(self, collection: str) -> None:
+        """A drop left half-done: whoever dropped holds the collection while dropping, so once held
+        here and still marked, its dropper is gone."""
+        async with self._holding(collection):
+            if (await self._off_loop(self._journal.collections)).get(collection) == "dropping":
+                await self._drop_stores(collection)
+                await self._off_loop(self._journal.forget_collection, collection)
+
     async def recover(self, collection: str) -> IngestReport:
         """Redo the collection's unfinished intents: delete each document's chunks, then rewrite it.
 
-        A rewrite a store refuses for good is parked (see Journal.park), so it cannot block the
-        collection; a store that is down raises, and the intents wait for the next try.
+        Only intents this writer may take over are redone (its own, and those whose lease ran out):
+        another live replica's are its to finish. A rewrite a store refuses for good is parked (see
+        Journal.park), so it cannot block the collection; a store that is down raises, and the intents
+        wait for the next try.
         """
-        async with self._locks[collection]:
-            pending = await self._off_loop(self._journal.pending, collection)
+        async with self._holding(collection):
+            pending = await self._off_loop(self._journal.claim, collection)
             if not pending:
                 return IngestReport()
-            deletes = [i.doc_id for i in pending if i.action == "delete"]
-            await self._delete_in_stores(collection, deletes)
-            await self._off_loop(self._journal.commit_deletes, collection, deletes)
-            writes = [i for i in pending if i.action == "write"]
-            report = await self._rewrite(collection, writes)
+            # Held from the claim on: embedding the rewrites may take longer than a lease.
+            async with self._leased(collection, [i.doc_id for i in pending]):
+                deletes = [i.doc_id for i in pending if i.action == "delete"]
+                await self._delete_in_stores(collection, deletes)
+                await self._off_loop(self._journal.commit_deletes, collection, deletes)
+                writes = [i for i in pending if i.action == "write"]
+                report = await self._rewrite(collection, writes)
             report.recovered = len(pending) - report.parked
             return report
 
@@ -214,12 +276,20 @@ class IngestWriter:
         Documents whose metadata no store would take are refused before anything is journalled.
         With `generation`, NotFound when the collection was dropped since the caller began.
         """
-        async with self._locks[collection]:
+        async with self._holding(collection):
             await self.require(collection, generation)
             documents, refused = split_refused(latest_versions(documents))
             known = await self._off_loop(self._journal.committed, collection, [d.id for d in documents])
+            # Another writer's unfinished change to a document (its lease still running): what the
+            # stores hold of it is unknown, so the document is rewritten from scratch, and the other
+            # writer, finding its intent replaced, commits nothing.
+            unfinished = {i.doc_id for i in await self._off_loop(self._journal.pending, collection)}
             hashes = {d.id: d.content_hash() for d in documents}
-            changed = [d for d in documents if d.id not in known or known[d.id].content_hash != hashes[d.id]]
+            changed = [
+                d
+                for d in documents
+                if d.id in unfinished or d.id not in known or known[d.id].content_hash != hashes[d.id]
+            ]
             changed_ids = {d.id for d in changed}
             unchanged = [d.id for d in documents if d.id not in changed_ids]
             await self._off_loop(self._journal.mark_seen, collection, unchanged, run)
@@ -231,8 +301,11 @@ class IngestWriter:
             clear_first = [
                 d.id
                 for d in changed
-                if d.id in known
-                and (len(chunks[d.id]) < known[d.id].chunk_count or not known[d.id].content_hash)
+                if d.id in unfinished
+                or (
+                    d.id in known
+                    and (len(chunks[d.id]) < known[d.id].chunk_count or not known[d.id].content_hash)
+                )
             ]
             report = await self._write(collection, changed, chunks, clear_first, run, progress=progress)
             written = [d.id for d in changed if d.id not in set(report.refused)]
@@ -244,7 +317,7 @@ class IngestWriter:
 
     async def delete(self, collection: str, doc_ids: Sequence[str]) -> int:
         """Delete documents from both stores and the journal; returns how many the journal held."""
-        async with self._locks[collection]:
+        async with self._holding(collection):
             await self.require(collection)
             held = list(await self._off_loop(self._journal.committed, collection, doc_ids))
             for start in range(0, len(held), DELETE_BATCH):
@@ -252,13 +325,14 @@ class IngestWriter:
                 await self._off_loop(
                     self._journal.begin, collection, [Intent(doc_id, "delete") for doc_id in part]
                 )
-                await self._delete_in_stores(collection, part)
+                async with self._leased(collection, part):
+                    await self._delete_in_stores(collection, part)
                 await self._off_loop(self._journal.commit_deletes, collection, part)
             return len(held)
 
     async def purge(self, collection: str, doc_ids: Sequence[str]) -> None:
         """Delete chunks from both stores that no journal entry accounts for (repair only)."""
-        async with self._locks[collection]:
+        async with self._holding(collection):
             for start in range(0, len(doc_ids), DELETE_BATCH):
                 await self._delete_in_stores(collection, doc_ids[start : start + DELETE_BATCH])
 
@@ -324,12 +398,13 @@ class IngestWriter:
             [Intent(d.id, "write", d.content_hash(), document_json(d)) for d in documents],
         )
         ids = {d.id for d in documents}
-        await self._delete_in_stores(collection, [doc_id for doc_id in clear_first if doc_id in ids])
         flat = [chunk for d in documents for chunk in batch.chunks[d.id]]
-        await gathered(
-            self._stack.lexical.upsert(collection, flat),
-            self._stack.vectors.upsert(collection, flat, [batch.vectors[c.id] for c in flat]),
-        )
+        async with self._leased(collection, list(ids)):
+            await self._delete_in_stores(collection, [doc_id for doc_id in clear_first if doc_id in ids])
+            await gathered(
+                self._stack.lexical.upsert(collection, flat),
+                self._stack.vectors.upsert(collection, flat, [batch.vectors[c.id] for c in flat]),
+            )
         written = [(d.id, d.content_hash(), len(batch.chunks[d.id])) for d in documents]
         await self._off_loop(self._journal.commit_writes, collection, written, run)
         return IngestReport(chunks=len(flat))
@@ -364,6 +439,59 @@ class IngestWriter:
         await gathered(
             self._stack.lexical.drop_collection(collection), self._stack.vectors.drop_collection(collection)
         )
+
+    @asynccontextmanager
+    async def _holding(self, collection: str) -> AsyncIterator[None]:
+        """This collection to ourselves: first among this process's tasks, then across processes."""
+        async with self._locks[collection]:
+            wait = HOLD_FIRST_WAIT
+            while (held := await self._try_hold(collection)) is None:
+                await asyncio.sleep(wait)
+                wait = min(wait * 2, HOLD_LONGEST_WAIT)
+            try:
+                yield
+            finally:
+                await self._off_loop(held.release)
+
+    async def _try_hold(self, collection: str) -> Held | None:
+        attempt = asyncio.ensure_future(self._off_loop(self._journal.try_hold, collection))
+        try:
+            return await asyncio.shield(attempt)
+        except asyncio.CancelledError:
+            # The worker thread may still get the hold: let go of it rather than keep it forever.
+            held = await attempt
+            if held is not None:
+                held.release()
+            raise
+
+    @asynccontextmanager
+    async def _leased(self, collection: str, doc_ids: Sequence[str]) -> AsyncIterator[None]:
+        """Renew the lease on these intents every third of it while the block writes the stores.
+
+        A lost lease is not fatal here: the commit after the block fails then (LeaseLost), and a
+        renewal the database cannot take now may still be in time on the next try.
+        """
+        every = self._journal.lease_seconds / 3
+
+        async def renew() -> None:
+            while True:
+                await asyncio.sleep(every)
+                try:
+                    if not await self._off_loop(self._journal.renew, collection, doc_ids):
+                        log.warning(
+                            'lost the lease on changes in collection "%s" to another writer', collection
+                        )
+                        return
+                except SearchError as exc:
+                    log.warning('could not renew the lease on changes in "%s": %s', collection, exc)
+
+        renewing = asyncio.get_running_loop().create_task(renew())
+        try:
+            yield
+        finally:
+            renewing.cancel()
+            with suppress(asyncio.CancelledError):
+                await renewing
 
     @staticmethod
     async def _off_loop(call: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:

@@ -39,6 +39,40 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         );
         """,
     ),
+    (
+        2,
+        "the ingest journal: collections, committed documents, intents with an owner and a lease",
+        """
+        CREATE TABLE journal_collections (
+            name TEXT PRIMARY KEY,
+            -- 'ready', or 'dropping' while its stores are being dropped
+            state TEXT NOT NULL,
+            -- epoch seconds on the database clock: the collection's generation
+            created_at DOUBLE PRECISION NOT NULL
+        );
+        CREATE TABLE journal_documents (
+            collection TEXT NOT NULL,
+            doc_id TEXT NOT NULL,
+            content_hash TEXT NOT NULL,
+            chunk_count INTEGER NOT NULL,
+            seen_run BIGINT NOT NULL DEFAULT 0,
+            PRIMARY KEY (collection, doc_id)
+        );
+        CREATE TABLE journal_intents (
+            collection TEXT NOT NULL,
+            doc_id TEXT NOT NULL,
+            action TEXT NOT NULL CHECK (action IN ('write', 'delete')),
+            content_hash TEXT,
+            document TEXT,
+            state TEXT NOT NULL DEFAULT 'pending',
+            reason TEXT,
+            owner TEXT,
+            -- epoch seconds on the database clock
+            lease_until DOUBLE PRECISION NOT NULL DEFAULT 0,
+            PRIMARY KEY (collection, doc_id)
+        );
+        """,
+    ),
 ]
 
 # Any constant shared by every Fathom process: the key of the advisory lock migrations run under.
@@ -68,6 +102,16 @@ class Postgres:
                 yield conn
         except psycopg.OperationalError as exc:
             raise BackendUnavailable(f"the state database is unavailable: {exc}") from exc
+
+    def borrow(self) -> psycopg.Connection[tuple[object, ...]]:
+        """A connection kept past one call (a session's advisory lock); `give_back` returns it."""
+        try:
+            return self._pool.getconn(timeout=10.0)
+        except (psycopg.OperationalError, TimeoutError) as exc:
+            raise BackendUnavailable(f"the state database is unavailable: {exc}") from exc
+
+    def give_back(self, conn: psycopg.Connection[tuple[object, ...]]) -> None:
+        self._pool.putconn(conn)
 
     def migrate(self) -> list[int]:
         """Apply the missing migrations, in order; the versions applied by this call."""

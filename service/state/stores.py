@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from service.auth.keys import Keys, KeyStore
+from service.ingest.journal import Journal, replica_id
 from service.settings import Settings
+
+if TYPE_CHECKING:
+    from service.state.postgres import Postgres
 
 
 def open_keys(settings: Settings) -> Keys:
@@ -11,12 +17,31 @@ def open_keys(settings: Settings) -> Keys:
     if not settings.state.url:
         return KeyStore.in_data_dir(settings.data_path)
     from service.auth.keys_postgres import PostgresKeyStore
+
+    return PostgresKeyStore(migrated(settings.state.url))
+
+
+def open_journal(settings: Settings) -> Journal:
+    """The ingest journal, owned by a new replica id; on PostgreSQL, migrations are applied first."""
+    owner = replica_id(settings.state.replica_name)
+    lease = settings.state.lease_seconds
+    if not settings.state.url:
+        from service.ingest.journal_sqlite import SqliteJournal, journal_path
+
+        return SqliteJournal(journal_path(settings.data_path), owner=owner, lease_seconds=lease)
+    from service.ingest.journal_postgres import PostgresJournal
+
+    return PostgresJournal(migrated(settings.state.url), owner=owner, lease_seconds=lease)
+
+
+def migrated(url: str) -> Postgres:
+    """A pool on the state database, its missing migrations applied."""
     from service.state.postgres import Postgres
 
-    database = Postgres(settings.state.url)
+    database = Postgres(url)
     try:
         database.migrate()
     except BaseException:
         database.close()
         raise
-    return PostgresKeyStore(database)
+    return database

@@ -10,8 +10,8 @@ from pathlib import Path
 
 from service.backends.qdrant import QdrantIndex
 from service.backends.stack import open_lexical, qdrant_path
-from service.ingest.journal import Journal, journal_path
 from service.settings import Settings
+from service.state.stores import open_journal
 from tests.conftest import MODELS
 from tests.integration.search_app import ELASTICSEARCH_URL
 
@@ -84,7 +84,7 @@ class Holdings:
 
 async def holdings(settings: Settings, collection: str) -> Holdings:
     """Read with no process writing: Qdrant local mode allows one client per folder."""
-    journal = Journal(journal_path(settings.data_path))
+    journal = open_journal(settings)
     lexical = open_lexical(settings)
     vectors = QdrantIndex(settings.qdrant, dimensions=MINILM_DIMENSIONS, local_path=qdrant_path(settings))
     try:

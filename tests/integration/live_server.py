@@ -39,11 +39,16 @@ def free_ports(count: int) -> list[int]:
 
 
 @contextmanager
-def fathom_serve(config: Path, port: int, log: Path) -> Iterator[str]:
-    """`fathom serve --config CONFIG` in its own process until /readyz answers 200; its base URL."""
+def fathom_serve(
+    config: Path, port: int, log: Path, started: list[subprocess.Popen[bytes]] | None = None
+) -> Iterator[str]:
+    """`fathom serve --config CONFIG` in its own process until /readyz answers 200; its base URL.
+    The process is appended to `started` for a test that kills it."""
     command = [sys.executable, "-m", "service.cli", "--config", str(config), "serve", "--port", str(port)]
     with log.open("wb") as output:
         server = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
+    if started is not None:
+        started.append(server)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_ready(url, server, log)

@@ -5,10 +5,13 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
 
 import psycopg
 import pytest
+
+from service.settings import Settings, settings_from_dict
 
 POSTGRES_URL = os.environ.get("FATHOM_TEST_POSTGRES_URL", "")
 needs_postgres = [
@@ -28,3 +31,14 @@ def fresh_database() -> Iterator[str]:
     finally:
         with psycopg.connect(POSTGRES_URL, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'.encode())
+
+
+# The two state adapters, as a fixture parameter: SQLite runs anywhere, PostgreSQL needs the server.
+ADAPTERS = ["sqlite", pytest.param("postgres", marks=needs_postgres)]
+
+
+@contextmanager
+def state_settings(adapter: str, data_dir: Path, **state: object) -> Iterator[Settings]:
+    """Settings on that adapter's state: SQLite under data_dir, or a fresh PostgreSQL database."""
+    with fresh_database() if adapter == "postgres" else nullcontext("") as url:
+        yield settings_from_dict({"data_dir": str(data_dir), "state": {"url": url, **state}})

@@ -13,7 +13,7 @@ import pytest
 
 from service.backends.stack import qdrant_path
 from service.ingest.documents import Document
-from service.ingest.journal import journal_path
+from service.ingest.journal_sqlite import journal_path
 from tests.integration.ingest_app import fathom, holdings, start_fathom, write_config
 from tests.integration.search_app import LEXICAL_BACKENDS, cranfield, search_settings
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from service.ingest.journal import journal_path
+from service.ingest.journal_sqlite import journal_path
 from tests.integration.rerank_app import new_key, running
 from tests.integration.search_app import cranfield, search_settings
 

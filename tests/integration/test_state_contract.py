@@ -10,7 +10,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import nullcontext
 from pathlib import Path
 
 import pytest
@@ -18,21 +17,18 @@ import pytest
 from service.auth.keys import Keys
 from service.cli import main
 from service.search.errors import InvalidRequest, QuotaExceeded, RateLimited
-from service.settings import settings_from_dict
 from service.state.postgres import MIGRATIONS, Postgres
 from service.state.stores import open_keys
-from tests.integration.state_db import fresh_database, needs_postgres
+from tests.integration.state_db import ADAPTERS, fresh_database, needs_postgres, state_settings
 
 Opener = Callable[[], Keys]
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=needs_postgres)])
+@pytest.fixture(params=ADAPTERS)
 def opener(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Opener]:
     """Opens another store on the same state, as another replica would; all closed at the end."""
     opened: list[Keys] = []
-    # SQLite: an empty url, so the store lives under data_dir.
-    with fresh_database() if request.param == "postgres" else nullcontext("") as url:
-        settings = settings_from_dict({"data_dir": str(tmp_path), "state": {"url": url}})
+    with state_settings(request.param, tmp_path) as settings:
 
         def open_one() -> Keys:
             opened.append(open_keys(settings))
