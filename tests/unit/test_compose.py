@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from importlib.metadata import version
@@ -33,10 +34,12 @@ def test_compose_file_is_valid_and_wires_two_replicas_on_shared_state() -> None:
         assert f"  {service}" in config
     assert config.count("/app/config/docker.toml") == 2
     assert config.count("FATHOM_STATE__URL: postgresql://") == 2
-    # The proxy names both replicas, and sends collection writes to one (the journal is per replica).
+    # The proxy spreads every request, writes too, over both replicas: the journal is shared.
     nginx = (REPO / "config" / "nginx.conf").read_text()
-    assert "server fathom-a:8000" in nginx and "server fathom-b:8000" in nginx
-    assert "location /v1/collections" in nginx
+    upstreams = re.findall(r"upstream \w+ \{(.*?)\}", nginx, re.S)
+    assert len(upstreams) == 1
+    assert "server fathom-a:8000" in upstreams[0] and "server fathom-b:8000" in upstreams[0]
+    assert re.findall(r"proxy_pass (\S+);", nginx) == ["http://fathom"]
 
 
 def test_elasticsearch_server_major_matches_the_client() -> None:

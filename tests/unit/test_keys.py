@@ -1,4 +1,8 @@
-"""Key store logic: hashing, quotas all-or-nothing, GCRA rate limits, search-unit billing."""
+"""Key store logic of the SQLite adapter: hashing, old schemas, damage, GCRA spacing, search-unit billing.
+
+What every adapter must do (duplicates, all-or-nothing quotas, unlimited keys, revocation, shared limits)
+is the Keys contract in tests/integration/test_state_contract.py, which runs on SQLite without any server.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ import pytest
 
 from service.auth.billing import billed, rerank_search_units
 from service.auth.keys import KeyStore, hash_key
-from service.search.errors import InvalidRequest, QuotaExceeded, RateLimited, StateDamaged
+from service.search.errors import InvalidRequest, RateLimited, StateDamaged
 
 
 @pytest.fixture
@@ -26,24 +30,6 @@ def test_keys_are_stored_hashed_and_authenticate(store: KeyStore, tmp_path: Path
     assert raw.encode() not in (tmp_path / "keys.sqlite3").read_bytes()
     assert store.revoke("a") and store.authenticate(raw) is None
     assert not store.revoke("a")
-
-
-def test_duplicate_or_blank_names_are_refused(store: KeyStore) -> None:
-    store.create("a")
-    with pytest.raises(InvalidRequest, match="already exists"):
-        store.create("a")
-    with pytest.raises(InvalidRequest, match="non-empty"):
-        store.create("  ")
-
-
-def test_quota_is_all_or_nothing_and_refundable(store: KeyStore) -> None:
-    store.create("q", quota=5)
-    store.charge("q", 3)
-    with pytest.raises(QuotaExceeded, match="2 of 5 left"):
-        store.charge("q", 3)
-    store.refund("q", 3)
-    store.charge("q", 5)
-    assert store.list()[0].used == 5
 
 
 @pytest.mark.anyio
@@ -112,12 +98,6 @@ def test_gcra_allows_a_minute_of_burst_then_spaces_requests(store: KeyStore) -> 
     store.admit("r", now + 10.0)  # one slot has drained
     with pytest.raises(RateLimited):
         store.admit("r", now + 10.0)
-
-
-def test_unlimited_keys_are_never_limited(store: KeyStore) -> None:
-    store.create("u")
-    for _ in range(1000):
-        store.admit("u", 5.0)
 
 
 @pytest.mark.parametrize(("documents", "units"), [(1, 1), (100, 1), (101, 2), (1000, 10)])
