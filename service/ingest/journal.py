@@ -10,7 +10,7 @@ Intents have an owner (the writing process, see `replica_id`) and a lease the ow
 writes. Another process redoes them only once the lease has run out (or, on one machine, once the owner
 is provably dead): `claim` hands them over, and the owner's commit then fails (`LeaseLost`), so a slow
 ex-owner never commits a change twice or over a newer one. Writers of one collection take turns through
-`try_hold`, across processes (and, with PostgreSQL, across replicas).
+`hold`, across processes (and, with PostgreSQL, across replicas).
 
 An intent a store refuses for good (the recorded version can never be written) is parked: its state
 becomes 'failed' with the reason, the document is taken out of both stores and the committed state,
@@ -101,9 +101,11 @@ class Journal(Protocol):
 
     def forget_collection(self, name: str) -> None: ...
 
-    def try_hold(self, collection: str) -> Held | None:
-        """Hold the collection for writing, or None at once when another writer holds it. A holder
-        that dies lets go (a file lock on one machine, a database session's advisory lock)."""
+    def hold(self, collection: str, wait: float = 0.0) -> Held | None:
+        """Hold the collection for writing, waiting up to `wait` seconds; None when another writer
+        still holds it. A holder that dies lets go (a file lock on one machine, a database session's
+        advisory lock). PostgreSQL queues waiters, so a writer that lets go and asks again at once
+        goes behind a replica already waiting."""
         ...
 
     # --- documents --------------------------------------------------------------------------------

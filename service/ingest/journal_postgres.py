@@ -95,19 +95,23 @@ class PostgresJournal:
             conn.execute("DELETE FROM journal_documents WHERE collection = %s", (name,))
             conn.execute("DELETE FROM journal_collections WHERE name = %s", (name,))
 
-    def try_hold(self, collection: str) -> Held | None:
+    def hold(self, collection: str, wait: float = 0.0) -> Held | None:
+        # 0 would mean no timeout at all.
+        timeout = f"{max(1, int(wait * 1000))}ms"
         conn = self._db.borrow()
         try:
-            row = conn.execute(
-                "SELECT pg_try_advisory_lock(%s, hashtext(%s))", (COLLECTION_LOCKS, collection)
-            ).fetchone()
+            # Waiting in the server's lock queue, first come first served; lock_timeout ends the wait.
+            with conn.transaction():
+                conn.execute("SELECT set_config('lock_timeout', %s, true)", (timeout,))
+                conn.execute("SELECT pg_advisory_lock(%s, hashtext(%s))", (COLLECTION_LOCKS, collection))
+        except psycopg.errors.LockNotAvailable:
+            self._db.give_back(conn)
+            return None
         except BaseException:
             self._db.give_back(conn)
             raise
-        if row and row[0]:
-            return _HeldCollection(self._db, conn, collection)
-        self._db.give_back(conn)
-        return None
+        # Taken at session level, so it outlives the transaction: held until released or the session ends.
+        return _HeldCollection(self._db, conn, collection)
 
     # --- documents --------------------------------------------------------------------------------
 

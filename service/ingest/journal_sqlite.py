@@ -61,6 +61,8 @@ _ADDED_COLUMNS = {
     "lease_until": "ALTER TABLE intents ADD COLUMN lease_until REAL NOT NULL DEFAULT 0",
 }
 
+# Between tries for a collection another process holds.
+HOLD_RETRY = 0.02
 # SQLite's default limit on bound parameters is 32766; stay well below it.
 IN_CLAUSE_SIZE = 900
 
@@ -104,9 +106,13 @@ class SqliteJournal:
             self._alive.release(remove=True)
             self._alive = None
 
-    def try_hold(self, collection: str) -> Held | None:
-        digest = hashlib.sha256(collection.encode()).hexdigest()[:32]
-        return FileLock.take(self._locks / f"{digest}.lock")
+    def hold(self, collection: str, wait: float = 0.0) -> Held | None:
+        path = self._locks / f"{hashlib.sha256(collection.encode()).hexdigest()[:32]}.lock"
+        deadline = time.monotonic() + wait
+        # flock cannot wait with a timeout: try, and try again, until the deadline.
+        while (held := FileLock.take(path)) is None and time.monotonic() < deadline:
+            time.sleep(HOLD_RETRY)
+        return held
 
     # --- collections ------------------------------------------------------------------------------
 

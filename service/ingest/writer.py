@@ -36,9 +36,9 @@ log = logging.getLogger("fathom")
 
 # Document ids per delete request when removing many documents.
 DELETE_BATCH = 500
-# Waiting for a collection another process writes: first and longest pause between tries.
-HOLD_FIRST_WAIT = 0.02
-HOLD_LONGEST_WAIT = 0.5
+# Waiting for a collection another process writes: how long one try waits (a cancelled request waits
+# at most this long for its try to end).
+HOLD_WAIT = 2.0
 
 
 @dataclass(slots=True)
@@ -444,17 +444,15 @@ class IngestWriter:
     async def _holding(self, collection: str) -> AsyncIterator[None]:
         """This collection to ourselves: first among this process's tasks, then across processes."""
         async with self._locks[collection]:
-            wait = HOLD_FIRST_WAIT
-            while (held := await self._try_hold(collection)) is None:
-                await asyncio.sleep(wait)
-                wait = min(wait * 2, HOLD_LONGEST_WAIT)
+            while (held := await self._hold(collection)) is None:
+                pass
             try:
                 yield
             finally:
                 await self._off_loop(held.release)
 
-    async def _try_hold(self, collection: str) -> Held | None:
-        attempt = asyncio.ensure_future(self._off_loop(self._journal.try_hold, collection))
+    async def _hold(self, collection: str) -> Held | None:
+        attempt = asyncio.ensure_future(self._off_loop(self._journal.hold, collection, HOLD_WAIT))
         try:
             return await asyncio.shield(attempt)
         except asyncio.CancelledError:

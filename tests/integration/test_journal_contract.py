@@ -173,16 +173,23 @@ def test_parked_intents_are_reported_until_discarded(opener: Opener) -> None:
 
 def test_one_writer_holds_a_collection_at_a_time(opener: Opener) -> None:
     one, two = opener(), opener()
-    held = one.try_hold("c")
+    held = one.hold("c")
     assert held is not None
-    assert two.try_hold("c") is None
-    other = two.try_hold("d")
+    started = time.monotonic()
+    assert two.hold("c", wait=0.3) is None
+    assert 0.3 <= time.monotonic() - started < 2.0
+    other = two.hold("d")
     assert other is not None
     other.release()
     held.release()
-    again = two.try_hold("c")
+    again = two.hold("c")
     assert again is not None
-    again.release()
+    # A waiter gets the collection as soon as the holder lets go.
+    threading.Timer(0.2, again.release).start()
+    started = time.monotonic()
+    waited = one.hold("c", wait=10)
+    assert waited is not None and time.monotonic() - started < 5
+    waited.release()
 
 
 KILLED_WRITER = """
@@ -193,7 +200,7 @@ from service.state.stores import open_journal
 
 settings = settings_from_dict({"data_dir": sys.argv[1], "state": {"url": sys.argv[2], "lease_seconds": %s}})
 journal = open_journal(settings)
-held = journal.try_hold("c")
+held = journal.hold("c")
 journal.begin("c", [Intent("a", "write", "h", '{"id": "a"}')])
 print("writing", flush=True)
 time.sleep(600)
@@ -213,14 +220,14 @@ def test_a_killed_writer_lets_go_and_its_intents_are_taken_over(
     try:
         assert writer.stdout is not None and writer.stdout.readline().strip() == "writing"
         survivor = opener()
-        assert survivor.try_hold("c") is None
+        assert survivor.hold("c") is None
     finally:
         writer.kill()
         writer.communicate()
     killed = time.monotonic()
     held = None
     while held is None and time.monotonic() - killed < 5:
-        held = survivor.try_hold("c")
+        held = survivor.hold("c")
     assert held is not None, "the killed writer's hold outlived it"
     held.release()
     if adapter == "sqlite":

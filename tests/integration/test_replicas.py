@@ -14,6 +14,7 @@ import math
 import subprocess
 import threading
 import time
+import uuid
 from collections import Counter
 from collections.abc import Awaitable, Iterator, Sequence
 from dataclasses import dataclass
@@ -48,7 +49,9 @@ RERANK = {"query": "boundary layer", "documents": ["laminar flow over a plate", 
 LEASE_SECONDS = 2.0
 
 
-def replica_config(data_dir: Path, state_url: str, name: str) -> str:
+def replica_config(data_dir: Path, state_url: str, name: str, prefix: str) -> str:
+    """Both replicas' config but for data_dir and name; `prefix` keeps this run's collections apart from
+    any an earlier run left in the shared Elasticsearch and Qdrant."""
     return f"""
 data_dir = "{data_dir}"
 [state]
@@ -67,12 +70,12 @@ path = "{MODELS / TINY}"
 lexical = "elasticsearch"
 [elasticsearch]
 url = "{ELASTICSEARCH_URL}"
-index_prefix = "replicas-"
+index_prefix = "{prefix}"
 [qdrant]
 url = "{QDRANT_URL}"
 prefer_grpc = true
 grpc_port = {int(QDRANT_URL.rsplit(":", 1)[1]) + 1}
-collection_prefix = "replicas-"
+collection_prefix = "{prefix}"
 """
 
 
@@ -90,11 +93,12 @@ class Replicas:
 @pytest.fixture(scope="module")
 def replicas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Replicas]:
     root = tmp_path_factory.mktemp("replicas")
+    prefix = f"replicas-{uuid.uuid4().hex[:8]}-"
     with fresh_database() as url:
         configs = []
         for name in ("a", "b"):
             config = root / f"{name}.toml"
-            config.write_text(replica_config(root / name, url, name))
+            config.write_text(replica_config(root / name, url, name, prefix))
             configs.append(config)
         keys = open_keys(settings_from_dict({"data_dir": str(root), "state": {"url": url}}))
         one, two = free_ports(2)
@@ -273,6 +277,36 @@ def post_in_background(url: str, body: dict[str, Any], headers: dict[str, str]) 
     return thread
 
 
+def test_a_collection_deleted_through_one_replica_stays_deleted(replicas: Replicas) -> None:
+    """An upsert runs through a; b deletes the collection meanwhile: the delete waits for a's batch,
+    a's next batch finds the collection gone (404), and nothing of it comes back in either store."""
+    one, two = replicas.urls
+    headers = bearer(replicas.keys.create("dropper", scopes=frozenset({"admin", "write"})))
+    many = [Document(f"d{n}", "", f"document number {n} about boundary layers", {}) for n in range(320)]
+    assert httpx.put(f"{one}/v1/collections/gone", headers=headers, timeout=60).status_code in (200, 201)
+    statuses: list[int] = []
+
+    def upsert() -> None:
+        response = httpx.post(
+            f"{one}/v1/collections/gone/documents", json=documents_body(many), headers=headers, timeout=600
+        )
+        statuses.append(response.status_code)
+
+    upload = threading.Thread(target=upsert)
+    upload.start()
+    deadline = time.monotonic() + 300
+    while not committed_ids(replicas.state_url, "gone") and time.monotonic() < deadline:
+        time.sleep(0.02)  # until the first of five batches is in
+    assert httpx.delete(f"{two}/v1/collections/gone", headers=headers, timeout=300).status_code == 200
+    upload.join()
+    assert statuses == [404]
+    for url in replicas.urls:
+        assert httpx.get(f"{url}/v1/collections/gone", headers=headers, timeout=60).status_code == 404
+    assert httpx.put(f"{two}/v1/collections/gone", headers=headers, timeout=60).status_code in (200, 201)
+    info = httpx.get(f"{one}/v1/collections/gone", headers=headers, timeout=60).json()
+    assert info["stores"]["lexical"] == info["stores"]["vector"] == {"documents": 0, "chunks": 0}, info
+
+
 def test_a_killed_replica_is_taken_over_by_the_other(replicas: Replicas, record_property: Any) -> None:
     """kill -9 replica a while its intents are open in a large upsert: replica b, with no request,
     finishes them once the lease runs out; the client's retry through b then completes the rest.
@@ -286,20 +320,23 @@ def test_a_killed_replica_is_taken_over_by_the_other(replicas: Replicas, record_
     upload = post_in_background(
         f"{replicas.urls[0]}/v1/collections/bulk/documents", documents_body(docs), headers
     )
-    in_flight: set[str] = set()
-    committed: set[str] = set()
     deadline = time.monotonic() + 600
     # Kill once a batch after the first is open: some work committed, some in the stores' hands.
-    while time.monotonic() < deadline and upload.is_alive():
-        in_flight = open_intents(replicas.state_url, "bulk", "a:%")
-        committed = committed_ids(replicas.state_url, "bulk") if in_flight else set()
-        if in_flight and committed:
-            break
-        time.sleep(0.005)
+    while not committed_ids(replicas.state_url, "bulk") and upload.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    with psycopg.connect(replicas.state_url, autocommit=True) as conn:
+        while upload.is_alive() and time.monotonic() < deadline:
+            # The next batch's intents, polled on one connection: the kill follows within a millisecond.
+            query = "SELECT 1 FROM journal_intents WHERE collection = 'bulk' AND owner LIKE 'a:%' LIMIT 1"
+            if conn.execute(query).fetchone():
+                break
     replicas.processes[0].kill()
     killed = time.monotonic()
     replicas.processes[0].wait()
     upload.join()
+    # What a left behind, now that it is dead.
+    in_flight = open_intents(replicas.state_url, "bulk", "a:%")
+    committed = committed_ids(replicas.state_url, "bulk")
     assert in_flight and committed, "replica a was not caught mid-write"
     while open_intents(replicas.state_url, "bulk", "a:%") and time.monotonic() - killed < 120:
         time.sleep(0.02)
