@@ -41,24 +41,26 @@ def usable_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def session_options(threads: int = 0) -> ort.SessionOptions:
+def session_options(threads: int = 0, *, allow_spinning: bool = False) -> ort.SessionOptions:
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.intra_op_num_threads = threads or usable_cores()
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    spinning = "1" if allow_spinning else "0"
+    options.add_session_config_entry("session.intra_op.allow_spinning", spinning)
+    options.add_session_config_entry("session.inter_op.allow_spinning", spinning)
     return options
 
 
-def open_session(model_file: Path, *, threads: int, quantize: Quantize, cache_dir: Path) -> Any:
+def open_session(
+    model_file: Path, *, threads: int, quantize: Quantize, cache_dir: Path, allow_spinning: bool = False
+) -> Any:
     """A CPU session on the model file, or on its int8 copy."""
     path = quantized(model_file, cache_dir) if quantize == "int8" else model_file
+    options = session_options(threads, allow_spinning=allow_spinning)
     try:
-        return ort.InferenceSession(
-            str(path), sess_options=session_options(threads), providers=["CPUExecutionProvider"]
-        )
+        return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph classes
         raise ModelUnavailable(f"ONNX Runtime cannot open {path}: {exc}") from exc
 
