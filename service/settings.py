@@ -138,7 +138,7 @@ class SearchRerankSettings(msgspec.Struct, forbid_unknown_fields=True):
     url: str = ""
     api_key: str = ""
     timeout: float = 10.0
-    budget_ms: float = 250.0
+    budget_ms: float = 300.0
 
 
 class SearchSettings(msgspec.Struct, forbid_unknown_fields=True):
