@@ -21,12 +21,12 @@ from indexers.run import (
     source_format,
 )
 from indexers.sources import Fields
-from service.cli import CONFIG_HELP, collection_name
+from service.cli_options import collection_name
+from service.errors import StoreLocked
 from service.ingest.chunking import ChunkingPolicy
 from service.ingest.drift import find_drift, repair
-from service.ingest.session import open_writer
 from service.ingest.writer import IngestReport
-from service.search.errors import StoreLocked
+from service.runtime import open_writer
 from service.settings import Settings
 
 
@@ -34,8 +34,11 @@ def field_list(text: str) -> frozenset[str]:
     return frozenset(name.strip() for name in text.split(",") if name.strip())
 
 
-def add_commands(commands: Any) -> None:
-    index = commands.add_parser("index", help="load documents into a collection, incrementally")
+def add_commands(commands: Any, config: argparse.ArgumentParser) -> None:
+    """`index`, `verify` and `eval`, each with the shared --config option (`config`)."""
+    index = commands.add_parser(
+        "index", help="load documents into a collection, incrementally", parents=[config]
+    )
     index.add_argument("source", type=Path, help="a BEIR folder, a .jsonl or .csv file, or a folder of files")
     index.add_argument(
         "--collection", required=True, type=collection_name, help="the collection to write (made if new)"
@@ -64,15 +67,15 @@ def add_commands(commands: Any) -> None:
     )
     index.add_argument("--delete-missing", action="store_true", help="delete documents not in the source")
     index.add_argument("--strict", action="store_true", help="stop at the first record that cannot be read")
-    index.add_argument("--config", help=CONFIG_HELP, dest="sub_config", metavar="PATH")
     index.set_defaults(handler=run_index)
 
-    verify = commands.add_parser("verify", help="check journal and both stores agree; --repair to fix")
+    verify = commands.add_parser(
+        "verify", help="check journal and both stores agree; --repair to fix", parents=[config]
+    )
     verify.add_argument("--collection", required=True, type=collection_name, help="the collection to check")
     verify.add_argument("--repair", action="store_true", help="finish interrupted writes, remove strays")
-    verify.add_argument("--config", help=CONFIG_HELP, dest="sub_config", metavar="PATH")
     verify.set_defaults(handler=run_verify)
-    add_eval_command(commands)
+    add_eval_command(commands, config)
 
 
 def locked_message(exc: StoreLocked) -> str:

@@ -13,8 +13,7 @@ import asyncio
 import json
 import sys
 import time
-from collections.abc import AsyncIterator, Sequence
-from contextlib import AsyncExitStack, asynccontextmanager
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -26,14 +25,11 @@ from indexers.eval_report import DEPTH, StageResult, deltas, stage_result, table
 from indexers.evaluation import Qrels, judged_queries, load_qrels, load_queries
 from indexers.reference import reference_runs
 from indexers.sources import beir_corpus, read_jsonl
-from service.backends.stack import open_stack
-from service.cli import CONFIG_HELP, collection_name, non_negative_int
+from service.cli_options import collection_name, non_negative_int
+from service.errors import InvalidRequest, NotFound, StoreLocked
 from service.ingest.documents import Document
-from service.rerank.local_reranker import EngineReranker
-from service.rerank.registry import ModelRegistry
-from service.search.errors import InvalidRequest, NotFound, StoreLocked
+from service.runtime import open_runtime
 from service.search.pipeline import SearchPipeline, SearchQuery
-from service.search.protocols import Reranker
 from service.settings import Settings
 
 
@@ -96,36 +92,29 @@ def read_documents(folder: Path) -> list[Document]:
     return documents
 
 
-def eval_settings(settings: Settings) -> Settings:
-    """The configured settings, with room for 100 hits and without the query-vector cache."""
+def eval_settings(settings: Settings, rerank_model: str | None = None) -> Settings:
+    """The configured settings, with room for 100 hits and without the query-vector cache.
+
+    With `rerank_model`, that one model is the only one loaded, in process (never a remote reranker);
+    InvalidRequest if it is not configured.
+    """
+    rerank = settings.rerank
+    if rerank_model is not None:
+        configured = rerank.enabled_models()
+        if rerank_model not in configured:
+            available = ", ".join(sorted(configured)) or "none"
+            raise InvalidRequest(f"rerank model {rerank_model!r} is not configured; configured: {available}")
+        rerank = msgspec.structs.replace(
+            rerank, default_model=rerank_model, models={rerank_model: configured[rerank_model]}
+        )
     search = msgspec.structs.replace(
         settings.search,
         max_top_k=max(settings.search.max_top_k, DEPTH),
         max_candidates=max(settings.search.max_candidates, DEPTH),
+        rerank=msgspec.structs.replace(settings.search.rerank, url="", model=rerank_model or ""),
     )
     embedding = msgspec.structs.replace(settings.embedding, query_cache_size=0)
-    return msgspec.structs.replace(settings, search=search, embedding=embedding)
-
-
-@asynccontextmanager
-async def local_reranker(settings: Settings, model_id: str) -> AsyncIterator[Reranker]:
-    """One configured rerank model, loaded in process; ModelUnavailable/InvalidRequest if it cannot be."""
-    rerank = settings.rerank
-    configured = rerank.enabled_models()
-    if model_id not in configured:
-        available = ", ".join(sorted(configured)) or "none"
-        raise InvalidRequest(f"rerank model {model_id!r} is not configured; configured: {available}")
-    registry = ModelRegistry(
-        msgspec.structs.replace(rerank, default_model=model_id, models={model_id: configured[model_id]}),
-        cache_dir=settings.data_path / "models",
-    )
-    registry.start_loading()
-    try:
-        await registry.wait_loaded()
-        await registry.engine(model_id)  # raises when the model is unknown or failed to load
-        yield EngineReranker(registry, model_id)
-    finally:
-        await registry.close()
+    return msgspec.structs.replace(settings, search=search, embedding=embedding, rerank=rerank)
 
 
 async def evaluate(
@@ -145,17 +134,19 @@ async def evaluate(
     configured embedding model) is ranked in the same run and reported as stages ref-bm25, ref-dense
     and ref-hybrid.
     """
-    settings = eval_settings(settings)
     reranks = any(STAGES[name].rerank for name in stages)
     model = rerank_model or settings.search.rerank.model or settings.rerank.default_model
     depth = settings.search.rerank.depth if rerank_depth is None else rerank_depth
+    settings = eval_settings(settings, model if reranks else None)
     results = []
-    async with AsyncExitStack() as exits:
-        stack = await exits.enter_async_context(open_stack(settings))
+    async with open_runtime(settings, keys=False, models=reranks) as runtime:
+        stack, pipeline = runtime.stack, runtime.pipeline
+        assert stack is not None and pipeline is not None  # opened in the foreground: open, or it raised
         if not await stack.lexical.collection_exists(collection):
             raise NotFound(f'collection "{collection}" does not exist')
-        reranker = await exits.enter_async_context(local_reranker(settings, model)) if reranks else None
-        pipeline = SearchPipeline(stack.lexical, stack.vectors, stack.embedder, reranker, settings.search)
+        if reranks:
+            await runtime.registry.wait_loaded()
+            await runtime.registry.engine(model)  # raises when the model failed to load
         for name in stages:
             stage = STAGES[name]
             results.append(
@@ -218,8 +209,10 @@ def stage_list(text: str) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def add_eval_command(commands: Any) -> None:
-    parser = commands.add_parser("eval", help="nDCG@10, Recall@100, MRR@10 and latency of each search stage")
+def add_eval_command(commands: Any, config: argparse.ArgumentParser) -> None:
+    parser = commands.add_parser(
+        "eval", help="nDCG@10, Recall@100, MRR@10 and latency of each search stage", parents=[config]
+    )
     parser.add_argument("folder", type=Path, help="a BEIR folder: queries.jsonl and qrels/<qrels>.tsv")
     parser.add_argument("--collection", required=True, type=collection_name, help="where it was indexed")
     parser.add_argument(
@@ -247,7 +240,6 @@ def add_eval_command(commands: Any) -> None:
     parser.add_argument(
         "--json", action="store_true", help="print JSON (with every query's scores) instead of a table"
     )
-    parser.add_argument("--config", help=CONFIG_HELP, dest="sub_config", metavar="PATH")
     parser.set_defaults(handler=run_eval)
 
 

@@ -9,17 +9,22 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
+from indexers.cli import add_commands
 from service.auth.keys import Keys
 from service.auth.public import PUBLIC_RATE_LIMIT, parse_origins
 from service.auth.scopes import DEFAULT_SCOPES, SCOPES, parse_collections, parse_scopes
-from service.search.collections import checked_collection_name
-from service.search.errors import InvalidRequest, SearchError, StoreLocked
+from service.cli_options import (
+    collection_names,
+    config_option,
+    non_negative_int,
+    positive_int,
+    scope_names,
+)
+from service.errors import FathomError, InvalidRequest, StoreLocked
 from service.settings import ConfigError, Settings, load_settings
 from service.state.stores import open_keys
 
 Command = Callable[[argparse.Namespace, Settings], int]
-# Every command takes --config too, before or after its name.
-CONFIG_HELP = "TOML file laid over the packaged defaults (default: $FATHOM_CONFIG, if set)"
 
 
 def serve(args: argparse.Namespace, settings: Settings) -> int:
@@ -117,7 +122,7 @@ def keys_create(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def public_origins(args: argparse.Namespace) -> frozenset[str] | None:
-    """--public with its --origin values; SearchError when one comes without the other."""
+    """--public with its --origin values; FathomError when one comes without the other."""
     if args.public and not args.origin:
         raise InvalidRequest("--public needs at least one --origin the key may be used from")
     if args.origin and not args.public:
@@ -156,63 +161,28 @@ def keys_revoke(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def collection_name(text: str) -> str:
-    try:
-        return checked_collection_name(text)
-    except SearchError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def scope_names(text: str) -> str:
-    try:
-        parse_scopes([text])
-    except SearchError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    return text
-
-
-def collection_names(text: str) -> str:
-    try:
-        parse_collections([text])
-    except SearchError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    return text
-
-
-def non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fathom", description="Fathom: hybrid search and reranking.")
-    parser.add_argument("--config", help=CONFIG_HELP, metavar="PATH")
+    config = config_option()
+    parser = argparse.ArgumentParser(
+        prog="fathom", description="Fathom: hybrid search and reranking.", parents=[config]
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    serve_parser = commands.add_parser("serve", help="run the HTTP service")
-    serve_parser.add_argument("--config", help=CONFIG_HELP, dest="sub_config", metavar="PATH")
+    serve_parser = commands.add_parser("serve", help="run the HTTP service", parents=[config])
     serve_parser.add_argument("--host", help="interface to bind (default from [server] host)")
     serve_parser.add_argument("--port", type=positive_int, help="port to bind (default from [server] port)")
     serve_parser.set_defaults(handler=serve)
 
-    mcp_parser = commands.add_parser("mcp", help="serve the MCP tools (search, get_document) over stdio")
-    mcp_parser.add_argument("--config", help=argparse.SUPPRESS, dest="sub_config")
+    mcp_parser = commands.add_parser(
+        "mcp", help="serve the MCP tools (search, get_document) over stdio", parents=[config]
+    )
     mcp_parser.set_defaults(handler=mcp)
 
     keys = commands.add_parser("keys", help="manage API keys").add_subparsers(
         dest="keys_command", required=True, metavar="ACTION"
     )
-    create = keys.add_parser("create", help="create a key; it is printed once, on the last line")
-    create.add_argument("--config", help=CONFIG_HELP, dest="sub_config", metavar="PATH")
+    create = keys.add_parser(
+        "create", help="create a key; it is printed once, on the last line", parents=[config]
+    )
     create.add_argument("--name", required=True)
     create.add_argument(
         "--quota", type=non_negative_int, help="search units the key may use (default: no limit)"
@@ -243,30 +213,27 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --public: a site that may use the key, as https://example.org[:port]; repeat for more",
     )
     create.set_defaults(handler=keys_create)
-    listing = keys.add_parser("list", help="list keys with usage")
-    listing.add_argument("--config", help=CONFIG_HELP, dest="sub_config", metavar="PATH")
+    listing = keys.add_parser("list", help="list keys with usage", parents=[config])
     listing.set_defaults(handler=keys_list)
-    revoke = keys.add_parser("revoke", help="revoke a key by name")
-    revoke.add_argument("--config", help=CONFIG_HELP, dest="sub_config", metavar="PATH")
+    revoke = keys.add_parser("revoke", help="revoke a key by name", parents=[config])
     revoke.add_argument("name")
     revoke.set_defaults(handler=keys_revoke)
 
     migrate_parser = commands.add_parser(
-        "migrate", help="bring the shared state database ([state] url) to this release's schema"
+        "migrate",
+        help="bring the shared state database ([state] url) to this release's schema",
+        parents=[config],
     )
-    migrate_parser.add_argument("--config", help=CONFIG_HELP, dest="sub_config", metavar="PATH")
     migrate_parser.set_defaults(handler=migrate)
 
-    from indexers.cli import add_commands
-
-    add_commands(commands)
+    add_commands(commands, config)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        settings = load_settings(getattr(args, "sub_config", None) or args.config)
+        settings = load_settings(getattr(args, "config", None))
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -274,7 +241,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return handler(args, settings)
     except Exception as exc:  # a CLI user gets one line, not a trace, for errors we can name
-        if isinstance(exc, SearchError):
+        if isinstance(exc, FathomError):
             print(f"error: {exc}", file=sys.stderr)
             return 1
         raise

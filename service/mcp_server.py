@@ -10,22 +10,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterator
-from contextlib import AsyncExitStack, contextmanager
-from typing import Any
+from collections.abc import Coroutine, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
 
 import msgspec
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 
 from service.api.context import SEARCH_UNITS_PER_CONTEXT, URL_KEYS, ContextRequest, gather_context
-from service.api.services import Services
+from service.api.disconnect import cancel_on_disconnect
+from service.auth.access import bearer_token, check_collection, check_scope
 from service.auth.billing import billed
-from service.auth.guard import bearer_token, check_collection, check_scope
 from service.auth.keys import ApiKey
 from service.auth.scopes import SEARCH
+from service.errors import ClientGone, FathomError, NotFound, Unauthorized
+from service.runtime import Runtime, open_runtime
 from service.search.context import reassembled
-from service.search.errors import BackendUnavailable, NotFound, SearchError, Unauthorized
 from service.settings import Settings
 
 INSTRUCTIONS = (
@@ -35,32 +36,33 @@ INSTRUCTIONS = (
 )
 DEFAULT_MAX_TOKENS = 2000
 DEFAULT_MAX_CHARS = 20_000
+T = TypeVar("T")
 
 
-async def caller_key(services: Services, context: Context[Any, Any]) -> ApiKey | None:
+async def caller_key(runtime: Runtime, context: Context[Any, Any]) -> ApiKey | None:
     """The key of an HTTP caller, to bill and limit; None on stdio, whose caller runs the process itself.
 
     The /mcp route's guard has already refused requests without a valid key; this finds which one.
     """
     headers = context.headers if context.request_context.request is not None else None
-    if headers is None or not services.settings.auth.enabled:
+    if headers is None or not runtime.settings.auth.enabled:
         return None
     # SQLite off the event loop, as the route guard reads it.
-    key = await asyncio.to_thread(services.keys.authenticate, bearer_token(headers.get("authorization")))
+    key = await asyncio.to_thread(runtime.key_store.authenticate, bearer_token(headers.get("authorization")))
     if key is None:
         raise Unauthorized("invalid or revoked API key")
     check_scope(key, SEARCH)
     return key
 
 
-async def collection_key(services: Services, context: Context[Any, Any], collection: str) -> ApiKey | None:
+async def collection_key(runtime: Runtime, context: Context[Any, Any], collection: str) -> ApiKey | None:
     """The caller's key, once it is known to reach `collection`."""
-    key = await caller_key(services, context)
+    key = await caller_key(runtime, context)
     check_collection(key, collection)
     return key
 
 
-def build_mcp_server(services: Services) -> MCPServer[Any]:
+def build_mcp_server(runtime: Runtime) -> MCPServer[Any]:
     with logging_left_alone():
         server: MCPServer[Any] = MCPServer(
             "fathom", instructions=INSTRUCTIONS, version="0.1.0", warn_on_duplicate_tools=False
@@ -81,9 +83,9 @@ def build_mcp_server(services: Services) -> MCPServer[Any]:
         """
         request = ContextRequest(query=query, collection=collection, max_tokens=max_tokens, filter=filter)
         with tool_errors():
-            key = await collection_key(services, context, collection)
-            async with billed(services.keys, key, SEARCH_UNITS_PER_CONTEXT):
-                response = await gather_context(services, request)
+            key = await collection_key(runtime, context, collection)
+            async with billed(runtime.key_store, key, SEARCH_UNITS_PER_CONTEXT):
+                response = await searched(runtime, context, gather_context(runtime, request))
         result: dict[str, Any] = msgspec.to_builtins(response)
         return result
 
@@ -96,28 +98,38 @@ def build_mcp_server(services: Services) -> MCPServer[Any]:
         Text past `max_chars` characters is left out and `truncated` is true.
         """
         with tool_errors():
-            await collection_key(services, context, collection)
-            return await read_document(services, collection, id, max_chars)
+            await collection_key(runtime, context, collection)
+            return await read_document(runtime, collection, id, max_chars)
 
     @server.tool()
     async def list_collections(context: Context[Any, Any]) -> list[str]:
         """The names of the collections that can be searched."""
         with tool_errors():
-            key = await caller_key(services, context)
-            if services.ingest is None:
-                raise BackendUnavailable(f"search is not available: {services.stack_error or 'starting'}")
-            ready = [
-                name for name, state in services.ingest.journal.collections().items() if state == "ready"
-            ]
+            key = await caller_key(runtime, context)
+            if runtime.writer is None:
+                raise runtime.unavailable("search is")
+            ready = [name for name, state in runtime.writer.journal.collections().items() if state == "ready"]
             return [name for name in ready if key is None or key.reaches(name)]
 
     return server
 
 
-async def read_document(services: Services, collection: str, doc_id: str, max_chars: int) -> dict[str, Any]:
-    if services.stack is None:
-        raise BackendUnavailable(f"search is not available: {services.stack_error or 'still starting'}")
-    chunks = await services.stack.vectors.document_chunks(collection, doc_id)
+async def searched(runtime: Runtime, context: Context[Any, Any], work: Coroutine[Any, Any, T]) -> T:
+    """Over HTTP, the search stops when the client hangs up, as /v1/search and /v1/context do."""
+    http = context.request_context.request
+    if http is None:  # stdio: the assistant's own process, which ends the tool by ending us
+        return await work
+    try:
+        return await cancel_on_disconnect(http, work)
+    except ClientGone:
+        runtime.metrics.searches_cancelled.inc()
+        raise
+
+
+async def read_document(runtime: Runtime, collection: str, doc_id: str, max_chars: int) -> dict[str, Any]:
+    if runtime.stack is None:
+        raise runtime.unavailable("search is")
+    chunks = await runtime.stack.vectors.document_chunks(collection, doc_id)
     if not chunks:
         raise NotFound(f'collection "{collection}" has no document {doc_id!r}')
     text = reassembled(chunks)
@@ -154,7 +166,7 @@ def tool_errors() -> Iterator[None]:
     """Fathom's errors reach the assistant as tool errors with their message: it can fix its call."""
     try:
         yield
-    except SearchError as exc:
+    except FathomError as exc:
         raise ToolError(str(exc)) from exc
 
 
@@ -165,15 +177,8 @@ async def serve_stdio(settings: Settings) -> None:
     Qdrant's local files take one process at a time, so run it against servers, or with the service
     stopped.
     """
-    from service.app import build_services, open_search
-
-    services = build_services(settings)
-    services.models.start_loading()
-    async with AsyncExitStack() as exits:
-        exits.callback(services.keys.close)
-        exits.push_async_callback(services.models.close)
-        await open_search(services, exits)
-        if services.pipeline is None:
-            raise BackendUnavailable(f"search is not available: {services.stack_error}")
-        await services.models.wait_loaded()
-        await build_mcp_server(services).run_stdio_async()
+    async with open_runtime(settings) as runtime:
+        if runtime.pipeline is None:
+            raise runtime.unavailable("search is")
+        await runtime.wait_started()
+        await build_mcp_server(runtime).run_stdio_async()

@@ -10,7 +10,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Literal
 
-from service.search.errors import BackendUnavailable, StateDamaged, StorageFull
+from service.errors import BackendUnavailable, StateDamaged, StorageFull
 
 _DAMAGED = {sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB}
 _FULL = {sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR}

@@ -6,18 +6,19 @@ import asyncio
 from typing import Any
 
 import msgspec
-from litestar import Request, Response, delete, get, post, put
+from litestar import Response, delete, get, post, put
+from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.params import FromPath, JSONBody
+from litestar.params import FromPath, JSONBody, SkipValidation
 
-from service.api.services import services_of
+from service.api.guard import require_api_key
 from service.auth.billing import billed, rerank_search_units
-from service.auth.guard import require_api_key
+from service.auth.keys import ApiKey, Keys
 from service.auth.scopes import ADMIN, WRITE
+from service.errors import InvalidRequest, NotFound
 from service.ingest.documents import Document
 from service.ingest.metadata import metadata_problem
 from service.ingest.writer import IngestWriter
-from service.search.errors import BackendUnavailable, InvalidRequest, NotFound
 
 MAX_DOCUMENTS_PER_REQUEST = 1000
 # Documents per write through the journal, as the CLI's batches: bounds what one failure redoes.
@@ -81,13 +82,6 @@ class DocumentDeleted(msgspec.Struct):
     deleted: bool
 
 
-def writer_of(request: Request[Any, Any, Any]) -> IngestWriter:
-    services = services_of(request)
-    if services.ingest is None:
-        raise BackendUnavailable(f"collections are not available: {services.stack_error or 'still starting'}")
-    return services.ingest
-
-
 def to_documents(body: UpsertRequest) -> list[Document]:
     if not body.documents:
         raise InvalidRequest("documents: send at least one document")
@@ -110,10 +104,12 @@ def to_documents(body: UpsertRequest) -> list[Document]:
     summary="List collections",
     tags=["collections"],
 )
-async def list_collections(request: Request[Any, Any, Any]) -> CollectionList:
+async def list_collections(
+    writer: NamedDependency[IngestWriter], api_key: NamedDependency[ApiKey | None]
+) -> CollectionList:
     """The collections this key may reach."""
-    journal = writer_of(request).journal
-    key = request.state.api_key
+    journal = writer.journal
+    key = api_key
     ready = [
         name
         for name, state in journal.collections().items()
@@ -129,9 +125,8 @@ async def list_collections(request: Request[Any, Any, Any]) -> CollectionList:
     summary="Collection counts",
     tags=["collections"],
 )
-async def get_collection(request: Request[Any, Any, Any], name: FromPath[str]) -> CollectionInfo:
+async def get_collection(writer: NamedDependency[IngestWriter], name: FromPath[str]) -> CollectionInfo:
     """Documents and chunks in the journal and in each store: a quick look for drift."""
-    writer = writer_of(request)
     await writer.require(name)
     lexical, vector = await asyncio.gather(
         writer.stack.lexical.chunk_counts(name), writer.stack.vectors.chunk_counts(name)
@@ -162,9 +157,11 @@ async def get_collection(request: Request[Any, Any, Any], name: FromPath[str]) -
     summary="Create a collection",
     tags=["collections"],
 )
-async def put_collection(request: Request[Any, Any, Any], name: FromPath[str]) -> Response[CollectionCreated]:
+async def put_collection(
+    writer: NamedDependency[IngestWriter], name: FromPath[str]
+) -> Response[CollectionCreated]:
     """201 when created, 200 when it already existed."""
-    created = await writer_of(request).create_collection(name)
+    created = await writer.create_collection(name)
     return Response(CollectionCreated(name, created), status_code=201 if created else 200)
 
 
@@ -176,8 +173,8 @@ async def put_collection(request: Request[Any, Any, Any], name: FromPath[str]) -
     summary="Delete a collection",
     tags=["collections"],
 )
-async def delete_collection(request: Request[Any, Any, Any], name: FromPath[str]) -> CollectionDeleted:
-    await writer_of(request).drop_collection(name)
+async def delete_collection(writer: NamedDependency[IngestWriter], name: FromPath[str]) -> CollectionDeleted:
+    await writer.drop_collection(name)
     return CollectionDeleted(name, deleted=True)
 
 
@@ -190,18 +187,21 @@ async def delete_collection(request: Request[Any, Any, Any], name: FromPath[str]
     tags=["collections"],
 )
 async def upsert_documents(
-    request: Request[Any, Any, Any], name: FromPath[str], data: JSONBody[UpsertRequest]
+    name: FromPath[str],
+    data: JSONBody[UpsertRequest],
+    *,
+    writer: NamedDependency[IngestWriter],
+    keys: NamedDependency[SkipValidation[Keys]],
+    api_key: NamedDependency[ApiKey | None],
 ) -> UpsertResponse:
     """Unchanged documents are skipped; a changed one's chunks are all replaced.
 
     Billed like a rerank of as many documents. Each batch checks that the collection is still the one
     this request began on: a DELETE in between ends the upsert with 404 rather than re-creating it.
     """
-    writer = writer_of(request)
     generation = await writer.require(name)
     documents = to_documents(data)
-    services = services_of(request)
-    async with billed(services.keys, request.state.api_key, rerank_search_units(len(documents))):
+    async with billed(keys, api_key, rerank_search_units(len(documents))):
         # An interrupted change in this collection is finished before new ones, as the CLI does.
         report = await writer.recover(name)
         for start in range(0, len(documents), WRITE_BATCH):
@@ -221,12 +221,16 @@ async def upsert_documents(
     tags=["collections"],
 )
 async def delete_document(
-    request: Request[Any, Any, Any], name: FromPath[str], doc_id: FromPath[str]
+    name: FromPath[str],
+    doc_id: FromPath[str],
+    *,
+    writer: NamedDependency[IngestWriter],
+    keys: NamedDependency[SkipValidation[Keys]],
+    api_key: NamedDependency[ApiKey | None],
 ) -> DocumentDeleted:
-    writer = writer_of(request)
     await writer.require(name)
     doc_id = doc_id.removeprefix("/")  # a path parameter keeps its leading slash; ids may hold slashes
-    async with billed(services_of(request).keys, request.state.api_key, 1):
+    async with billed(keys, api_key, 1):
         if await writer.delete(name, [doc_id]) == 0:
             raise NotFound(f'collection "{name}" has no document {doc_id!r}')
     return DocumentDeleted(name, doc_id, deleted=True)

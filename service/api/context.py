@@ -13,19 +13,26 @@ from typing import Any
 
 import msgspec
 from litestar import Request, post
-from litestar.params import JSONBody
+from litestar.di import NamedDependency
+from litestar.params import JSONBody, SkipValidation
 
-from service.api.search import DegradedStage, HitEvidence, hit_evidence, pipeline_for
-from service.api.services import Services, services_of
+from service.api.disconnect import cancel_on_disconnect
+from service.api.guard import require_api_key
+from service.api.search import DegradedStage, HitEvidence, hit_evidence
+from service.auth.access import check_collection
 from service.auth.billing import billed
-from service.auth.guard import check_collection, require_api_key
+from service.auth.keys import ApiKey, Keys
 from service.auth.scopes import SEARCH
+from service.backends.qdrant import QdrantIndex
+from service.errors import ClientGone, FathomError, InvalidRequest
+from service.metrics import Metrics
+from service.runtime import Runtime
 from service.search.context import Located, Passage, pack, pages
-from service.search.errors import BackendUnavailable, InvalidRequest, SearchError
 from service.search.filters import parse_filter
 from service.search.models import Chunk
 from service.search.pipeline import SearchQuery
 from service.search.results import SearchHit, SearchOutcome
+from service.settings import Settings
 
 SEARCH_UNITS_PER_CONTEXT = 1
 # Metadata keys a citation reads its link from, first found wins.
@@ -75,20 +82,21 @@ class ContextResponse(msgspec.Struct):
     degraded: list[DegradedStage]
 
 
-def budget(query: ContextRequest, services: Services) -> int:
-    limits = services.settings.context
+def budget(query: ContextRequest, settings: Settings) -> int:
+    limits = settings.context
     max_tokens = limits.default_max_tokens if query.max_tokens is None else query.max_tokens
     if not 1 <= max_tokens <= limits.max_tokens:
         raise InvalidRequest(f"max_tokens must be between 1 and {limits.max_tokens}, got {max_tokens}")
     return max_tokens
 
 
-async def locate(services: Services, collection: str, hits: Sequence[SearchHit]) -> tuple[list[Located], str]:
+async def locate(
+    vectors: QdrantIndex, collection: str, hits: Sequence[SearchHit]
+) -> tuple[list[Located], str]:
     """Each hit with its stored position and offsets; without them (and why) when the store cannot say."""
-    assert services.stack is not None
     try:
-        stored = await services.stack.vectors.chunks(collection, [hit.chunk_id for hit in hits])
-    except SearchError as exc:
+        stored = await vectors.chunks(collection, [hit.chunk_id for hit in hits])
+    except FathomError as exc:
         return [Located(hit, hit.text) for hit in hits], f"chunk offsets are unavailable: {exc}"
     by_id: dict[str, Chunk] = {chunk.id: chunk for chunk in stored}
     return [located(hit, by_id.get(hit.chunk_id)) for hit in hits], ""
@@ -132,24 +140,24 @@ def to_passage(passage: Passage) -> ContextPassage:
     )
 
 
-async def gather_context(services: Services, query: ContextRequest) -> ContextResponse:
+async def gather_context(runtime: Runtime, query: ContextRequest) -> ContextResponse:
     """Search for passages, locate them, pack them into the budget: for /v1/context and the MCP tool."""
-    if services.token_counters is None:
-        raise BackendUnavailable(f"search is not available: {services.stack_error or 'still starting'}")
-    max_tokens = budget(query, services)
-    counter = services.token_counters.get(query.tokenizer)
-    outcome: SearchOutcome = await pipeline_for(services, None).search(
+    if runtime.pipeline is None or runtime.stack is None or runtime.token_counters is None:
+        raise runtime.unavailable("search is")
+    max_tokens = budget(query, runtime.settings)
+    counter = runtime.token_counters.get(query.tokenizer)
+    outcome: SearchOutcome = await runtime.pipeline.search(
         SearchQuery(
             query=query.query,
             collection=query.collection,
-            top_k=services.settings.search.max_top_k,
+            top_k=runtime.settings.search.max_top_k,
             filter=parse_filter(query.filter),
             min_score=query.min_score,
             passages=True,
         )
     )
     started = time.perf_counter()
-    ranked, problem = await locate(services, query.collection, outcome.hits)
+    ranked, problem = await locate(runtime.stack.vectors, query.collection, outcome.hits)
     passages = pack(ranked, max_tokens, counter.count, counter.cut)
     degraded = [DegradedStage(d.stage, d.reason) for d in outcome.degraded]
     if problem:
@@ -157,7 +165,7 @@ async def gather_context(services: Services, query: ContextRequest) -> ContextRe
     return ContextResponse(
         id=str(uuid.uuid4()),
         collection=query.collection,
-        tokenizer=query.tokenizer or services.token_counters.default_name,
+        tokenizer=query.tokenizer or runtime.token_counters.default_name,
         max_tokens=max_tokens,
         total_tokens=sum(p.tokens for p in passages),
         passages=[to_passage(p) for p in passages],
@@ -177,11 +185,23 @@ async def gather_context(services: Services, query: ContextRequest) -> ContextRe
     summary="Passages for a prompt, within a token budget",
     tags=["search"],
 )
-async def context(request: Request[Any, Any, Any], data: JSONBody[ContextRequest]) -> ContextResponse:
-    services = services_of(request)
-    check_collection(request.state.api_key, data.collection)
-    async with billed(services.keys, request.state.api_key, SEARCH_UNITS_PER_CONTEXT):
-        response = await gather_context(services, data)
+async def context(
+    request: Request[Any, Any, Any],
+    data: JSONBody[ContextRequest],
+    *,
+    runtime: NamedDependency[Runtime],
+    keys: NamedDependency[SkipValidation[Keys]],
+    metrics: NamedDependency[Metrics],
+    api_key: NamedDependency[ApiKey | None],
+) -> ContextResponse:
+    check_collection(api_key, data.collection)
+    async with billed(keys, api_key, SEARCH_UNITS_PER_CONTEXT):
+        try:
+            # As /v1/search: the work stops when the client hangs up (issue 7).
+            response = await cancel_on_disconnect(request, gather_context(runtime, data))
+        except ClientGone:
+            metrics.searches_cancelled.inc()
+            raise
     for degraded in response.degraded:
-        services.metrics.degraded.labels(degraded.stage).inc()
+        metrics.degraded.labels(degraded.stage).inc()
     return response

@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, Protocol, TypeVar
 
-from litestar import Request
-
-from service.search.errors import ClientGone
+from service.errors import ClientGone
 
 T = TypeVar("T")
 
 
-async def cancel_on_disconnect(request: Request[Any, Any, Any], work: Coroutine[Any, Any, T]) -> T:
+class Connection(Protocol):
+    """What is watched for the hang-up: a Litestar request, or the Starlette request of an MCP tool call."""
+
+    @property
+    def receive(self) -> Callable[[], Awaitable[Any]]: ...
+
+
+async def cancel_on_disconnect(request: Connection, work: Coroutine[Any, Any, T]) -> T:
     """The result of `work`, or ClientGone after cancelling it if the client disconnects first.
 
     Call it after the body has been read: from then on the only message the server sends is
@@ -33,6 +38,6 @@ async def cancel_on_disconnect(request: Request[Any, Any, Any], work: Coroutine[
     return task.result()
 
 
-async def _disconnect(request: Request[Any, Any, Any]) -> None:
+async def _disconnect(request: Connection) -> None:
     while (await request.receive())["type"] != "http.disconnect":
         pass

@@ -12,15 +12,17 @@ from typing import Any, Literal
 
 import msgspec
 import numpy as np
-from litestar import Request, post
-from litestar.params import JSONBody
+from litestar import post
+from litestar.di import NamedDependency
+from litestar.params import JSONBody, SkipValidation
 
-from service.api.services import Services, services_of
+from service.api.guard import require_api_key
 from service.auth.billing import billed, embedding_search_units
-from service.auth.guard import require_api_key
+from service.auth.keys import ApiKey, Keys
 from service.auth.scopes import SEARCH
 from service.backends.embedder import FastembedEmbedder
-from service.search.errors import BackendUnavailable, InvalidRequest
+from service.errors import InvalidRequest
+from service.settings import Settings
 
 # As OpenAI: at most this many inputs per request.
 MAX_INPUTS = 2048
@@ -53,12 +55,6 @@ class EmbeddingsResponse(msgspec.Struct):
     model: str
     usage: EmbeddingsUsage
     object: str = "list"
-
-
-def embedder_of(services: Services) -> FastembedEmbedder:
-    if services.stack is None:
-        raise BackendUnavailable(f"embeddings are not available: {services.stack_error or 'still starting'}")
-    return services.stack.embedder
 
 
 def input_texts(request: EmbeddingsRequest) -> list[str]:
@@ -114,15 +110,17 @@ def encoded(vector: list[float], encoding_format: str) -> list[float] | str:
     tags=["embeddings"],
 )
 async def embeddings(
-    request: Request[Any, Any, Any], data: JSONBody[EmbeddingsRequest]
+    data: JSONBody[EmbeddingsRequest],
+    embedder: NamedDependency[FastembedEmbedder],
+    settings: NamedDependency[Settings],
+    keys: NamedDependency[SkipValidation[Keys]],
+    api_key: NamedDependency[ApiKey | None],
 ) -> EmbeddingsResponse:
-    services = services_of(request)
-    embedder = embedder_of(services)
-    model = services.settings.embedding.model
+    model = settings.embedding.model
     validate(data, embedder, model)
     texts = input_texts(data)
     tokens = sum(await asyncio.to_thread(token_counts, embedder, texts))
-    async with billed(services.keys, request.state.api_key, embedding_search_units(len(texts))):
+    async with billed(keys, api_key, embedding_search_units(len(texts))):
         vectors = await embedder.embed_passages(texts)
     return EmbeddingsResponse(
         data=[

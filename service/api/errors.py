@@ -1,6 +1,6 @@
 """One table from error class to HTTP status, and one JSON error body for every failure.
 
-Route handlers hold no try/except: they raise from service.search.errors and these handlers answer.
+Route handlers hold no try/except: they raise from service/errors.py and these handlers answer.
 """
 
 from __future__ import annotations
@@ -14,14 +14,14 @@ from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, SerializationException, ValidationException
 from litestar.types import ExceptionHandlersMap
 
-from service.api.services import services_of
-from service.search import errors
+from service import errors
+from service.api.dependencies import runtime_of
 from service.search.collections import nearest_name
 
 log = logging.getLogger("fathom.api")
 
 # status, error type (the names Cohere- and OpenAI-style clients expect)
-STATUS: dict[type[errors.SearchError], tuple[int, str]] = {
+STATUS: dict[type[errors.FathomError], tuple[int, str]] = {
     errors.InvalidRequest: (400, "invalid_request_error"),
     errors.Unauthorized: (401, "authentication_error"),
     errors.QuotaExceeded: (402, "insufficient_quota"),
@@ -67,14 +67,14 @@ def error_response(
     )
 
 
-def status_of(exc: errors.SearchError) -> tuple[int, str]:
+def status_of(exc: errors.FathomError) -> tuple[int, str]:
     for cls in type(exc).__mro__:
         if cls in STATUS:
             return STATUS[cls]
     return 500, "internal_error"
 
 
-def handle_search_error(request: Request[Any, Any, Any], exc: errors.SearchError) -> Response[ErrorResponse]:
+def handle_search_error(request: Request[Any, Any, Any], exc: errors.FathomError) -> Response[ErrorResponse]:
     status, error_type = status_of(exc)
     headers: dict[str, str] = {}
     if isinstance(exc, errors.Unauthorized):
@@ -92,7 +92,7 @@ def handle_search_error(request: Request[Any, Any, Any], exc: errors.SearchError
 def collection_hint(request: Request[Any, Any, Any]) -> str:
     """For a 404 on a collection this server does not know: the existing name nearest to it."""
     name = request.path_params.get("name") or request.state.get("collection")
-    ingest = services_of(request).ingest
+    ingest = runtime_of(request).writer
     if not isinstance(name, str) or ingest is None:
         return ""
     known = [known for known, state in ingest.journal.collections().items() if state == "ready"]
@@ -164,7 +164,7 @@ def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Respon
 
 
 EXCEPTION_HANDLERS: ExceptionHandlersMap = {
-    errors.SearchError: handle_search_error,
+    errors.FathomError: handle_search_error,
     HTTPException: handle_http_exception,
     Exception: handle_unexpected,
 }

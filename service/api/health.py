@@ -7,15 +7,19 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import msgspec
-from litestar import MediaType, Request, Response, get
+from litestar import MediaType, Response, get
 from litestar.connection import ASGIConnection
+from litestar.di import NamedDependency
 from litestar.handlers import BaseRouteHandler
 from litestar.openapi.datastructures import ResponseSpec
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from service.api.services import Services, services_of
-from service.auth.guard import require_api_key
+from service.api.dependencies import runtime_of
+from service.api.guard import require_api_key
 from service.auth.scopes import ADMIN
+from service.metrics import Metrics
+from service.rerank.registry import ModelRegistry
+from service.runtime import Runtime
 from service.search.redact import without_urls
 
 # Below this much free space in data_dir, /readyz says not ready: SQLite and Tantivy need room to commit.
@@ -48,11 +52,10 @@ def healthz() -> Health:
     responses={503: ResponseSpec(Readiness, description="Not ready yet, or failed", generate_examples=False)},
     sync_to_thread=False,
 )
-def readyz(request: Request[Any, Any, Any]) -> Response[Readiness]:
-    services = services_of(request)
-    models = {model_id: state.status for model_id, state in services.models.states.items()}
-    search = search_status(services)
-    storage = storage_status(services.settings.data_path)
+def readyz(runtime: NamedDependency[Runtime]) -> Response[Readiness]:
+    models = {model_id: state.status for model_id, state in runtime.registry.states.items()}
+    search = search_status(runtime)
+    storage = storage_status(runtime.settings.data_path)
     ready = (
         all(status == "ready" for status in models.values())
         and search in ("ready", "disabled")
@@ -77,18 +80,18 @@ def storage_status(data_path: Path) -> str:
     return "full" if free < MIN_FREE_BYTES else "ok"
 
 
-def search_status(services: Services) -> str:
-    if services.pipeline is not None:
+def search_status(runtime: Runtime) -> str:
+    if runtime.pipeline is not None:
         return "ready"
-    if not services.settings.search.enabled:
+    if not runtime.settings.search.enabled:
         return "disabled"
     # Readiness is for operators: a damaged file's path stays (they restore it), URLs do not.
-    return f"failed: {without_urls(services.stack_error)}" if services.stack_error else "starting"
+    return f"failed: {without_urls(runtime.search_error)}" if runtime.search_error else "starting"
 
 
 async def metrics_guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
     """An admin key when [auth] metrics_admin_only is set; else open, for scrapers."""
-    if services_of(connection).settings.auth.metrics_admin_only:
+    if runtime_of(connection).settings.auth.metrics_admin_only:
         await require_api_key(connection, handler)
 
 
@@ -101,9 +104,8 @@ async def metrics_guard(connection: ASGIConnection[Any, Any, Any, Any], handler:
     media_type=MediaType.TEXT,
     sync_to_thread=False,
 )
-def metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
-    services = services_of(request)
-    for model_id, state in services.models.states.items():
+def metrics(models: NamedDependency[ModelRegistry], metrics: NamedDependency[Metrics]) -> Response[bytes]:
+    for model_id, state in models.states.items():
         if state.engine is not None:
-            services.metrics.queue_depth.labels(model_id).set(state.engine.queue_depth)
-    return Response(services.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+            metrics.queue_depth.labels(model_id).set(state.engine.queue_depth)
+    return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)

@@ -7,7 +7,7 @@ from litestar.types import Receive, Scope, Send
 from mcp.server.mcpserver import MCPServer
 from mcp.server.streamable_http_manager import StreamableHTTPASGIApp
 
-from service.auth.guard import require_api_key
+from service.api.guard import require_api_key
 from service.auth.scopes import SEARCH
 
 MCP_PATH = "/mcp"

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import msgspec
-from litestar import Request, get
+from litestar import get
+from litestar.di import NamedDependency
 
-from service.api.services import services_of
+from service.rerank.registry import ModelRegistry
 
 
 class ModelInfo(msgspec.Struct, omit_defaults=True):
@@ -25,8 +24,8 @@ class ModelList(msgspec.Struct):
 
 
 @get("/v1/models", summary="List the rerank models", tags=["models"], sync_to_thread=False)
-def list_models(request: Request[Any, Any, Any]) -> ModelList:
-    registry = services_of(request).models
+def list_models(models: NamedDependency[ModelRegistry]) -> ModelList:
+    registry = models
     return ModelList(
         object="list",
         data=[

@@ -24,9 +24,9 @@ from litestar.openapi.spec import Components, SecurityScheme
 from litestar.router import Router
 from litestar.static_files import create_static_files_router
 
+from service import errors
 from service.api import collections, context, embeddings, health, models, rerank, search, web
 from service.api.errors import STATUS, ErrorResponse
-from service.search import errors
 
 BEARER = "BearerAuth"
 SCHEMA_PATH = "/schema"
@@ -34,7 +34,7 @@ ASSETS_PATH = "/schema/assets"
 
 # What the key guard answers on every route it guards: no or bad key, over the key's rate limit, a
 # scope or collection the key lacks, and the key store unavailable (busy, damaged, disk full).
-KEY_GUARD_RAISES: tuple[type[errors.SearchError], ...] = (
+KEY_GUARD_RAISES: tuple[type[errors.FathomError], ...] = (
     errors.Unauthorized,
     errors.RateLimited,
     errors.Forbidden,
@@ -42,7 +42,7 @@ KEY_GUARD_RAISES: tuple[type[errors.SearchError], ...] = (
 )
 
 # What each route raises itself, beyond its guard. An app built with a route missing here fails at once.
-RAISES: dict[HTTPRouteHandler, tuple[type[errors.SearchError], ...]] = {
+RAISES: dict[HTTPRouteHandler, tuple[type[errors.FathomError], ...]] = {
     rerank.rerank: (
         errors.InvalidRequest,
         errors.QuotaExceeded,
@@ -67,6 +67,7 @@ RAISES: dict[HTTPRouteHandler, tuple[type[errors.SearchError], ...]] = {
         errors.BackendUnavailable,
         errors.ModelUnavailable,
         errors.Overloaded,
+        errors.ClientGone,
     ),
     collections.list_collections: (errors.BackendUnavailable,),
     collections.get_collection: (errors.InvalidRequest, errors.NotFound, errors.BackendUnavailable),
@@ -112,7 +113,7 @@ DESCRIPTIONS = {
 }
 
 
-def statuses_of(raises: Sequence[type[errors.SearchError]]) -> set[int]:
+def statuses_of(raises: Sequence[type[errors.FathomError]]) -> set[int]:
     """The statuses of these classes and of their subclasses in the error table."""
     return {status for cls, (status, _) in STATUS.items() if issubclass(cls, tuple(raises))}
 

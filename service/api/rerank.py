@@ -8,15 +8,17 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import Request, post
-from litestar.params import JSONBody
+from litestar.di import NamedDependency
+from litestar.params import JSONBody, SkipValidation
 
 from service.api.disconnect import cancel_on_disconnect
-from service.api.services import services_of
+from service.api.guard import require_api_key
 from service.auth.billing import billed, rerank_search_units
-from service.auth.guard import require_api_key
+from service.auth.keys import ApiKey, Keys
 from service.auth.scopes import SEARCH
-from service.search.errors import InvalidRequest
-from service.settings import RerankSettings
+from service.errors import InvalidRequest
+from service.rerank.registry import ModelRegistry
+from service.settings import RerankSettings, Settings
 
 # A document is a string, or an object (Jina's {"text": ...}, Cohere v1's semi-structured documents)
 # whose `rank_fields` are scored, joined; the object itself comes back as `document`.
@@ -179,18 +181,25 @@ def ranked(
     summary="Rerank documents by relevance to a query",
     tags=["rerank"],
 )
-async def rerank(request: Request[Any, Any, Any], data: JSONBody[RerankRequest]) -> RerankResponse:
-    services = services_of(request)
-    limits = services.settings.rerank
+async def rerank(
+    request: Request[Any, Any, Any],
+    data: JSONBody[RerankRequest],
+    *,
+    settings: NamedDependency[Settings],
+    models: NamedDependency[ModelRegistry],
+    keys: NamedDependency[SkipValidation[Keys]],
+    api_key: NamedDependency[ApiKey | None],
+) -> RerankResponse:
+    limits = settings.rerank
     validate(data, limits)
     deadline = time.monotonic() + limits.request_timeout
-    engine = await services.models.engine(data.model)
-    model_id = data.model or services.models.default_model
+    engine = await models.engine(data.model)
+    model_id = data.model or models.default_model
     texts = document_texts(data)
     chunks = data.max_chunks_per_doc or limits.chunks_per_doc
     encoded = await engine.encode(data.query, texts, data.max_tokens_per_doc, chunks)
     units = rerank_search_units(len(encoded.pairs))  # as Cohere: each window counts as a document
-    async with billed(services.keys, request.state.api_key, units):
+    async with billed(keys, api_key, units):
         work = engine.score(encoded, max_tokens=limits.max_request_tokens, deadline=deadline)
         scored = await cancel_on_disconnect(request, work)
     return RerankResponse(

@@ -7,21 +7,22 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import Request, post
-from litestar.params import JSONBody
+from litestar.di import NamedDependency
+from litestar.params import JSONBody, SkipValidation
 
 from service.api.disconnect import cancel_on_disconnect
-from service.api.services import Services, services_of
+from service.api.guard import require_api_key
+from service.auth.access import check_collection
 from service.auth.billing import billed
-from service.auth.guard import check_collection, require_api_key
+from service.auth.keys import ApiKey, Keys
 from service.auth.scopes import SEARCH
-from service.rerank.local_reranker import EngineReranker
-from service.search.errors import BackendUnavailable, ClientGone, InvalidRequest
+from service.errors import ClientGone
+from service.metrics import Metrics
+from service.runtime import Runtime
 from service.search.facets import FacetCounts, parse_facet_fields
 from service.search.filters import parse_filter
 from service.search.fusion import StageEvidence
 from service.search.pipeline import SearchPipeline, SearchQuery
-from service.search.protocols import Reranker
-from service.search.redact import for_clients
 from service.search.results import SearchHit, SearchOutcome
 
 SEARCH_UNITS_PER_QUERY = 1
@@ -185,26 +186,6 @@ def to_result(hit: SearchHit) -> SearchResult:
     )
 
 
-def pipeline_for(services: Services, model: str | None) -> SearchPipeline:
-    """The shared pipeline, or one whose reranker is the model this request names."""
-    if services.stack is None or services.pipeline is None:
-        raise BackendUnavailable(
-            f"search is not available: {for_clients(services.stack_error or 'still starting')}"
-        )
-    if model is None:
-        return services.pipeline
-    if services.settings.search.rerank.url:
-        raise InvalidRequest(
-            "rerank.model cannot be chosen per request: this server reranks through a remote URL"
-        )
-    if model not in services.models.states:
-        available = ", ".join(sorted(services.models.states)) or "none"
-        raise InvalidRequest(f"unknown rerank model {model!r}; available models: {available}")
-    reranker: Reranker = EngineReranker(services.models, model)
-    stack = services.stack
-    return SearchPipeline(stack.lexical, stack.vectors, stack.embedder, reranker, services.settings.search)
-
-
 def facet_buckets(counts: FacetCounts | None) -> dict[str, list[FacetBucket]] | None:
     if counts is None:
         return None
@@ -234,20 +215,28 @@ def response_of(collection: str, outcome: SearchOutcome) -> SearchResponse:
     summary="Hybrid search",
     tags=["search"],
 )
-async def search(request: Request[Any, Any, Any], data: JSONBody[SearchRequest]) -> SearchResponse:
-    services = services_of(request)
-    check_collection(request.state.api_key, data.collection)
+async def search(
+    request: Request[Any, Any, Any],
+    data: JSONBody[SearchRequest],
+    *,
+    runtime: NamedDependency[Runtime],
+    pipeline: NamedDependency[SearchPipeline],
+    keys: NamedDependency[SkipValidation[Keys]],
+    metrics: NamedDependency[Metrics],
+    api_key: NamedDependency[ApiKey | None],
+) -> SearchResponse:
+    check_collection(api_key, data.collection)
     request.state.collection = data.collection  # for a 404's nearest existing name (api/errors.py)
     query = to_query(data)
-    pipeline = pipeline_for(services, data.rerank.model if data.rerank else None)
-    async with billed(services.keys, request.state.api_key, SEARCH_UNITS_PER_QUERY):
+    reranker = runtime.reranker_for(data.rerank.model if data.rerank else None)
+    async with billed(keys, api_key, SEARCH_UNITS_PER_QUERY):
         try:
             # Every stage stops when the client hangs up (issue 7, defect 1); a Tantivy search already
             # in its worker thread cannot be interrupted, but the query limits bound what it does.
-            outcome = await cancel_on_disconnect(request, pipeline.search(query))
+            outcome = await cancel_on_disconnect(request, pipeline.search(query, reranker=reranker))
         except ClientGone:
-            services.metrics.searches_cancelled.inc()
+            metrics.searches_cancelled.inc()
             raise
     for degraded in outcome.degraded:
-        services.metrics.degraded.labels(degraded.stage).inc()
+        metrics.degraded.labels(degraded.stage).inc()
     return response_of(data.collection, outcome)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from urllib.parse import urlsplit
 
-from service.search.errors import Forbidden, InvalidRequest
+from service.errors import Forbidden, InvalidRequest
 
 # Requests per minute a public key gets when it is created without --rate-limit.
 PUBLIC_RATE_LIMIT = 600

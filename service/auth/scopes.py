@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from service.errors import InvalidRequest
 from service.search.collections import checked_collection_name
-from service.search.errors import InvalidRequest
 
 SEARCH = "search"  # POST /v1/search and /v1/rerank
 WRITE = "write"  # documents of collections: upsert, delete, read counts

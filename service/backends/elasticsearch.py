@@ -19,9 +19,9 @@ from elasticsearch import (
 )
 from elasticsearch.helpers import BulkIndexError, async_bulk
 
+from service.errors import BackendTimeout, BackendUnavailable, InvalidRequest, NotFound
 from service.packaged import packaged
 from service.search.collections import checked_collection_name
-from service.search.errors import BackendTimeout, BackendUnavailable, InvalidRequest, NotFound
 from service.search.facets import FACET_VALUES, FacetCounts, FacetValue
 from service.search.models import AnyOf, Chunk, Condition, Equals, Filter, Hit, Range, Scalar
 from service.settings import ElasticsearchSettings

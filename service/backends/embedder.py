@@ -8,6 +8,7 @@ import sys
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -18,7 +19,7 @@ from tokenizers import Tokenizer
 
 from service.backends.hub import download_options, unavailable_reason
 from service.backends.onnx_session import open_session
-from service.search.errors import ModelUnavailable
+from service.errors import ModelUnavailable
 from service.settings import EmbeddingSettings
 
 # What a local model folder must hold; the ONNX graph's name is fixed so the folder layout is the contract.
@@ -86,7 +87,7 @@ class FastembedEmbedder:
     """The Embedder protocol on fastembed's TextEmbedding: one model, one inference thread.
 
     The single worker thread serialises query inference, so concurrent requests never oversubscribe the
-    cores ONNX Runtime already parallelises over. The indexer calls `embed_passages_sync` on its own thread.
+    cores ONNX Runtime already parallelises over; the indexer's passages go through the same thread.
     """
 
     def __init__(self, settings: EmbeddingSettings, cache_dir: Path) -> None:
@@ -125,8 +126,11 @@ class FastembedEmbedder:
         self._cache.put(text, vector)
         return vector
 
-    async def embed_passages(self, texts: Sequence[str]) -> list[list[float]]:
-        return await self._in_worker(self.embed_passages_sync, texts)
+    async def embed_passages(
+        self, texts: Sequence[str], on_embedded: Callable[[int], object] | None = None
+    ) -> list[list[float]]:
+        """On the one inference thread, queued behind (or ahead of) query embeddings, never beside them."""
+        return await self._in_worker(partial(self.embed_passages_sync, on_embedded=on_embedded), texts)
 
     def embed_passages_sync(
         self, texts: Sequence[str], on_embedded: Callable[[int], object] | None = None

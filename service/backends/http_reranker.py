@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 
-from service.search.errors import BackendTimeout, BackendUnavailable
+from service.errors import BackendTimeout, BackendUnavailable
 
 
 class HttpReranker:

@@ -16,15 +16,15 @@ from qdrant_client import AsyncQdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
 from service.backends.qdrant_local import ThreadedLocalClient
-from service.search.collections import checked_collection_name
-from service.search.errors import (
+from service.errors import (
     BackendTimeout,
     BackendUnavailable,
+    FathomError,
     InvalidRequest,
     NotFound,
-    SearchError,
     StoreLocked,
 )
+from service.search.collections import checked_collection_name
 from service.search.models import AnyOf, Chunk, Condition, Equals, Filter, Hit, Range, Scalar
 from service.settings import QdrantSettings
 
@@ -238,7 +238,7 @@ def missing(collection: str) -> NotFound:
 
 def translate(
     exc: UnexpectedResponse | ResponseHandlingException | httpx.HTTPError | OSError, collection: str | None
-) -> SearchError:
+) -> FathomError:
     if isinstance(exc, UnexpectedResponse):
         if exc.status_code == 404 and collection is not None:
             return missing(collection)
@@ -253,7 +253,7 @@ def translate(
     return BackendUnavailable(f"qdrant is unreachable: {cause!r}")
 
 
-def translate_grpc(exc: grpc.RpcError, collection: str | None) -> SearchError:
+def translate_grpc(exc: grpc.RpcError, collection: str | None) -> FathomError:
     """The gRPC transport's failures, as translate() does for HTTP."""
     code = grpc_code(exc)
     detail = exc.details() if code is not None else str(exc)

@@ -17,7 +17,7 @@ from typing import Any
 
 from qdrant_client import QdrantClient
 
-from service.search.errors import StoreLocked
+from service.errors import StoreLocked
 
 
 class ThreadedLocalClient:

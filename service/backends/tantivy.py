@@ -19,8 +19,8 @@ from typing import Any, ParamSpec, TypeVar
 
 import tantivy
 
+from service.errors import BackendUnavailable, FathomError, InvalidRequest, NotFound, StorageFull
 from service.search.collections import checked_collection_name
-from service.search.errors import BackendUnavailable, InvalidRequest, NotFound, SearchError, StorageFull
 from service.search.facets import FacetCounts, count_documents
 from service.search.filters import parse_iso_date
 from service.search.models import AnyOf, Chunk, Condition, Equals, Filter, Hit, Range, Scalar
@@ -185,7 +185,7 @@ class TantivyIndex:
         """Run a blocking Tantivy call off the event loop: the one place its errors are translated."""
         try:
             return await asyncio.to_thread(call, *args, **kwargs)
-        except SearchError:
+        except FathomError:
             raise
         except (ValueError, OSError, RuntimeError) as exc:
             log.warning('Tantivy index of collection "%s" failed', collection, exc_info=exc)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from tokenizers import Tokenizer
 
-from service.search.errors import InvalidRequest, ModelUnavailable
+from service.errors import InvalidRequest, ModelUnavailable
 from service.settings import Settings
 
 

@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from service.search.errors import BackendUnavailable
+from service.errors import BackendUnavailable
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,12 +22,12 @@ from dataclasses import dataclass, field
 from typing import ParamSpec, TypeVar
 
 from service.backends.stack import SearchStack
+from service.errors import FathomError, InvalidRequest, NotFound
 from service.ingest.chunking import Chunker, embedding_text
 from service.ingest.documents import Document
 from service.ingest.journal import Held, Intent, Journal
 from service.ingest.metadata import metadata_problem
 from service.search.collections import checked_collection_name
-from service.search.errors import InvalidRequest, NotFound, SearchError
 from service.search.models import Chunk
 
 P = ParamSpec("P")
@@ -227,7 +227,7 @@ class IngestWriter:
                     await self._finish_drop(collection)
                 else:
                     report.add(await self.recover(collection))
-            except SearchError as exc:
+            except FathomError as exc:
                 report.problems.append(f'collection "{collection}": {exc}')
         return report
 
@@ -380,7 +380,7 @@ class IngestWriter:
         flat = [chunk for d in documents for chunk in chunks[d.id]]
         texts = [embedding_text(chunk) for chunk in flat]
         on_embedded = None if progress is None else documents_done(flat, progress)
-        vectors = await asyncio.to_thread(self._stack.embedder.embed_passages_sync, texts, on_embedded)
+        vectors = await self._stack.embedder.embed_passages(texts, on_embedded)
         batch = Batch(documents, chunks, dict(zip([c.id for c in flat], vectors, strict=True)))
         try:
             return await self._store(collection, batch, clear_first, run)
@@ -480,7 +480,7 @@ class IngestWriter:
                             'lost the lease on changes in collection "%s" to another writer', collection
                         )
                         return
-                except SearchError as exc:
+                except FathomError as exc:
                     log.warning('could not renew the lease on changes in "%s": %s', collection, exc)
 
         renewing = asyncio.get_running_loop().create_task(renew())

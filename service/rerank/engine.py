@@ -25,9 +25,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from service.errors import BackendTimeout, InvalidRequest, Overloaded
 from service.rerank.cost import CostModel, affordable
 from service.rerank.cross_encoder import CrossEncoder, EncodedRequest, PairEncoding, sigmoid
-from service.search.errors import BackendTimeout, InvalidRequest, Overloaded
 
 # A search budget plans for this share of the time left: the cost per token is a running mean and a
 # batch can take longer than it says, while the deadline is a hard cut. The worker also starts no

@@ -8,9 +8,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from service.errors import InvalidRequest, ModelUnavailable
 from service.rerank.cross_encoder import load_cross_encoder
 from service.rerank.engine import RerankEngine
-from service.search.errors import InvalidRequest, ModelUnavailable
 from service.settings import RerankSettings
 
 log = logging.getLogger("fathom.rerank")
@@ -65,7 +65,6 @@ class ModelRegistry:
                 cache_dir=self.cache_dir,
                 max_length=self.settings.max_length,
                 threads=self.settings.threads,
-                allow_spinning=self.settings.allow_spinning,
                 quantize=config.quantize,
             )
         except ModelUnavailable as exc:

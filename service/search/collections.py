@@ -6,7 +6,7 @@ import difflib
 import re
 from collections.abc import Iterable
 
-from service.search.errors import InvalidRequest
+from service.errors import InvalidRequest
 
 # Elasticsearch index names must be lowercase; the rule also keeps Tantivy's folder inside its base path.
 COLLECTION_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")

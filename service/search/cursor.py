@@ -14,7 +14,7 @@ import hashlib
 from collections.abc import Sequence
 from typing import TypeVar
 
-from service.search.errors import InvalidRequest
+from service.errors import InvalidRequest
 
 T = TypeVar("T")
 FINGERPRINT_CHARS = 16

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from service.search.errors import InvalidRequest
+from service.errors import InvalidRequest
 from service.search.filters import FIELD_NAME
 from service.search.models import Scalar
 

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from datetime import date, datetime
 from typing import Any
 
-from service.search.errors import InvalidRequest
+from service.errors import InvalidRequest
 from service.search.models import AnyOf, Condition, Equals, Filter, Range, Scalar
 
 # Dot-separated paths into the metadata object; the characters both stores accept in a field path.

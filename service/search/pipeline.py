@@ -13,15 +13,15 @@ from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import TypeVar
 
-from service.search.cursor import decode_cursor, fingerprint, page_of
-from service.search.errors import (
+from service.errors import (
     BackendTimeout,
     BackendUnavailable,
+    FathomError,
     InvalidRequest,
     NotFound,
-    SearchError,
     StorageFull,
 )
+from service.search.cursor import decode_cursor, fingerprint, page_of
 from service.search.facets import FacetCounts
 from service.search.fusion import FusedHit, collapse_to_documents, reciprocal_rank_fusion
 from service.search.models import Filter, Hit
@@ -214,7 +214,8 @@ class SearchPipeline:
         self._reranker = reranker
         self._settings = settings
 
-    async def search(self, request: SearchQuery) -> SearchOutcome:
+    async def search(self, request: SearchQuery, *, reranker: Reranker | None = None) -> SearchOutcome:
+        """`reranker` replaces the pipeline's own for this search (a request naming its rerank model)."""
         trace = _Trace()
         with trace.timed("total"):
             plan = validate_query(request, self._settings)
@@ -223,7 +224,7 @@ class SearchPipeline:
                 fused = reciprocal_rank_fusion(rankings, k=plan.rrf_k, weights=plan.weights)
                 if not plan.passages:
                     fused = collapse_to_documents(fused)
-            hits = await self._rerank(plan, fused, trace)
+            hits = await self._rerank(plan, fused, trace, reranker or self._reranker)
         page, cursor = page_of(hits, plan.offset, plan.top_k, self._settings.max_depth, plan.order)
         return SearchOutcome(
             hits=page,
@@ -290,9 +291,11 @@ class SearchPipeline:
                 plan.collection, vector, limit=plan.candidates, filter=plan.filter
             )
 
-    async def _rerank(self, plan: SearchPlan, fused: list[FusedHit], trace: _Trace) -> list[SearchHit]:
+    async def _rerank(
+        self, plan: SearchPlan, fused: list[FusedHit], trace: _Trace, reranker: Reranker | None
+    ) -> list[SearchHit]:
         depth = min(plan.rerank_depth, len(fused)) if plan.rerank else 0
-        scores = await self._rerank_scores(plan, fused[:depth], trace) if depth else None
+        scores = await self._rerank_scores(plan, fused[:depth], trace, reranker) if depth else None
         if not scores:  # failed, or not even one hit fitted in the budget
             return [SearchHit.from_fused(item) for item in fused]
         depth = trace.reranked = len(scores)  # within a budget, the head that fitted
@@ -304,17 +307,17 @@ class SearchPipeline:
         return reranked + [SearchHit.from_fused(item) for item in fused[depth:]]
 
     async def _rerank_scores(
-        self, plan: SearchPlan, head: list[FusedHit], trace: _Trace
+        self, plan: SearchPlan, head: list[FusedHit], trace: _Trace, reranker: Reranker | None
     ) -> list[float] | None:
         """Rerank scores of the head (or of its first hits, as many as fit in the budget), or None
         after noting why the reranker could not give them."""
-        if self._reranker is None:
+        if reranker is None:
             trace.degrade(RERANK, "no reranker is configured")
             return None
         passages = [_passage(item.hit) for item in head]
         with trace.timed(RERANK):
             budget = plan.rerank_budget_ms or None
-            work = partial(self._reranker.score, plan.query, passages, budget_ms=budget)
+            work = partial(reranker.score, plan.query, passages, budget_ms=budget)
             scores = await _guarded(RERANK, work, self._settings.rerank.timeout, trace, propagate=())
         if scores is None:
             return None
@@ -340,7 +343,7 @@ async def _guarded(
         raise
     except TimeoutError:
         trace.degrade(stage, f"timed out after {seconds:g} s")
-    except SearchError as exc:
+    except FathomError as exc:
         # A backend's message may name its URL or a server path: that stays in the log, and the
         # client (degraded list, the all-failed 503) gets only what kind of failure it was.
         log.warning("%s stage degraded: %s", stage, exc)
@@ -352,7 +355,7 @@ async def _guarded(
     return None
 
 
-def public_reason(exc: SearchError) -> str:
+def public_reason(exc: FathomError) -> str:
     """What a client may read of a stage's failure: its kind, never its (internal) detail."""
     if isinstance(exc, BackendTimeout):
         return "timed out"

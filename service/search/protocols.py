@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from service.search.facets import FacetCounts
@@ -39,8 +39,14 @@ class Embedder(Protocol):
         """One normalised vector for a query."""
         ...
 
-    async def embed_passages(self, texts: Sequence[str]) -> list[list[float]]:
-        """One normalised vector per passage, in the order given."""
+    async def embed_passages(
+        self, texts: Sequence[str], on_embedded: Callable[[int], object] | None = None
+    ) -> list[list[float]]:
+        """One normalised vector per passage, in the order given.
+
+        `on_embedded(index)` is called as each text's vector arrives (an indexer's progress bar),
+        possibly from the embedder's inference thread.
+        """
         ...
 
 

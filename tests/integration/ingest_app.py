@@ -5,17 +5,24 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import httpx
 
 from service.backends.qdrant import QdrantIndex
 from service.backends.stack import open_lexical, qdrant_path
+from service.ingest.documents import Document
 from service.settings import Settings
 from service.state.stores import open_journal
 from tests.conftest import MODELS
 from tests.integration.search_app import ELASTICSEARCH_URL
 
 FATHOM = str(Path(sys.executable).with_name("fathom"))
+# A client of a running app and the headers of a key holding every scope (conftest's collections_api).
+Api = tuple[httpx.AsyncClient, dict[str, str]]
 MINILM_DIMENSIONS = 384
 
 
@@ -100,3 +107,12 @@ async def holdings(settings: Settings, collection: str) -> Holdings:
         journal.close()
         await lexical.close()
         await vectors.close()
+
+
+def documents_body(documents: Sequence[Document]) -> dict[str, Any]:
+    """The body of POST /v1/collections/{name}/documents."""
+    return {
+        "documents": [
+            {"id": d.id, "title": d.title, "text": d.text, "metadata": d.metadata} for d in documents
+        ]
+    }

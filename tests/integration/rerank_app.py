@@ -62,5 +62,5 @@ async def running(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(settings)
     transport = httpx.ASGITransport(app=app)
     async with app.lifespan(), httpx.AsyncClient(transport=transport, base_url="http://fathom") as client:
-        await app.state["services"].wait_started()
+        await app.state["runtime"].wait_started()
         yield client

@@ -13,8 +13,8 @@ import pytest
 from indexers.run import index_records
 from indexers.sources import beir_corpus, read_jsonl
 from service.ingest.documents import Document
-from service.ingest.session import open_writer
 from service.ingest.writer import IngestReport
+from service.runtime import open_writer
 from service.settings import Settings, settings_from_dict
 from tests.conftest import DATA, MODELS
 from tests.integration.rerank_app import TINY

@@ -4,32 +4,22 @@ and the CLI, on real stores."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from service.ingest.documents import Document
 from service.ingest.journal import Intent
-from service.ingest.session import open_writer
 from service.ingest.writer import document_json
+from service.runtime import open_writer
 from service.settings import Settings
-from tests.integration.ingest_app import fathom, holdings, write_config
+from tests.integration.ingest_app import Api, documents_body, fathom, holdings, write_config
 from tests.integration.rerank_app import new_key, running
-from tests.integration.search_app import LEXICAL_BACKENDS, cranfield, search_settings
+from tests.integration.search_app import cranfield, search_settings
 
 pytestmark = pytest.mark.anyio
 DOCS = cranfield(limit=3)
-
-
-def body(documents: list[Document]) -> dict[str, Any]:
-    return {
-        "documents": [
-            {"id": d.id, "title": d.title, "text": d.text, "metadata": d.metadata} for d in documents
-        ]
-    }
 
 
 def nested(levels: int) -> dict[str, Any]:
@@ -37,17 +27,6 @@ def nested(levels: int) -> dict[str, Any]:
     for _ in range(levels):
         value = {"n": value}
     return value
-
-
-@pytest.fixture(params=LEXICAL_BACKENDS)
-async def api(
-    request: pytest.FixtureRequest, tmp_path: Path
-) -> AsyncIterator[tuple[httpx.AsyncClient, dict[str, str]]]:
-    settings = search_settings(tmp_path, str(request.param))
-    headers = {"Authorization": f"Bearer {new_key(settings, 'pusher')}"}
-    async with running(settings) as client:
-        yield client, headers
-        await client.delete("/v1/collections/site", headers=headers)  # nothing left on a shared server
 
 
 @pytest.mark.parametrize(
@@ -61,16 +40,18 @@ async def api(
     ],
 )
 async def test_metadata_no_store_takes_is_a_400_and_wedges_nothing(
-    api: tuple[httpx.AsyncClient, dict[str, str]], metadata: dict[str, Any], field: str
+    collections_api: Api, metadata: dict[str, Any], field: str
 ) -> None:
-    client, auth = api
+    client, auth = collections_api
     assert (await client.put("/v1/collections/site", headers=auth)).status_code == 201
     bad = Document("bad", "", "a document with metadata no store takes", metadata)
-    refused = await client.post("/v1/collections/site/documents", json=body([DOCS[0], bad]), headers=auth)
+    refused = await client.post(
+        "/v1/collections/site/documents", json=documents_body([DOCS[0], bad]), headers=auth
+    )
     assert refused.status_code == 400, refused.text
     assert refused.json()["error"]["message"].startswith("documents[1].") and field in refused.text
     # Nothing was journalled: the next write goes through and the stores agree.
-    pushed = await client.post("/v1/collections/site/documents", json=body(DOCS), headers=auth)
+    pushed = await client.post("/v1/collections/site/documents", json=documents_body(DOCS), headers=auth)
     assert pushed.status_code == 200 and pushed.json()["added"] == 3, pushed.text
     info = (await client.get("/v1/collections/site", headers=auth)).json()
     assert info["pending"] == 0 and info["documents"] == 3
@@ -100,7 +81,9 @@ async def test_an_intent_that_can_never_succeed_is_parked_for_verify(tmp_path: P
     async with running(settings) as client:
         # Start-up recovery parked the wedged intent and went on to the next collection.
         assert (await client.get("/v1/collections/zzz", headers=auth)).json()["documents"] == 2
-        pushed = await client.post("/v1/collections/site/documents", json=body(DOCS[1:2]), headers=auth)
+        pushed = await client.post(
+            "/v1/collections/site/documents", json=documents_body(DOCS[1:2]), headers=auth
+        )
         assert pushed.status_code == 200 and pushed.json()["added"] == 1, pushed.text
         info = (await client.get("/v1/collections/site", headers=auth)).json()
         assert info["pending"] == 0 and info["stores"]["vector"]["documents"] == 2
@@ -138,7 +121,7 @@ async def test_a_collection_deleted_during_an_upsert_stays_deleted(tmp_path: Pat
     async with running(settings) as client:
         await client.put("/v1/collections/site", headers=auth)
         documents = "/v1/collections/site/documents"
-        upsert = asyncio.create_task(client.post(documents, json=body(many), headers=auth))
+        upsert = asyncio.create_task(client.post(documents, json=documents_body(many), headers=auth))
         for _ in range(1200):  # until the first of five batches is in
             if (await client.get("/v1/collections/site", headers=auth)).json()["documents"]:
                 break
@@ -150,7 +133,9 @@ async def test_a_collection_deleted_during_an_upsert_stays_deleted(tmp_path: Pat
         assert (await client.get("/v1/collections/site", headers=auth)).status_code == 404
 
         await client.put("/v1/collections/site", headers=auth)
-        pushed = await client.post("/v1/collections/site/documents", json=body(DOCS[:1]), headers=auth)
+        pushed = await client.post(
+            "/v1/collections/site/documents", json=documents_body(DOCS[:1]), headers=auth
+        )
         assert pushed.status_code == 200
         info = (await client.get("/v1/collections/site", headers=auth)).json()
         assert info["documents"] == 1 and info["pending"] == 0

@@ -2,56 +2,36 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from service.backends.stack import SearchStack
+from service.errors import BackendUnavailable
 from service.ingest.chunking import Chunker, ChunkingPolicy
 from service.ingest.documents import Document
 from service.ingest.drift import find_drift
-from service.ingest.session import open_writer
 from service.ingest.writer import IngestWriter
-from service.search.errors import BackendUnavailable
+from service.runtime import open_writer
 from service.search.models import Chunk
 from service.settings import Settings
-from tests.integration.rerank_app import new_key, running
-from tests.integration.search_app import LEXICAL_BACKENDS, cranfield, search_settings
+from tests.integration.ingest_app import Api, documents_body
+from tests.integration.search_app import cranfield, search_settings
 
 pytestmark = pytest.mark.anyio
 DOCS = cranfield(limit=6)
 
 
-def body(documents: Sequence[Document]) -> dict[str, Any]:
-    return {
-        "documents": [
-            {"id": d.id, "title": d.title, "text": d.text, "metadata": d.metadata} for d in documents
-        ]
-    }
-
-
-@pytest.fixture(params=LEXICAL_BACKENDS)
-async def api(
-    request: pytest.FixtureRequest, tmp_path: Path
-) -> AsyncIterator[tuple[httpx.AsyncClient, dict[str, str]]]:
-    settings = search_settings(tmp_path, str(request.param))
-    headers = {"Authorization": f"Bearer {new_key(settings, 'pusher')}"}
-    async with running(settings) as client:
-        yield client, headers
-        await client.delete("/v1/collections/site", headers=headers)  # nothing left on a shared server
-
-
-async def test_push_documents_and_read_counts(api: tuple[httpx.AsyncClient, dict[str, str]]) -> None:
-    client, auth = api
+async def test_push_documents_and_read_counts(collections_api: Api) -> None:
+    client, auth = collections_api
     assert (await client.put("/v1/collections/site", headers=auth)).status_code == 201
     assert (await client.put("/v1/collections/site", headers=auth)).status_code == 200
     listing = (await client.get("/v1/collections", headers=auth)).json()
     assert listing == {"collections": [{"name": "site", "documents": 0}]}
 
-    pushed = await client.post("/v1/collections/site/documents", json=body(DOCS), headers=auth)
+    pushed = await client.post("/v1/collections/site/documents", json=documents_body(DOCS), headers=auth)
     assert pushed.status_code == 200, pushed.text
     assert pushed.json() | {"errors": []} == {
         "collection": "site",
@@ -61,10 +41,14 @@ async def test_push_documents_and_read_counts(api: tuple[httpx.AsyncClient, dict
         "failed": 0,
         "errors": [],
     }
-    again = (await client.post("/v1/collections/site/documents", json=body(DOCS), headers=auth)).json()
+    again = (
+        await client.post("/v1/collections/site/documents", json=documents_body(DOCS), headers=auth)
+    ).json()
     assert (again["added"], again["unchanged"]) == (0, 6)
     shorter = Document(DOCS[0].id, DOCS[0].title, "now a single short sentence", {"kind": "edited"})
-    edited = (await client.post("/v1/collections/site/documents", json=body([shorter]), headers=auth)).json()
+    edited = (
+        await client.post("/v1/collections/site/documents", json=documents_body([shorter]), headers=auth)
+    ).json()
     assert edited["updated"] == 1
 
     info = (await client.get("/v1/collections/site", headers=auth)).json()
@@ -84,9 +68,9 @@ async def test_push_documents_and_read_counts(api: tuple[httpx.AsyncClient, dict
     assert (await client.get("/v1/collections", headers=auth)).json() == {"collections": []}
 
 
-async def test_errors_use_the_common_body(api: tuple[httpx.AsyncClient, dict[str, str]]) -> None:
-    client, auth = api
-    unknown = await client.post("/v1/collections/nope/documents", json=body(DOCS[:1]), headers=auth)
+async def test_errors_use_the_common_body(collections_api: Api) -> None:
+    client, auth = collections_api
+    unknown = await client.post("/v1/collections/nope/documents", json=documents_body(DOCS[:1]), headers=auth)
     assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "not_found"
     assert (await client.get("/v1/collections/nope", headers=auth)).status_code == 404
     assert (await client.delete("/v1/collections/nope", headers=auth)).status_code == 404
@@ -98,7 +82,7 @@ async def test_errors_use_the_common_body(api: tuple[httpx.AsyncClient, dict[str
         assert response.json()["error"]["type"] == "invalid_request_error"
     unauthenticated = await client.get("/v1/collections")
     assert unauthenticated.status_code == 401 and unauthenticated.json()["error"]["code"] == "invalid_api_key"
-    assert (await client.post("/v1/collections/site/documents", json=body(DOCS))).status_code == 401
+    assert (await client.post("/v1/collections/site/documents", json=documents_body(DOCS))).status_code == 401
 
 
 class CrashingVectors:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from service.backends.embedder import FastembedEmbedder
-from service.search.errors import ModelUnavailable
+from service.errors import ModelUnavailable
 from service.settings import EmbeddingSettings
 from tests.conftest import MODELS
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from indexers.run import index_records
-from service.ingest.session import open_writer
+from service.runtime import open_writer
 from tests.integration.search_app import cranfield, search_settings
 
 pytestmark = pytest.mark.anyio

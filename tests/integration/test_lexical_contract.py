@@ -19,7 +19,7 @@ from elasticsearch import AsyncElasticsearch, BadRequestError
 
 from service.backends.elasticsearch import ElasticsearchIndex
 from service.backends.tantivy import TantivyIndex
-from service.search.errors import BackendUnavailable, InvalidRequest, NotFound
+from service.errors import BackendUnavailable, InvalidRequest, NotFound
 from service.search.models import AnyOf, Chunk, Equals, Filter, Range
 from service.search.protocols import LexicalStore
 from service.settings import ElasticsearchSettings

@@ -8,8 +8,8 @@ from __future__ import annotations
 import pytest
 
 from indexers.evaluation import load_qrels, load_queries, mean_over_queries
-from service.backends.stack import open_stack
-from service.search.pipeline import SearchPipeline, SearchQuery
+from service.runtime import open_runtime
+from service.search.pipeline import SearchQuery
 from service.settings import Settings
 from tests.conftest import DATA
 
@@ -21,8 +21,9 @@ STAGES = {"bm25": (1.0, 0.0), "dense": (0.0, 1.0), "hybrid": (1.0, 1.0)}
 async def ndcg_per_stage(settings: Settings) -> dict[str, float]:
     queries = load_queries(CRANFIELD / "queries.jsonl")
     qrels = load_qrels(CRANFIELD / "qrels" / "test.tsv")
-    async with open_stack(settings) as stack:
-        pipeline = SearchPipeline(stack.lexical, stack.vectors, stack.embedder, None, settings.search)
+    async with open_runtime(settings, keys=False, models=False) as runtime:
+        pipeline = runtime.pipeline
+        assert pipeline is not None
         figures = {}
         for stage, weights in STAGES.items():
             rankings = {}

@@ -152,8 +152,8 @@ async def test_missing_wrong_and_revoked_keys_are_401(tmp_path: Path) -> None:
     async with running(settings) as client:
         key = new_key(settings, "soon-revoked")
         assert (await client.post("/v1/rerank", json=body, headers=bearer(key))).status_code == 200
-        services = client._transport.app.state["services"]  # type: ignore[attr-defined]
-        services.keys.revoke("soon-revoked")
+        runtime = client._transport.app.state["runtime"]  # type: ignore[attr-defined]
+        runtime.keys.revoke("soon-revoked")
         cases = [
             {},
             {"Authorization": "Bearer fth_not-a-key"},
@@ -257,7 +257,7 @@ async def test_concurrent_requests_share_batches_and_score_as_sequential(tmp_pat
     key = new_key(settings, "batch")
     queries = [f"query number {i} about machine learning" for i in range(8)]
     async with running(settings) as client:
-        engine = client._transport.app.state["services"].models.states[BENCH].engine  # type: ignore[attr-defined]
+        engine = client._transport.app.state["runtime"].models.states[BENCH].engine  # type: ignore[attr-defined]
 
         async def ask(query: str) -> dict[int, float]:
             response = await client.post(

@@ -32,7 +32,7 @@ def bearer(key: str) -> dict[str, str]:
 
 
 def engine_of(client: httpx.AsyncClient, model: str = TINY) -> RerankEngine:
-    engine: RerankEngine | None = client._transport.app.state["services"].models.states[model].engine  # type: ignore[attr-defined]
+    engine: RerankEngine | None = client._transport.app.state["runtime"].models.states[model].engine  # type: ignore[attr-defined]
     assert engine is not None
     return engine
 
@@ -253,10 +253,10 @@ async def served(settings: Settings) -> AsyncIterator[tuple[str, RerankEngine]]:
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on"))
     task = asyncio.create_task(server.serve())
     await until(lambda: server.started or task.done())
-    services: Any = app.state["services"]
-    await services.wait_started()
+    runtime: Any = app.state["runtime"]
+    await runtime.wait_started()
     port = server.servers[0].sockets[0].getsockname()[1]
-    engine = services.models.states[TINY].engine
+    engine = runtime.models.states[TINY].engine
     try:
         yield f"http://127.0.0.1:{port}", engine
     finally:

@@ -16,7 +16,7 @@ import pytest
 
 from service.auth.keys import Keys
 from service.cli import main
-from service.search.errors import InvalidRequest, QuotaExceeded, RateLimited
+from service.errors import InvalidRequest, QuotaExceeded, RateLimited
 from service.state.postgres import MIGRATIONS, Postgres
 from service.state.stores import open_keys
 from tests.integration.state_db import ADAPTERS, fresh_database, needs_postgres, state_settings

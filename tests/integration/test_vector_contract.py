@@ -19,7 +19,7 @@ import pytest
 
 from service.backends.embedder import FastembedEmbedder
 from service.backends.qdrant import QdrantIndex
-from service.search.errors import BackendUnavailable, InvalidRequest, NotFound
+from service.errors import BackendUnavailable, InvalidRequest, NotFound
 from service.search.models import AnyOf, Chunk, Equals, Filter, Range
 from service.settings import EmbeddingSettings, QdrantSettings
 from tests.conftest import MODELS

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from service.errors import InvalidRequest
 from service.search.cursor import decode_cursor, encode_cursor, fingerprint, page_of
-from service.search.errors import InvalidRequest
 
 HITS = [f"d{i}" for i in range(25)]
 SEARCH = fingerprint("boundary layer", "cran", None)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from service.backends.elasticsearch import facet_aggregations, facet_value
-from service.search.errors import InvalidRequest
+from service.errors import InvalidRequest
 from service.search.facets import (
     FACET_VALUES,
     FacetValue,

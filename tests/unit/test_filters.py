@@ -6,7 +6,7 @@ from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
 
-from service.search.errors import InvalidRequest
+from service.errors import InvalidRequest
 from service.search.filters import parse_filter, parse_iso_date
 from service.search.models import AnyOf, Equals, Filter, Range
 

@@ -13,7 +13,7 @@ import pytest
 
 from service.auth.billing import billed, rerank_search_units
 from service.auth.keys import KeyStore, hash_key
-from service.search.errors import InvalidRequest, RateLimited, StateDamaged
+from service.errors import InvalidRequest, RateLimited, StateDamaged
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from service.search.errors import InvalidRequest
+from service.errors import InvalidRequest
 from service.search.facets import FacetCounts, FacetValue
 from service.search.models import Filter
 from service.search.pipeline import SearchQuery

@@ -8,7 +8,7 @@ import pytest
 
 from service.auth.keys import KeyStore
 from service.auth.public import PUBLIC_RATE_LIMIT, check_public_use, parse_origin
-from service.search.errors import Forbidden, InvalidRequest
+from service.errors import Forbidden, InvalidRequest
 
 SITE = frozenset({"https://docs.example.org"})
 

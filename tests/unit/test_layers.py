@@ -1,0 +1,136 @@
+"""The import graph of service/ and indexers/: every module in a layer, no upward import, no cycle.
+
+A module may import modules of its own layer or of a lower one. The layers, lowest first:
+
+    foundation   settings, errors, metrics, the SQLite/PostgreSQL connections: no Fathom logic
+    search       the search domain: queries, filters, fusion, the pipeline and its protocols
+    adapters     backends (stores, embedder, remote reranker) and auth (keys, scopes, billing)
+    engines      ingest (chunking, journal, writer) and rerank (cross-encoders, batching engine)
+    stores       the state stores chosen from settings; the indexer's library (sources, runs, metrics)
+    runtime      service/runtime.py, the composition root
+    api          the HTTP routes, their dependencies and guard; the MCP tools
+    app          create_app
+    cli          the `fathom` commands
+
+Imports inside functions count too: a lazy import is still a dependency.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from pathlib import Path
+
+from tests.conftest import REPO
+
+ROOTS = ("service", "indexers")
+LAYERS: list[tuple[str, tuple[str, ...]]] = [
+    (
+        "foundation",
+        (
+            "service",
+            "service.packaged",
+            "service.settings",
+            "service.errors",
+            "service.metrics",
+            "service.sqlite_store",
+            "service.state.postgres",
+        ),
+    ),
+    ("search", ("service.search",)),
+    ("adapters", ("service.backends", "service.auth")),
+    ("engines", ("service.ingest", "service.rerank")),
+    ("stores", ("service.state", "indexers")),
+    ("runtime", ("service.runtime",)),
+    ("api", ("service.api", "service.mcp_server")),
+    ("app", ("service.app",)),
+    ("cli", ("service.cli_options", "service.cli", "indexers.cli", "indexers.eval_cli")),
+]
+
+
+def module_names() -> dict[str, Path]:
+    names = {}
+    for root in ROOTS:
+        for path in (REPO / root).rglob("*.py"):
+            parts = path.relative_to(REPO).with_suffix("").parts
+            names[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return names
+
+
+def imported(path: Path, known: dict[str, Path]) -> set[str]:
+    """The project modules `path` imports, at any depth of its code."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            for alias in node.names:
+                member = f"{node.module}.{alias.name}"
+                found.add(member if member in known else node.module)
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+    return {name for name in found if name in known}
+
+
+def layer_of(module: str) -> int:
+    """The layer of the longest prefix naming the module; KeyError for a module in no layer."""
+    best, rank = -1, -1
+    for number, (_, prefixes) in enumerate(LAYERS):
+        for prefix in prefixes:
+            if (module == prefix or module.startswith(prefix + ".")) and len(prefix) > best:
+                best, rank = len(prefix), number
+    if rank < 0:
+        raise KeyError(f"{module} is in no layer: add it to LAYERS in {__name__}")
+    return rank
+
+
+def graph() -> dict[str, set[str]]:
+    known = module_names()
+    return {name: imported(path, known) - {name} for name, path in known.items()}
+
+
+def cycles(edges: dict[str, set[str]]) -> Iterator[list[str]]:
+    """Each import cycle once, as the modules along it (depth-first search, three colours)."""
+    state: dict[str, int] = {}
+    trail: list[str] = []
+
+    def visit(node: str) -> Iterator[list[str]]:
+        state[node] = 1
+        trail.append(node)
+        for target in sorted(edges[node]):
+            if state.get(target) == 1:
+                yield [*trail[trail.index(target) :], target]
+            elif target not in state:
+                yield from visit(target)
+        trail.pop()
+        state[node] = 2
+
+    for node in sorted(edges):
+        if node not in state:
+            yield from visit(node)
+
+
+def test_every_module_has_a_layer() -> None:
+    for module in module_names():
+        layer_of(module)
+
+
+def test_no_module_imports_a_higher_layer() -> None:
+    upward = [
+        f"{module} ({LAYERS[layer_of(module)][0]}) imports {target} ({LAYERS[layer_of(target)][0]})"
+        for module, targets in graph().items()
+        for target in sorted(targets)
+        if layer_of(target) > layer_of(module)
+    ]
+    assert upward == []
+
+
+def test_the_import_graph_has_no_cycle() -> None:
+    assert [" -> ".join(cycle) for cycle in cycles(graph())] == []
+
+
+def test_the_checks_see_what_they_guard() -> None:
+    """The checks would catch a cycle and an upward import, and the graph holds the known edges."""
+    assert list(cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}})) == [["a", "b", "c", "a"]]
+    edges = graph()
+    assert "service.runtime" in edges["service.app"]
+    assert "service.app" in edges["service.cli"]  # imported inside serve(): it counts as well
+    assert layer_of("service.app") > layer_of("service.api.search") > layer_of("service.runtime")
