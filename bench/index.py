@@ -58,9 +58,9 @@ client.close()
 """
 
 
-def write_config(folder: Path) -> Path:
+def write_config(folder: Path, quantize: str = "none") -> Path:
     config = folder / "fathom.toml"
-    config.write_text(f'[embedding]\npath = "{MODEL_DIR}"\n', encoding="utf-8")
+    config.write_text(f'[embedding]\npath = "{MODEL_DIR}"\nquantize = "{quantize}"\n', encoding="utf-8")
     return config
 
 
@@ -79,10 +79,13 @@ def run_child(command: list[str], env: dict[str, str]) -> tuple[float, float, st
     return seconds, usage.ru_maxrss / 1024, output  # ru_maxrss is in KiB on Linux
 
 
-def fathom_index(source: Path, folder: Path) -> tuple[float, float, str]:
+def fathom_index(
+    source: Path, folder: Path, quantize: str = "none", collection: str = "bench"
+) -> tuple[float, float, str]:
     env = {**os.environ, "FATHOM_DATA_DIR": str(folder / "data")}
     env.pop("FATHOM_CONFIG", None)
-    command = [FATHOM, "--config", str(write_config(folder)), "index", str(source), "--collection", "bench"]
+    config = write_config(folder, quantize)
+    command = [FATHOM, "--config", str(config), "index", str(source), "--collection", collection]
     return run_child(command, env)
 
 
@@ -138,6 +141,30 @@ def throughput(target: float) -> bool:
     return ratio >= target
 
 
+def int8_against_fp32(rounds: int, target: float) -> bool:
+    """`fathom index` on CACM with the embedder fp32 and int8, alternating; docs/s ratio of the medians.
+
+    The int8 copy is made once per folder before timing (a one-off at first load, cached by hash).
+    """
+    documents = sum(1 for line in (CACM / "corpus.jsonl").open(encoding="utf-8") if line.strip())
+    seconds: dict[str, list[float]] = {"none": [], "int8": []}
+    with tempfile.TemporaryDirectory() as folder:
+        warm = generated_corpus(Path(folder) / "one.jsonl", 1)
+        for quantize in seconds:
+            fathom_index(warm, Path(folder) / quantize, quantize, "warm")
+        for round_no in range(rounds):
+            for quantize, times in seconds.items():
+                taken, _, _ = fathom_index(CACM, Path(folder) / quantize, quantize, f"cacm{round_no}")
+                times.append(taken)
+                print(
+                    f"  round {round_no + 1}: {quantize:<4} {taken:6.1f} s  {documents / taken:6.1f} docs/s"
+                )
+    fp32, int8 = (sorted(times)[len(times) // 2] for times in seconds.values())
+    ratio = fp32 / int8
+    print(f"embedding int8 against fp32, fathom index on CACM: {ratio:.2f}x docs/s (target >= {target:.2f}x)")
+    return ratio >= target
+
+
 def generated_corpus(path: Path, count: int) -> Path:
     with path.open("w", encoding="utf-8") as out:
         for i in range(count):
@@ -180,11 +207,20 @@ def main() -> int:
     parser.add_argument("--sizes", type=int, nargs=2, default=[10_000, 100_000], help="memory check sizes")
     parser.add_argument("--skip-memory", action="store_true")
     parser.add_argument("--skip-throughput", action="store_true")
+    parser.add_argument(
+        "--int8-rounds", type=int, default=0, help="also time fp32 against int8 embedding, this many rounds"
+    )
     args = parser.parse_args()
     sys.path.insert(0, str(REPO_ROOT))
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from _stats import load
+
+    print(load())
     fast_enough = True if args.skip_throughput else throughput(args.target)
+    int8_fast = int8_against_fp32(args.int8_rounds, 1.5) if args.int8_rounds else True
     flat = True if args.skip_memory else memory(args.sizes)
-    return 0 if fast_enough and flat else 1
+    print(load())
+    return 0 if fast_enough and flat and int8_fast else 1
 
 
 if __name__ == "__main__":

@@ -21,10 +21,9 @@ import time
 from pathlib import Path
 
 import httpx
+from _server import fathom_serve
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-from tests.integration.live_server import fathom_serve, free_ports  # noqa: E402
 
 SHARED = Path(os.environ.get("FATHOM_SHARED_DIR", REPO.parent / "shared"))
 DATA = SHARED / "data" / "cranfield"
@@ -35,13 +34,6 @@ def cpu_seconds(pid: int) -> float:
     """User + system CPU of a process and its reaped children, from /proc/PID/stat."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return sum(int(fields[i]) for i in (11, 12, 13, 14)) / TICKS
-
-
-def serving_pid(port: int) -> int:
-    found = subprocess.run(
-        ["pgrep", "-f", "--", f"serve --port {port}"], check=True, capture_output=True, text=True
-    )
-    return int(found.stdout.split()[0])
 
 
 def config(data_dir: Path, args: argparse.Namespace) -> str:
@@ -99,9 +91,8 @@ def main() -> int:
         qdrant_dir = Path(args.qdrant_storage) / "collections" / "sizing-cran"
         qdrant_bytes = sum(f.stat().st_size for f in qdrant_dir.rglob("*") if f.is_file())
         figures["qdrant_disk_bytes_per_chunk"] = round(qdrant_bytes / chunks)
-        [port] = free_ports(1)
-        with fathom_serve(cfg, port, root / "serve.log") as url:
-            server_pid = serving_pid(port)
+        with fathom_serve(cfg, auth=False) as served:
+            url, server_pid = served.url, served.process.pid
             for label, rerank in (("no_rerank", {"enabled": False}), ("rerank_depth20", {"depth": 20})):
                 body = {"collection": "cran", "top_k": 10, "rerank": rerank}
                 httpx.post(f"{url}/v1/search", json={**body, "query": "warm up"}, timeout=60)

@@ -57,6 +57,8 @@ class RerankSettings(msgspec.Struct, forbid_unknown_fields=True):
     max_chunks_per_doc: int = 50
     cycle_ms: float = 200.0
     threads: int = 0
+    # ONNX Runtime's idle intra-op threads spin (true) or sleep (false, Fathom's default): see the README.
+    allow_spinning: bool = False
     models: dict[str, ModelSettings] = msgspec.field(default_factory=dict)
 
     def enabled_models(self) -> dict[str, ModelSettings]:
@@ -136,7 +138,7 @@ class SearchRerankSettings(msgspec.Struct, forbid_unknown_fields=True):
     url: str = ""
     api_key: str = ""
     timeout: float = 10.0
-    budget_ms: float = 250.0
+    budget_ms: float = 300.0
 
 
 class SearchSettings(msgspec.Struct, forbid_unknown_fields=True):

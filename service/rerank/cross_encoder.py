@@ -196,6 +196,7 @@ def load_cross_encoder(
     max_length: int,
     threads: int = 0,
     quantize: Quantize = "none",
+    allow_spinning: bool = False,
 ) -> CrossEncoder:
     """Open a model from a local folder, or from fastembed's cache, downloading it when absent.
 
@@ -221,5 +222,7 @@ def load_cross_encoder(
     except Exception as exc:  # fastembed raises ValueError, OSError, onnxruntime errors, hub errors
         reason = str(exc) if path else unavailable_reason(exc)
         raise ModelUnavailable(f"model {model_id!r} could not be loaded: {reason}") from exc
-    session = open_session(model_file, threads=threads, quantize=quantize, cache_dir=cache_dir)
+    session = open_session(
+        model_file, threads=threads, quantize=quantize, cache_dir=cache_dir, allow_spinning=allow_spinning
+    )
     return CrossEncoder(session, inner.tokenizer, max_length=max_length)

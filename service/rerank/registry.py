@@ -65,6 +65,7 @@ class ModelRegistry:
                 cache_dir=self.cache_dir,
                 max_length=self.settings.max_length,
                 threads=self.settings.threads,
+                allow_spinning=self.settings.allow_spinning,
                 quantize=config.quantize,
             )
         except ModelUnavailable as exc:

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 
 from service.backends.embedder import FastembedEmbedder
@@ -61,6 +62,11 @@ async def test_an_int8_reranker_ranks_as_fp32_and_is_quantised_once(tmp_path: Pa
         pairs = [(await scores(client, BENCH, q), await scores(client, INT8, q)) for q in queries]
     assert cached.is_file() and cached.stat().st_size < (MODELS / BENCH / "model.onnx").stat().st_size * 0.75
     made = cached.stat().st_mtime_ns
+    # The recipe: every MatMul int8 but the last layer's feed-forward pair, which stays fp32.
+    ops = {node.name: node.op_type for node in onnx.load(str(cached)).graph.node}
+    layer = "/m/bert/encoder/layer.{}/{}/dense/MatMul"
+    assert ops[layer.format(5, "intermediate")] == ops[layer.format(5, "output")] == "MatMul"
+    assert ops[layer.format(4, "intermediate") + "_quant"] == "MatMulInteger"
     for fp32, int8 in pairs:
         assert not np.allclose(fp32, int8, atol=1e-6)  # really another model
         assert spearman(fp32, int8) >= 0.95

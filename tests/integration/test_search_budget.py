@@ -18,7 +18,7 @@ from tests.integration.rerank_app import BENCH, new_key, running
 from tests.integration.search_app import cranfield, index_documents
 
 pytestmark = pytest.mark.anyio
-DEPTH = 40
+DEPTH = 32
 
 
 @pytest.fixture(scope="module")
@@ -33,6 +33,8 @@ async def client(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[tupl
             "data_dir": str(tmp_path_factory.mktemp("budget")),
             "embedding": {"path": str(MODELS / "all-MiniLM-L6-v2")},
             "rerank": {"default_model": BENCH, "models": {BENCH: {"path": str(MODELS / BENCH)}}},
+            # The unbudgeted reference search reranks the whole head, which a busy CI machine makes slow.
+            "search": {"rerank": {"timeout": 300}},
         }
     )
     report = await index_documents(settings, "cran", cranfield(limit=60))
@@ -64,7 +66,7 @@ async def test_a_budget_reranks_a_best_first_head_and_ends_near_the_budget(
     fused_ids = [hit["chunk_id"] for hit in fused["hits"]]
     assert len(fused_ids) == DEPTH
     whole = await search(client, depth=DEPTH, budget_ms=0)  # no budget: every hit of the head
-    assert whole["reranked"] == DEPTH and None not in rerank_scores(whole)
+    assert not whole["degraded"] and whole["reranked"] == DEPTH and None not in rerank_scores(whole)
     budget = whole["timings"]["rerank"] / 4
 
     within = await search(client, depth=DEPTH, budget_ms=budget)
