@@ -29,10 +29,11 @@ from service.errors import BackendTimeout, InvalidRequest, Overloaded
 from service.rerank.cost import CostModel, affordable
 from service.rerank.cross_encoder import CrossEncoder, EncodedRequest, PairEncoding, sigmoid
 
-# A search budget plans for this share of the time left: the cost per token is a running mean and a
-# batch can take longer than it says, while the deadline is a hard cut. The worker also starts no
-# budgeted batch it expects to end past the deadline, so the share only sets how much slack is kept.
-BUDGET_SHARE = 0.75
+# A search budget plans for this share of the time left (the rest is slack for answering on the event
+# loop). The real guard is the worker's: it starts a budgeted batch only when its estimate, padded by
+# LATE_MARGIN (the cost per token is a running mean, one batch may take longer), ends by the deadline.
+BUDGET_SHARE = 0.9
+LATE_MARGIN = 1.25
 # Pairs per ONNX run of a budgeted job: small, so the prefix grows in steps and the last batch
 # started before the deadline is short; big enough that a run is still mostly matrix work.
 BUDGET_BATCH = 4
@@ -383,7 +384,8 @@ class RerankEngine:
             batch = indices[start : start + job.ordered]
             now = time.monotonic()
             width = max(len(job.pairs[index]) for index in batch)
-            late = job.deadline is not None and now + self.cost.seconds(len(batch) * width) > job.deadline
+            expected = LATE_MARGIN * self.cost.seconds(len(batch) * width)
+            late = job.deadline is not None and now + expected > job.deadline
             if job.expired(now) or late:
                 # What is scored so far is the prefix the search gets; the rest would come too late.
                 job.stopped = True
