@@ -11,8 +11,9 @@ pairs are taken out of the queue, and the worker skips those already in the cycl
 
 A search's budgeted job (`rerank_within`) is different: its passages come best first, and only a
 prefix of them is any use to the search. So it runs in order, in small batches, ahead of the cycle's
-length-sorted batches, and the worker starts none of its batches that would not end by its deadline:
-whatever is done when time is up is a usable head, and no batch is thrown away half run.
+length-sorted batches, and the worker starts no batch that would not end by its deadline (near it,
+the batch shrinks to what fits): whatever is done when time is up is a usable head, and no batch is
+thrown away half run.
 """
 
 from __future__ import annotations
@@ -379,21 +380,39 @@ class RerankEngine:
         self.stats.pairs += len(flat) + sum(len(indices) for indices in budgeted.values())
 
     def _run_in_order(self, job: Job, indices: list[int], jobs: int) -> None:
-        """A budgeted job's pairs of this cycle, `job.ordered` at a time, none expected past its deadline."""
-        for start in range(0, len(indices), job.ordered):
-            batch = indices[start : start + job.ordered]
+        """A budgeted job's pairs of this cycle, `job.ordered` at a time, none expected past its deadline.
+
+        Near the deadline the batch shrinks to what is expected to fit; when not even one pair does,
+        what is scored so far is the prefix the search gets and the rest is skipped.
+        """
+        position = 0
+        while position < len(indices):
             now = time.monotonic()
-            width = max(len(job.pairs[index]) for index in batch)
-            expected = LATE_MARGIN * self.cost.seconds(len(batch) * width)
-            late = job.deadline is not None and now + expected > job.deadline
-            if job.expired(now) or late:
-                # What is scored so far is the prefix the search gets; the rest would come too late.
+            batch = (
+                []
+                if job.expired(now)
+                else self._fitting(job, indices[position : position + job.ordered], now)
+            )
+            if not batch:
                 job.stopped = True
-                self._skip(job, indices[start:])
+                self._skip(job, indices[position:])
                 self._skip(job, list(range(job.taken, len(job.pairs))))
                 job.taken = len(job.pairs)
                 return
             self._run_batch([(job, index) for index in batch], jobs)
+            position += len(batch)
+
+    def _fitting(self, job: Job, batch: list[int], now: float) -> list[int]:
+        """The longest head of `batch` whose run, by the cost per token padded by LATE_MARGIN, ends by
+        the job's deadline."""
+        if job.deadline is None:
+            return batch
+        while batch:
+            padded = len(batch) * max(len(job.pairs[index]) for index in batch)
+            if now + LATE_MARGIN * self.cost.seconds(padded) <= job.deadline:
+                break
+            batch = batch[:-1]
+        return batch
 
     def _skip(self, job: Job, indices: list[int]) -> None:
         """Pairs of a job that has gone: counted as done unscored."""
