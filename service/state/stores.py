@@ -31,14 +31,16 @@ def open_journal(settings: Settings) -> Journal:
         return SqliteJournal(journal_path(settings.data_path), owner=owner, lease_seconds=lease)
     from service.ingest.journal_postgres import PostgresJournal
 
-    return PostgresJournal(migrated(settings.state.url), owner=owner, lease_seconds=lease)
+    # Each collection being written holds a connection for the write (its advisory lock): room for
+    # several at once besides the short queries.
+    return PostgresJournal(migrated(settings.state.url, max_size=20), owner=owner, lease_seconds=lease)
 
 
-def migrated(url: str) -> Postgres:
+def migrated(url: str, max_size: int = 10) -> Postgres:
     """A pool on the state database, its missing migrations applied."""
     from service.state.postgres import Postgres
 
-    database = Postgres(url)
+    database = Postgres(url, max_size=max_size)
     try:
         database.migrate()
     except BaseException:
