@@ -46,7 +46,11 @@ def model_tokenizer() -> Tokenizer:
 
 async def served_context(settings: Settings, folder: Path) -> AsyncIterator[tuple[httpx.AsyncClient, str]]:
     context = ContextSettings(tokenizers={"words": str(word_tokenizer(folder))})
-    settings = msgspec.structs.replace(settings, context=context)
+    # No rerank time budget: how many hits fit in one depends on the machine's load at that moment, so
+    # /v1/context and the /v1/search it is compared with could rerank different heads.
+    rerank = msgspec.structs.replace(settings.search.rerank, budget_ms=0.0)
+    search = msgspec.structs.replace(settings.search, rerank=rerank)
+    settings = msgspec.structs.replace(settings, context=context, search=search)
     key = new_key(settings, f"context-{folder.name}")
     async with running(settings) as http:
         yield http, key
