@@ -59,6 +59,7 @@ client.close()
 
 
 def write_config(folder: Path, quantize: str = "none") -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
     config = folder / "fathom.toml"
     config.write_text(f'[embedding]\npath = "{MODEL_DIR}"\nquantize = "{quantize}"\n', encoding="utf-8")
     return config
@@ -153,7 +154,8 @@ def int8_against_fp32(rounds: int, target: float) -> bool:
         for quantize in seconds:
             fathom_index(warm, Path(folder) / quantize, quantize, "warm")
         for round_no in range(rounds):
-            for quantize, times in seconds.items():
+            order = list(seconds.items())
+            for quantize, times in order if round_no % 2 == 0 else order[::-1]:  # neither always first
                 taken, _, _ = fathom_index(CACM, Path(folder) / quantize, quantize, f"cacm{round_no}")
                 times.append(taken)
                 print(
