@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from service.cli import main
+from service.cli import build_parser, main
 
 
 def help_of(capsys: pytest.CaptureFixture[str], *command: str) -> str:
@@ -28,3 +28,17 @@ def test_index_shows_its_defaults_and_what_collection_is(capsys: pytest.CaptureF
 
 def test_eval_names_its_stages(capsys: pytest.CaptureFixture[str]) -> None:
     assert "of bm25,dense,hybrid,rerank (default: all)" in help_of(capsys, "eval")
+
+
+@pytest.mark.parametrize(
+    ("argv", "config"),
+    [
+        (["--config", "a.toml", "keys", "list"], "a.toml"),
+        (["keys", "list", "--config", "b.toml"], "b.toml"),
+        (["--config", "a.toml", "eval", "folder", "--collection", "c", "--config", "b.toml"], "b.toml"),
+        (["serve"], None),
+    ],
+)
+def test_config_is_read_before_or_after_the_command(argv: list[str], config: str | None) -> None:
+    """One --config option, declared once, on `fathom` and on each command: the last one given wins."""
+    assert getattr(build_parser().parse_args(argv), "config", None) == config
