@@ -27,6 +27,8 @@ import logging
 import os
 import re
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
@@ -89,18 +91,35 @@ def quantized(model_file: Path, cache_dir: Path) -> Path:
             # A loaded model, not its path: given a path, the quantiser writes a scratch copy beside the
             # source, which may be read-only or shared with another process quantising it.
             model = onnx.load(str(model_file))
-            quantize_dynamic(
-                model,
-                partial,
-                weight_type=QuantType.QInt8,
-                per_channel=True,
-                op_types_to_quantize=["MatMul"],
-                nodes_to_exclude=last_feed_forward(model),
-            )
+            with quiet_quantiser():
+                quantize_dynamic(
+                    model,
+                    partial,
+                    weight_type=QuantType.QInt8,
+                    per_channel=True,
+                    op_types_to_quantize=["MatMul"],
+                    nodes_to_exclude=last_feed_forward(model),
+                )
             partial.replace(target)
     except Exception as exc:  # onnx and onnxruntime.quantization raise many kinds
         raise ModelUnavailable(f"{model_file} could not be quantised to int8: {exc}") from exc
     return target
+
+
+@contextmanager
+def quiet_quantiser() -> Iterator[None]:
+    """Keep onnxruntime.quantization's chatter out of the server's log: it logs on the root logger, one
+    line per tensor it leaves alone (dozens per model) and a pre-processing hint that does not apply."""
+
+    def not_from_onnxruntime(record: logging.LogRecord) -> bool:
+        return f"{os.sep}onnxruntime{os.sep}" not in record.pathname or record.levelno >= logging.ERROR
+
+    root = logging.getLogger()
+    root.addFilter(not_from_onnxruntime)
+    try:
+        yield
+    finally:
+        root.removeFilter(not_from_onnxruntime)
 
 
 def last_feed_forward(model: Any) -> list[str]:

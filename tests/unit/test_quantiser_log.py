@@ -1,0 +1,24 @@
+"""Quantising a model at load keeps onnxruntime.quantization's per-tensor chatter out of the log."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from service.backends.onnx_session import quantized
+from tests.conftest import MODELS
+
+
+def test_quantising_logs_our_line_and_none_of_the_quantisers(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    target = quantized(MODELS / "cross-encoder-tiny-random" / "model.onnx", tmp_path)
+    assert target.is_file()
+    ours = [r for r in caplog.records if r.name.startswith("fathom")]
+    assert any("quantising" in r.getMessage() for r in ours)
+    assert [r.getMessage() for r in caplog.records if r.name == "root"] == []
+    # The filter is gone afterwards: the root logger is left as it was.
+    assert logging.getLogger().filters == []
