@@ -208,14 +208,7 @@ async def recover_unfinished(writer: IngestWriter) -> None:
     is logged and retried by its next write; the others are recovered regardless.
     """
     report = await writer.recover_all()
-    for problem in report.problems:
-        log.error("recovering unfinished collection changes: %s", problem)
-    if report.recovered or report.parked:
-        log.info(
-            "finished %d interrupted collection changes, parked %d that can never succeed",
-            report.recovered,
-            report.parked,
-        )
+    report.log_recovery("recovering unfinished collection changes", "an earlier process left")
 
 
 async def _reported(runtime: Runtime, opening: Coroutine[Any, Any, None]) -> None:

@@ -62,6 +62,18 @@ class IngestReport:
         self.problems.extend(other.problems)
         self.refused.extend(other.refused)
 
+    def log_recovery(self, doing: str, whose: str) -> None:
+        """Log a recovery pass: each collection it could not recover, then what it finished and parked."""
+        for problem in self.problems:
+            log.error("%s: %s", doing, problem)
+        if self.recovered or self.parked:
+            log.info(
+                "finished %d collection changes %s, parked %d that can never succeed",
+                self.recovered,
+                whose,
+                self.parked,
+            )
+
     def summary(self) -> str:
         recovered = f", recovered {self.recovered}" if self.recovered else ""
         parked = f", parked {self.parked} that can never succeed" if self.parked else ""
@@ -202,14 +214,7 @@ class IngestWriter:
                 except Exception:  # a background task: nothing else would ever report it
                     log.exception("taking over unfinished collection changes")
                     continue
-                for problem in report.problems:
-                    log.error("taking over unfinished collection changes: %s", problem)
-                if report.recovered or report.parked:
-                    log.info(
-                        "took over and finished %d collection changes another writer left, parked %d",
-                        report.recovered,
-                        report.parked,
-                    )
+                report.log_recovery("taking over unfinished collection changes", "another writer left")
 
         task = asyncio.get_running_loop().create_task(loop())
         try:
