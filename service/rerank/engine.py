@@ -1,10 +1,12 @@
 """The rerank engine: requests queue their pairs, one worker runs them in shared, length-sorted batches.
 
 Inference runs in a worker thread, never on the event loop. While one cycle runs, newly arrived requests
-queue up. Each cycle takes pairs from every waiting request in turn, `batch_size` at a time, until it
-holds about `cycle_ms` of work (by the measured cost per token); then it sorts them by length and runs
-batches of `batch_size`. So concurrent requests share batches, little compute goes to padding, and a
-small request waits at most about one cycle behind a huge one instead of behind all of it.
+queue up. Each cycle takes pairs from every waiting request in turn, `batch_size` at a time and each
+request's shortest first, until it holds about `cycle_ms` of work (by the measured cost per token); then
+it sorts them by length and runs batches of `batch_size`. So concurrent requests share batches, little
+compute goes to padding (a cycle of a slow model may hold a single slice, which is of one length because
+the request's pairs were taken in length order), and a small request waits at most about one cycle
+behind a huge one instead of behind all of it.
 
 A request ends early when its client goes away (its task is cancelled) or its deadline passes: its
 pairs are taken out of the queue, and the worker skips those already in the cycle being run.
@@ -54,10 +56,20 @@ class Job:
     stopped: bool = False  # the client left or the deadline passed: skip what is left
     ordered: int = 0  # > 0: a budgeted job, run in order in batches of this many pairs
     left_tokens: int = field(init=False)  # tokens neither scored, skipped nor in the batch being run
+    # The order pairs are taken into cycles: shortest first, so each slice of a job holds pairs of
+    # about one length and its batch pads little, however few pairs a cycle takes; a budgeted job's
+    # own order, because only a prefix of it counts.
+    order: list[int] = field(init=False)
 
     def __post_init__(self) -> None:
         self.logits = np.full(len(self.pairs), np.nan)
         self.left_tokens = sum(len(pair) for pair in self.pairs)
+        indices = range(len(self.pairs))
+        self.order = list(indices) if self.ordered else sorted(indices, key=lambda i: len(self.pairs[i]))
+
+    def indices(self, start: int, stop: int) -> list[int]:
+        """The pairs at positions start..stop of the taking order."""
+        return self.order[start:stop]
 
     @property
     def waiting(self) -> int:
@@ -74,7 +86,7 @@ class Job:
 
 @dataclass(frozen=True, slots=True)
 class Slice:
-    """Pairs `start`..`stop` of one job, run in one cycle."""
+    """Positions `start`..`stop` of one job's taking order, run in one cycle."""
 
     job: Job
     start: int
@@ -333,7 +345,7 @@ class RerankEngine:
             for job in active:
                 stop = min(len(job.pairs), job.taken + (job.ordered or self.batch_size))
                 cycle.append(Slice(job, job.taken, stop))
-                tokens += sum(len(pair) for pair in job.pairs[job.taken : stop])
+                tokens += sum(len(job.pairs[index]) for index in job.indices(job.taken, stop))
                 pairs += stop - job.taken
                 job.taken = stop
                 if tokens >= limit or pairs >= self.cycle_pairs:
@@ -354,7 +366,7 @@ class RerankEngine:
         budgeted: dict[Job, list[int]] = {}
         flat: list[tuple[Job, int]] = []
         for piece in cycle:
-            span = range(piece.start, piece.stop)
+            span = piece.job.indices(piece.start, piece.stop)
             if piece.job.ordered:
                 budgeted.setdefault(piece.job, []).extend(span)
             else:
@@ -396,7 +408,7 @@ class RerankEngine:
             if not batch:
                 job.stopped = True
                 self._skip(job, indices[position:])
-                self._skip(job, list(range(job.taken, len(job.pairs))))
+                self._skip(job, job.indices(job.taken, len(job.pairs)))
                 job.taken = len(job.pairs)
                 return
             self._run_batch([(job, index) for index in batch], jobs)
