@@ -137,10 +137,13 @@ class FastembedEmbedder:
     ) -> list[list[float]]:
         """One vector per text, in order, on the calling thread.
 
-        Texts are embedded shortest first so each batch pads to a similar length, then put back in order.
+        Texts are embedded shortest first, by tokens, so each batch pads to a similar length, then put
+        back in order. (By characters, CACM's chunks ran 1.27x the tokens they needed against 1.02x, and
+        tokenising them once more costs a fraction of a percent of embedding them.)
         `on_embedded(index)` is called as each text's vector arrives (for an indexer's progress bar).
         """
-        order = sorted(range(len(texts)), key=lambda index: len(texts[index]))
+        lengths = [len(encoding.ids) for encoding in self._tokenizer.encode_batch(list(texts))]
+        order = sorted(range(len(texts)), key=lambda index: lengths[index])
         vectors = self._model.embed([texts[index] for index in order], batch_size=self._settings.batch_size)
         result: list[list[float]] = [[] for _ in texts]
         for index, vector in zip(order, vectors, strict=True):

@@ -66,6 +66,29 @@ async def test_passages_match_reference(reference: dict[str, Any], embedder: Fas
     assert max_abs_diff(vectors, expected) < TOLERANCE
 
 
+def test_passages_run_shortest_first_by_tokens_and_come_back_in_order(
+    reference: dict[str, Any], embedder: FastembedEmbedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    texts, expected = texts_and_vectors(reference)
+    # Characters and tokens disagree: nonsense letters are a wordpiece or two each, common words one
+    # token each, so a sort by characters would run these two the other way round.
+    tricky = ["zqxj" * 6, "understanding international relationships"]
+    model = embedder._model
+    seen: list[str] = []
+
+    def recording(documents: list[str], **options: Any) -> Any:
+        seen.extend(documents)
+        return type(model).embed(model, documents, **options)
+
+    monkeypatch.setattr(model, "embed", recording)
+    vectors = embedder.embed_passages_sync([*tricky, *texts])
+    lengths = [embedder.count_tokens(text) for text in seen]
+    assert lengths == sorted(lengths)
+    assert embedder.count_tokens(tricky[0]) > embedder.count_tokens(tricky[1])
+    assert len(tricky[0]) < len(tricky[1])
+    assert max_abs_diff(vectors[len(tricky) :], expected) < TOLERANCE
+
+
 @pytest.mark.anyio
 async def test_queries_match_reference_one_by_one(
     reference: dict[str, Any], embedder: FastembedEmbedder

@@ -22,7 +22,7 @@ def test_every_command_lists_config(capsys: pytest.CaptureFixture[str]) -> None:
 def test_index_shows_its_defaults_and_what_collection_is(capsys: pytest.CaptureFixture[str]) -> None:
     text = help_of(capsys, "index")
     assert "--collection COLLECTION the collection to write (made if new)" in text
-    for option, default in (("--chunk-tokens", "256"), ("--overlap", "32"), ("--batch-size", "128")):
+    for option, default in (("--chunk-tokens", "256"), ("--overlap", "32"), ("--batch-size", "512")):
         assert f"(default: {default})" in text.split(option)[-1].split("--")[0], option
 
 
