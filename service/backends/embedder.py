@@ -191,7 +191,12 @@ def load_text_embedding(settings: EmbeddingSettings, cache_dir: Path) -> TextEmb
         reason = str(exc) if settings.path else unavailable_reason(exc)
         raise ModelUnavailable(f"embedding {where} cannot be loaded: {reason}") from exc
     inner.model = open_session(
-        model_file, threads=settings.threads, quantize=settings.quantize, cache_dir=cache_dir
+        model_file,
+        threads=settings.threads,
+        quantize=settings.quantize,
+        cache_dir=cache_dir,
+        tokenizer=inner.tokenizer,
+        pairs=False,
     )
     return model
 

@@ -223,6 +223,12 @@ def load_cross_encoder(
         reason = str(exc) if path else unavailable_reason(exc)
         raise ModelUnavailable(f"model {model_id!r} could not be loaded: {reason}") from exc
     session = open_session(
-        model_file, threads=threads, quantize=quantize, cache_dir=cache_dir, allow_spinning=allow_spinning
+        model_file,
+        threads=threads,
+        quantize=quantize,
+        cache_dir=cache_dir,
+        tokenizer=inner.tokenizer,
+        pairs=True,
+        allow_spinning=allow_spinning,
     )
     return CrossEncoder(session, inner.tokenizer, max_length=max_length)

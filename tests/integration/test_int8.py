@@ -67,6 +67,9 @@ async def test_an_int8_reranker_ranks_as_fp32_and_is_quantised_once(tmp_path: Pa
     layer = "/m/bert/encoder/layer.{}/{}/dense/MatMul"
     assert ops[layer.format(5, "intermediate")] == ops[layer.format(5, "output")] == "MatMul"
     assert ops[layer.format(4, "intermediate") + "_quant"] == "MatMulInteger"
+    # ... and their inputs smoothed first: one Mul per input shared by MatMuls (query, key, value: one).
+    smoothing = [name for name, op in ops.items() if op == "Mul" and name.endswith("/smoothed")]
+    assert len(smoothing) == 6 * 4  # per layer: attention in, attention out, FFN in, FFN out
     for fp32, int8 in pairs:
         assert not np.allclose(fp32, int8, atol=1e-6)  # really another model
         assert spearman(fp32, int8) >= 0.95

@@ -6,6 +6,7 @@ import logging
 from pathlib import Path
 
 import pytest
+from tokenizers import Tokenizer
 
 from service.backends.onnx_session import quantized
 from tests.conftest import MODELS
@@ -15,7 +16,9 @@ def test_quantising_logs_our_line_and_none_of_the_quantisers(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    target = quantized(MODELS / "cross-encoder-tiny-random" / "model.onnx", tmp_path)
+    folder = MODELS / "cross-encoder-tiny-random"
+    tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+    target = quantized(folder / "model.onnx", tmp_path, tokenizer, pairs=True)
     assert target.is_file()
     ours = [r for r in caplog.records if r.name.startswith("fathom")]
     assert any("quantising" in r.getMessage() for r in ours)

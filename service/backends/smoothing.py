@@ -1,0 +1,159 @@
+"""Activation smoothing before int8 quantisation (SmoothQuant, Xiao et al. 2022), on an ONNX graph.
+
+Dynamic int8 quantisation scales each activation tensor as a whole, so a few channels with large values
+(BERT-style encoders have them: MiniLM's feed-forward inputs reach 15-20x their median channel) take
+most of the 8 bits. Smoothing divides each input channel j of a MatMul by s_j and multiplies row j of
+its weight by s_j: the fp32 product is unchanged, but the activation's range is evened out and part
+of it moves into the weights, which are quantised per channel. s_j = max|X_j|^alpha / max|W_j|^(1-alpha),
+with max|X_j| measured on a few calibration batches of ordinary text (`calibration_batches`), never on
+an evaluation collection.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import helper, numpy_helper
+from tokenizers import Tokenizer
+
+Feeds = Mapping[str, np.ndarray]
+
+# Measured on the bench cross-encoder (Cranfield queries held out from the bench's five, calibration on
+# the texts below): mean |int8 - fp32| logit 0.157 without smoothing, 0.126 at 0.7, Spearman per query
+# min 0.974 -> 0.990; 0.5 did not help and 0.9 helped less.
+ALPHA = 0.7
+_SCALE_LIMITS = (1e-2, 1e2)  # keep a dead or extreme channel from producing inf or 0 weights
+
+# Calibration text: plain sentences on many subjects, written for this purpose (no evaluation data).
+CALIBRATION_QUERIES = (
+    "how do vaccines train the immune system",
+    "best way to store fresh basil",
+    "what causes inflation to rise",
+    "when was the printing press invented",
+    "symptoms of iron deficiency in adults",
+    "how does a hash table handle collisions",
+    "rules for offside in football",
+    "tenant rights when a landlord sells the building",
+)
+CALIBRATION_PASSAGES = (
+    "Vaccines expose the immune system to a harmless piece or copy of a pathogen, so that memory cells "
+    "recognise the real infection quickly and antibodies are ready before it can spread.",
+    "Basil keeps best at room temperature with its stems in a glass of water, loosely covered; in the "
+    "refrigerator its leaves blacken within a day or two.",
+    "Prices rise when demand outpaces what an economy can produce, when costs such as energy and wages "
+    "climb, or when people expect inflation and set prices and pay accordingly.",
+    "Johannes Gutenberg's movable-type press, built in Mainz around 1440, made books cheap enough to "
+    "spread literacy, scholarship and religious reform across Europe within a century.",
+    "Iron deficiency often shows as tiredness, pale skin, shortness of breath on exertion, brittle nails "
+    "and cold hands; a blood test for ferritin confirms it.",
+    "A hash table maps each key to a bucket; when two keys land in the same bucket it either chains "
+    "them in a list or probes for the next free slot, and it grows when the load factor gets high.",
+    "A player is offside if, when the ball is played to them, they are in the opponents' half and nearer "
+    "the goal line than both the ball and the second-last defender.",
+    "In many jurisdictions a lease survives the sale of the property: the new owner takes over the "
+    "landlord's obligations, including the deposit, and cannot end the tenancy early without cause.",
+    "The committee met on Tuesday to review the budget for 2024, approving 3.5 million for road repairs, "
+    "1.2 million for the library and a 4% increase in staff salaries.",
+    "Photosynthesis turns carbon dioxide and water into glucose and oxygen using light absorbed by "
+    "chlorophyll; the light reactions happen in the thylakoid membranes of the chloroplast.",
+    "To reset the router, hold the recessed button on the back for ten seconds until the lights flash, "
+    "then reconnect using the network name and password printed on the label.",
+    "The novel follows three generations of a fishing family on a northern island, told in short "
+    "chapters that move back and forth between the war years and the present day.",
+)
+
+
+def calibration_batches(tokenizer: Tokenizer, input_names: Sequence[str], *, pairs: bool) -> list[Feeds]:
+    """Model inputs for the calibration text: (query, passage) pairs for a cross-encoder, else the
+    queries and passages alone, as one batch each, padded to their longest row."""
+    texts: list[Any]
+    if pairs:
+        texts = [(q, p) for q in CALIBRATION_QUERIES for p in CALIBRATION_PASSAGES[:4]]
+        texts += [(q, p) for q, p in zip(CALIBRATION_QUERIES, CALIBRATION_PASSAGES[4:], strict=False)]
+        batches = [texts[i : i + 16] for i in range(0, len(texts), 16)]
+    else:
+        batches = [list(CALIBRATION_QUERIES), list(CALIBRATION_PASSAGES)]
+    return [_feeds(tokenizer.encode_batch(batch), input_names) for batch in batches]
+
+
+def _feeds(encodings: Sequence[Any], input_names: Sequence[str]) -> Feeds:
+    width = max(len(encoding.ids) for encoding in encodings)
+    ids = np.zeros((len(encodings), width), dtype=np.int64)
+    types = np.zeros_like(ids)
+    mask = np.zeros_like(ids)
+    for row, encoding in enumerate(encodings):  # a tokenizer that pads already gives its own mask
+        length = len(encoding.ids)
+        ids[row, :length] = encoding.ids
+        types[row, :length] = encoding.type_ids
+        mask[row, :length] = encoding.attention_mask
+    every = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+    return {name: every[name] for name in input_names if name in every}
+
+
+def smooth_activations(
+    model: onnx.ModelProto, batches: Sequence[Feeds], alpha: float = ALPHA
+) -> onnx.ModelProto:
+    """A copy of `model` whose MatMuls with constant 2-D weights take smoothed inputs (same fp32 output).
+
+    MatMuls that share an input (an attention block's query, key and value) share one scale, taken
+    over all their weights, so the input is divided once.
+    """
+    smoothed = onnx.ModelProto()
+    smoothed.CopyFrom(model)
+    graph = smoothed.graph
+    weights = {init.name: init for init in graph.initializer}
+    by_input: dict[str, list[onnx.NodeProto]] = {}
+    for node in graph.node:
+        if node.op_type != "MatMul" or node.input[0] in weights or node.input[1] not in weights:
+            continue
+        if len(weights[node.input[1]].dims) == 2:
+            by_input.setdefault(node.input[0], []).append(node)
+    if not by_input:
+        return smoothed
+    peaks = _channel_peaks(smoothed, list(by_input), batches)
+    for tensor, nodes in by_input.items():
+        arrays = [numpy_helper.to_array(weights[node.input[1]]) for node in nodes]
+        weight_peak = np.abs(np.concatenate(arrays, axis=1)).max(axis=1)
+        scale = np.maximum(peaks[tensor], 1e-5) ** alpha / np.maximum(weight_peak, 1e-5) ** (1 - alpha)
+        scale = np.clip(scale, *_SCALE_LIMITS).astype(np.float32)
+        inverse, divided = f"{tensor}/smoothing_scale", f"{tensor}/smoothed"
+        graph.initializer.append(numpy_helper.from_array((1.0 / scale).astype(np.float32), inverse))
+        # Placed before the first consumer, after the producer: the node list stays in topological order.
+        position = list(graph.node).index(nodes[0])
+        graph.node.insert(position, helper.make_node("Mul", [tensor, inverse], [divided], name=divided))
+        for node, array in zip(nodes, arrays, strict=True):
+            scaled = f"{node.input[1]}/smoothed"
+            graph.initializer.append(
+                numpy_helper.from_array((array * scale[:, None]).astype(np.float32), scaled)
+            )
+            node.input[0], node.input[1] = divided, scaled
+    return _without_unused_weights(smoothed)
+
+
+def _channel_peaks(
+    model: onnx.ModelProto, tensors: list[str], batches: Sequence[Feeds]
+) -> dict[str, np.ndarray]:
+    """max |x| per last-axis channel of each tensor, over the calibration batches (fp32 run)."""
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    for tensor in tensors:
+        probe.graph.output.append(helper.make_tensor_value_info(tensor, onnx.TensorProto.FLOAT, None))
+    session = ort.InferenceSession(probe.SerializeToString(), providers=["CPUExecutionProvider"])
+    peaks: dict[str, np.ndarray] = {}
+    for feeds in batches:
+        for tensor, value in zip(tensors, session.run(tensors, dict(feeds)), strict=True):
+            found = np.abs(np.asarray(value)).reshape(-1, np.asarray(value).shape[-1]).max(axis=0)
+            peaks[tensor] = np.maximum(peaks[tensor], found) if tensor in peaks else found
+    return peaks
+
+
+def _without_unused_weights(model: onnx.ModelProto) -> onnx.ModelProto:
+    used = {name for node in model.graph.node for name in node.input}
+    kept = [init for init in model.graph.initializer if init.name in used]
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(kept)
+    return model
