@@ -195,8 +195,6 @@ def load_text_embedding(settings: EmbeddingSettings, cache_dir: Path) -> TextEmb
         threads=settings.threads,
         quantize=settings.quantize,
         cache_dir=cache_dir,
-        tokenizer=inner.tokenizer,
-        pairs=False,
     )
     return model
 

@@ -9,13 +9,14 @@ process may run on (its affinity mask, not the machine's count), unless configur
 int8: ONNX Runtime's dynamic quantisation (weights to int8, activations quantised per batch at run
 time) of the model file, done once at load and cached under <data_dir>/models/int8, keyed by the
 source file's SHA-256 and the recipe, so a changed model is quantised again and an unchanged one never.
-The recipe: first the MatMul inputs are smoothed (service.backends.smoothing: a few channels with large
-values would otherwise take most of each tensor's 8 bits), then the transformer's MatMuls are quantised,
+The recipe: for a cross-encoder, first the MatMul inputs are smoothed (service.backends.smoothing: a few
+channels with large values would otherwise take most of each tensor's 8 bits); then the MatMuls are quantised,
 weights per output channel, except the last encoder layer's feed-forward pair (intermediate and output
 dense), which stays fp32: about a tenth of the MatMul work, and the last errors added before the score,
 with nothing after them to average them out. Smoothing lowered the mean |int8 - fp32| logit of the
 bench cross-encoder on held-out Cranfield queries from 0.157 to 0.126 (per-query Spearman min 0.974 ->
-0.990) at no measurable cost in speed. Measured on
+0.990). Embedders are not smoothed: on MiniLM the extra elementwise pass per MatMul cost about a sixth
+of `fathom index`'s int8 speed (CACM 37 s -> 44 s) for no measured gain in dense nDCG. Measured on
 the bench cross-encoder against fp32, Cranfield queries x 100 abstracts: per-tensor weights, or also
 quantising the embedding lookup (Gather), lose agreement for little speed (Spearman 0.92-0.94 against
 0.96-0.98 per channel); keeping the last feed-forward pair fp32 raised Spearman on 15 held-out queries
@@ -37,14 +38,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import onnxruntime as ort
-from tokenizers import Tokenizer
 
-from service.backends.smoothing import calibration_batches, smooth_activations
+from service.backends.smoothing import ALPHA, Calibration, smooth_activations
 from service.errors import ModelUnavailable
 
 log = logging.getLogger("fathom.models")
 Quantize = Literal["none", "int8"]
-RECIPE = "smooth0.7-matmul-perchannel-lastffn-fp32-v3"  # part of the cache key: a new recipe quantises again
+RECIPE = "matmul-perchannel-lastffn-fp32-v2"  # part of the cache key: a new recipe quantises again
+SMOOTHED_RECIPE = f"smooth{ALPHA}-{RECIPE}"
 _FFN = re.compile(r"layer\.(\d+)/(?:intermediate|output)/dense/MatMul")
 
 
@@ -74,13 +75,12 @@ def open_session(
     threads: int,
     quantize: Quantize,
     cache_dir: Path,
-    tokenizer: Tokenizer,
-    pairs: bool,
+    smooth_with: Calibration | None = None,
     allow_spinning: bool = False,
 ) -> Any:
-    """A CPU session on the model file, or on its int8 copy (calibrated with `tokenizer`'s encodings of
-    the calibration text, as (query, passage) pairs for a cross-encoder when `pairs`)."""
-    path = quantized(model_file, cache_dir, tokenizer, pairs=pairs) if quantize == "int8" else model_file
+    """A CPU session on the model file, or on its int8 copy (smoothed first when `smooth_with` says how
+    to encode the calibration text)."""
+    path = quantized(model_file, cache_dir, smooth_with) if quantize == "int8" else model_file
     options = session_options(threads, allow_spinning=allow_spinning)
     try:
         return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
@@ -88,9 +88,10 @@ def open_session(
         raise ModelUnavailable(f"ONNX Runtime cannot open {path}: {exc}") from exc
 
 
-def quantized(model_file: Path, cache_dir: Path, tokenizer: Tokenizer, *, pairs: bool) -> Path:
+def quantized(model_file: Path, cache_dir: Path, smooth_with: Calibration | None = None) -> Path:
     """The int8 copy of `model_file`, made on first use."""
-    target = cache_dir / "int8" / f"{file_digest(model_file)}-{RECIPE}.onnx"
+    recipe = RECIPE if smooth_with is None else SMOOTHED_RECIPE
+    target = cache_dir / "int8" / f"{file_digest(model_file)}-{recipe}.onnx"
     if target.is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -105,8 +106,9 @@ def quantized(model_file: Path, cache_dir: Path, tokenizer: Tokenizer, *, pairs:
             # A loaded model, not its path: given a path, the quantiser writes a scratch copy beside the
             # source, which may be read-only or shared with another process quantising it.
             model = onnx.load(str(model_file))
-            inputs = [tensor.name for tensor in model.graph.input]
-            model = smooth_activations(model, calibration_batches(tokenizer, inputs, pairs=pairs))
+            if smooth_with is not None:
+                inputs = [tensor.name for tensor in model.graph.input]
+                model = smooth_activations(model, smooth_with.batches(inputs))
             with quiet_quantiser():
                 quantize_dynamic(
                     model,

@@ -12,6 +12,7 @@ an evaluation collection.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -65,6 +66,18 @@ CALIBRATION_PASSAGES = (
     "The novel follows three generations of a fishing family on a northern island, told in short "
     "chapters that move back and forth between the war years and the present day.",
 )
+
+
+@dataclass(frozen=True, slots=True)
+class Calibration:
+    """How to feed the calibration text to a model: its tokenizer, and whether it reads (query, passage)
+    pairs (a cross-encoder) or single texts."""
+
+    tokenizer: Tokenizer
+    pairs: bool
+
+    def batches(self, input_names: Sequence[str]) -> list[Feeds]:
+        return calibration_batches(self.tokenizer, input_names, pairs=self.pairs)
 
 
 def calibration_batches(tokenizer: Tokenizer, input_names: Sequence[str], *, pairs: bool) -> list[Feeds]:

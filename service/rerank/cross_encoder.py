@@ -21,6 +21,7 @@ from tokenizers import Encoding, Tokenizer
 
 from service.backends.hub import download_options, unavailable_reason
 from service.backends.onnx_session import Quantize, open_session
+from service.backends.smoothing import Calibration
 from service.errors import ModelUnavailable
 
 _REGISTER_LOCK = threading.Lock()
@@ -227,8 +228,7 @@ def load_cross_encoder(
         threads=threads,
         quantize=quantize,
         cache_dir=cache_dir,
-        tokenizer=inner.tokenizer,
-        pairs=True,
+        smooth_with=Calibration(inner.tokenizer, pairs=True),
         allow_spinning=allow_spinning,
     )
     return CrossEncoder(session, inner.tokenizer, max_length=max_length)

@@ -9,6 +9,7 @@ import pytest
 from tokenizers import Tokenizer
 
 from service.backends.onnx_session import quantized
+from service.backends.smoothing import Calibration
 from tests.conftest import MODELS
 
 
@@ -18,7 +19,7 @@ def test_quantising_logs_our_line_and_none_of_the_quantisers(
     caplog.set_level(logging.DEBUG)
     folder = MODELS / "cross-encoder-tiny-random"
     tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
-    target = quantized(folder / "model.onnx", tmp_path, tokenizer, pairs=True)
+    target = quantized(folder / "model.onnx", tmp_path, Calibration(tokenizer, pairs=True))
     assert target.is_file()
     ours = [r for r in caplog.records if r.name.startswith("fathom")]
     assert any("quantising" in r.getMessage() for r in ours)
