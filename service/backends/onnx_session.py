@@ -14,9 +14,9 @@ channels with large values would otherwise take most of each tensor's 8 bits); t
 weights per output channel, except the last encoder layer's feed-forward pair (intermediate and output
 dense), which stays fp32: about a tenth of the MatMul work, and the last errors added before the score,
 with nothing after them to average them out. Smoothing lowered the mean |int8 - fp32| logit of the
-bench cross-encoder on held-out Cranfield queries from 0.157 to 0.126 (per-query Spearman min 0.974 ->
-0.990). Embedders are not smoothed: on MiniLM the extra elementwise pass per MatMul cost about a sixth
-of `fathom index`'s int8 speed (CACM 37 s -> 44 s) for no measured gain in dense nDCG. Measured on
+bench cross-encoder on Cranfield queries it was not chosen on from 0.160 to 0.129 (see ALPHA).
+Embedders are not smoothed: on MiniLM the extra elementwise pass per MatMul cost about a sixth of
+`fathom index`'s int8 speed (CACM 37 s -> 44 s) for no measured gain in dense nDCG. Measured on
 the bench cross-encoder against fp32, Cranfield queries x 100 abstracts: per-tensor weights, or also
 quantising the embedding lookup (Gather), lose agreement for little speed (Spearman 0.92-0.94 against
 0.96-0.98 per channel); keeping the last feed-forward pair fp32 raised Spearman on 15 held-out queries
