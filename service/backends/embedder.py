@@ -19,6 +19,7 @@ from tokenizers import Tokenizer
 
 from service.backends.hub import download_options, unavailable_reason
 from service.backends.onnx_session import open_session
+from service.backends.smoothing import Calibration
 from service.errors import ModelUnavailable
 from service.settings import EmbeddingSettings
 
@@ -195,6 +196,7 @@ def load_text_embedding(settings: EmbeddingSettings, cache_dir: Path) -> TextEmb
         threads=settings.threads,
         quantize=settings.quantize,
         cache_dir=cache_dir,
+        calibration=Calibration(inner.tokenizer, pairs=False),
     )
     return model
 

@@ -1,12 +1,12 @@
 """Activation smoothing before int8 quantisation (SmoothQuant, Xiao et al. 2022), on an ONNX graph.
 
-Dynamic int8 quantisation scales each activation tensor as a whole, so a few channels with large values
-(BERT-style encoders have them: MiniLM's feed-forward inputs reach 15-20x their median channel) take
-most of the 8 bits. Smoothing divides each input channel j of a MatMul by s_j and multiplies row j of
-its weight by s_j: the fp32 product is unchanged, but the activation's range is evened out and part
-of it moves into the weights, which are quantised per channel. s_j = max|X_j|^alpha / max|W_j|^(1-alpha),
-with max|X_j| measured on a few calibration batches of ordinary text (`calibration_batches`), never on
-an evaluation collection.
+int8 quantisation gives each token's activations one scale (service.backends.per_token), so a few
+channels with large values (BERT-style encoders have them: MiniLM's feed-forward inputs reach 15-20x
+their median channel) take most of the 8 bits. Smoothing divides each input channel j of a MatMul by
+s_j and multiplies row j of its weight by s_j: the fp32 product is unchanged, but the activation's
+range is evened out and part of it moves into the weights, which are quantised per channel.
+s_j = max|X_j|^alpha / max|W_j|^(1-alpha), with max|X_j| measured on a few calibration batches of
+ordinary text (`calibration_batches`), never on an evaluation collection.
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ Feeds = Mapping[str, np.ndarray]
 # Chosen among 0.5, 0.7, 0.8 and 0.9 on the bench cross-encoder, Cranfield queries 6-13 (the bench
 # reports 1-5), calibrated on CACM text: 0.5 did not help, 0.9 helped less than 0.7-0.8. With the text
 # below, on queries 14-29: mean |int8 - fp32| logit 0.160 -> 0.129, per-query Spearman min 0.972 ->
-# 0.978, top-10 overlap >= 0.9 on 10 -> 16 of 16 queries.
+# 0.978, top-10 overlap >= 0.9 on 10 -> 16 of 16 queries. (Measured with ONNX Runtime's per-batch
+# activation scales, before per-token scales replaced them; see service.backends.onnx_session.)
 ALPHA = 0.7
 _SCALE_LIMITS = (1e-2, 1e2)  # keep a dead or extreme channel from producing inf or 0 weights
 

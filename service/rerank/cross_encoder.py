@@ -228,7 +228,7 @@ def load_cross_encoder(
         threads=threads,
         quantize=quantize,
         cache_dir=cache_dir,
-        smooth_with=Calibration(inner.tokenizer, pairs=True),
+        calibration=Calibration(inner.tokenizer, pairs=True),
         allow_spinning=allow_spinning,
     )
     return CrossEncoder(session, inner.tokenizer, max_length=max_length)

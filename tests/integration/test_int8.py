@@ -10,7 +10,7 @@ import onnx
 import pytest
 
 from service.backends.embedder import FastembedEmbedder
-from service.backends.onnx_session import RECIPE, SMOOTHED_RECIPE, file_digest
+from service.backends.onnx_session import RECIPE, file_digest
 from service.settings import EmbeddingSettings, settings_from_dict
 from tests.conftest import DATA, MODELS
 from tests.integration.rerank_app import BENCH, new_key, running
@@ -44,9 +44,7 @@ async def test_an_int8_reranker_ranks_as_fp32_and_is_quantised_once(tmp_path: Pa
     )
     key = new_key(settings, "int8")
     queries, documents = cranfield(40)
-    cached = (
-        tmp_path / "models" / "int8" / f"{file_digest(MODELS / BENCH / 'model.onnx')}-{SMOOTHED_RECIPE}.onnx"
-    )
+    cached = tmp_path / "models" / "int8" / f"{file_digest(MODELS / BENCH / 'model.onnx')}-{RECIPE}.onnx"
 
     async def scores(client: object, model: str, query: str) -> np.ndarray:
         response = await client.post(  # type: ignore[attr-defined]
@@ -64,11 +62,12 @@ async def test_an_int8_reranker_ranks_as_fp32_and_is_quantised_once(tmp_path: Pa
         pairs = [(await scores(client, BENCH, q), await scores(client, INT8, q)) for q in queries]
     assert cached.is_file() and cached.stat().st_size < (MODELS / BENCH / "model.onnx").stat().st_size * 0.75
     made = cached.stat().st_mtime_ns
-    # The recipe: every MatMul int8 but the last layer's feed-forward pair, which stays fp32.
+    # The recipe: every MatMul with a weight in int8, per-token scales; pooler and classifier stay fp32.
     ops = {node.name: node.op_type for node in onnx.load(str(cached)).graph.node}
-    layer = "/m/bert/encoder/layer.{}/{}/dense/MatMul"
-    assert ops[layer.format(5, "intermediate")] == ops[layer.format(5, "output")] == "MatMul"
-    assert ops[layer.format(4, "intermediate") + "_quant"] == "MatMulInteger"
+    for number in range(6):
+        for part in ("attention/self/key", "attention/output/dense", "intermediate/dense", "output/dense"):
+            assert ops[f"/m/bert/encoder/layer.{number}/{part}/MatMul/int8"] == "MatMulIntegerToFloat"
+    assert ops["/m/classifier/Gemm"] == ops["/m/bert/pooler/dense/Gemm"] == "Gemm"
     # ... and their inputs smoothed first: one Mul per input shared by MatMuls (query, key, value: one).
     smoothing = [name for name, op in ops.items() if op == "Mul" and name.endswith("/smoothed")]
     assert len(smoothing) == 6 * 4  # per layer: attention in, attention out, FFN in, FFN out
@@ -97,4 +96,6 @@ def test_an_int8_embedder_agrees_with_fp32(tmp_path: Path) -> None:
     cosines = np.sum(a * b, axis=1)
     assert cosines.min() >= 0.95 and cosines.mean() >= 0.98 and not np.allclose(a, b, atol=1e-5)
     (cached,) = (tmp_path / "int8").glob("*.onnx")
-    assert cached.name.endswith(f"-{RECIPE}.onnx")  # embedders are not smoothed
+    assert cached.name.endswith(f"-{RECIPE}.onnx")
+    smoothing = [node for node in onnx.load(str(cached)).graph.node if node.name.endswith("/smoothed")]
+    assert len(smoothing) == 6 * 4  # the embedder is smoothed as the cross-encoder is
