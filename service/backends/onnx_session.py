@@ -19,8 +19,8 @@ not report: queries 6-13, mean |int8 - fp32| logit 0.057, Spearman min 0.995, to
 scale per batch), as shipped before, read 0.130 / 0.977 and 0.129 / 0.978 with the same smoothing.
 Without smoothing, per-token scales did not help (0.168 on 6-13); smoothing only the feed-forward inputs
 lost half the gain (0.088) for no measured speed. On the MiniLM embedder, 1500 CACM chunks: cosine to
-fp32 mean 0.9989 (was 0.9939), but `fathom index` gains less over fp32 (CACM 1.39-1.50x docs/s,
-against 1.62x): with short texts the extra passes weigh more.
+fp32 mean 0.9989 (was 0.9939), but `fathom index` gains less over fp32 (CACM 1.54x docs/s, against
+1.62x): with short texts the extra passes weigh more.
 """
 
 from __future__ import annotations
