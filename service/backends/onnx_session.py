@@ -74,10 +74,12 @@ def open_session(
 ) -> Any:
     """A CPU session on the model file, or on its int8 copy (`calibration` says how to feed the model
     the text that sets the smoothing scales; int8 needs it)."""
-    if quantize == "int8" and calibration is None:
+    if quantize == "none":
+        path = model_file
+    elif calibration is None:
         raise ValueError("an int8 session needs a Calibration for its model")
-    calibration = calibration if quantize == "int8" else None
-    path = quantized(model_file, cache_dir, calibration) if calibration is not None else model_file
+    else:
+        path = quantized(model_file, cache_dir, calibration)
     options = session_options(threads, allow_spinning=allow_spinning)
     try:
         return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
