@@ -27,6 +27,8 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from service.backends.smoothing import without_unused_weights
+
 _CONTRIB = "com.microsoft"
 
 
@@ -116,10 +118,8 @@ def quantize_per_token(model: onnx.ModelProto) -> onnx.ModelProto:
         ]
     del graph.node[:]
     graph.node.extend(nodes)
-    used = {name for node in graph.node for name in node.input}
-    kept = [init for init in [*graph.initializer, *added] if init.name in used]
-    del graph.initializer[:]
-    graph.initializer.extend(kept)
+    graph.initializer.extend(added)
+    without_unused_weights(rewritten)  # the fp32 weights now quantised, and constants never used
     if not any(o.domain == _CONTRIB for o in rewritten.opset_import):
         rewritten.opset_import.append(helper.make_opsetid(_CONTRIB, 1))
     return rewritten

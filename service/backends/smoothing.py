@@ -146,7 +146,7 @@ def smooth_activations(
                 numpy_helper.from_array((array * scale[:, None]).astype(np.float32), scaled)
             )
             node.input[0], node.input[1] = divided, scaled
-    return _without_unused_weights(smoothed)
+    return without_unused_weights(smoothed)
 
 
 def _channel_peaks(
@@ -166,7 +166,7 @@ def _channel_peaks(
     return peaks
 
 
-def _without_unused_weights(model: onnx.ModelProto) -> onnx.ModelProto:
+def without_unused_weights(model: onnx.ModelProto) -> onnx.ModelProto:
     used = {name for node in model.graph.node for name in node.input}
     kept = [init for init in model.graph.initializer if init.name in used]
     del model.graph.initializer[:]
