@@ -10,17 +10,20 @@ int8: the model file rewritten once at load and cached under <data_dir>/models/i
 source file's SHA-256 and the recipe, so a changed model is rewritten again and an unchanged one never.
 The recipe, for cross-encoders and embedders alike:
 1. smooth the MatMul inputs (service.backends.smoothing: a few channels with large values would
-   otherwise take most of each token's 8 bits), calibrated on built-in text;
+   otherwise take most of each token's 8 bits), calibrated on built-in text, and keep the two channels
+   of each input with the largest values out of int8 (a narrow fp32 MatMul adds them back);
 2. quantise every MatMul with a constant weight to int8, weights per output channel and activations
    per token (service.backends.per_token), so a token's rounding depends on nothing else in its batch.
 Measured against fp32 on the bench cross-encoder, Cranfield queries x 100 abstracts that the bench does
-not report: queries 6-13, mean |int8 - fp32| logit 0.057, Spearman min 0.995, top-10 overlap >= 0.9 on
-8 of 8; queries 14-29, 0.056, 0.994, 16 of 16. ONNX Runtime's own dynamic quantisation (one activation
-scale per batch), as shipped before, read 0.130 / 0.977 and 0.129 / 0.978 with the same smoothing.
-Without smoothing, per-token scales did not help (0.168 on 6-13); smoothing only the feed-forward inputs
-lost half the gain (0.088) for no measured speed. On the MiniLM embedder, 1500 CACM chunks: cosine to
-fp32 mean 0.9989 (was 0.9939), but `fathom index` gains less over fp32 (CACM 1.54x docs/s, against
-1.62x): with short texts the extra passes weigh more.
+not report: queries 6-13, mean |int8 - fp32| logit 0.038, Spearman min 0.997, top-10 overlap >= 0.9 on
+8 of 8; queries 14-29, 0.036, 0.998, 16 of 16 (0.062 / 0.995 and 0.060 / 0.995 before the two
+outlier channels and the peak floor of service.backends.smoothing). ONNX Runtime's own dynamic
+quantisation (one activation scale per batch), as shipped before, read 0.130 / 0.977 and 0.129 / 0.978
+with the same smoothing. Without smoothing, per-token scales did not help (0.168 on 6-13); smoothing
+only the feed-forward inputs lost half the gain (0.088) for no measured speed. On the MiniLM embedder,
+1500 CACM abstracts: cosine to fp32 mean 0.9996 (0.9989 without the outlier channels, 0.9939 with
+ONNX Runtime's quantisation), but `fathom index` gains less over fp32 than the cross-encoder's rerank
+does: with short texts the extra passes weigh more.
 """
 
 from __future__ import annotations
@@ -35,12 +38,13 @@ from typing import Any, Literal
 import onnxruntime as ort
 
 from service.backends.per_token import quantize_per_token
-from service.backends.smoothing import ALPHA, Calibration, smooth_activations
+from service.backends.smoothing import ALPHA, OUTLIER_CHANNELS, Calibration, smooth_activations
 from service.errors import ModelUnavailable
 
 log = logging.getLogger("fathom.models")
 Quantize = Literal["none", "int8"]
-RECIPE = f"smooth{ALPHA}-per-token-int8-v3"  # part of the cache key: a new recipe quantises again
+# Part of the cache key: a new recipe quantises again.
+RECIPE = f"smooth{ALPHA}-fp32x{OUTLIER_CHANNELS}-per-token-int8-v4"
 
 
 def usable_cores() -> int:

@@ -14,9 +14,10 @@ and per MatMul:
 That is one more elementwise pass on the output than ONNX Runtime's fused per-batch kernel, and the
 same passes on the input (its min/max, its quantisation).
 
-Only MatMuls whose second input is a constant 2-D fp32 weight change. The attention products (both
-inputs computed) and any Gemm (a BERT pooler and classifier: a rounding error of the compute, and the
-last operations before the score) stay fp32.
+Only MatMuls whose second input is a constant 2-D fp32 weight change, except the narrow ones smoothing
+adds for a few outlier channels (service.backends.smoothing.OUTLIER_SUFFIX), there to stay fp32. The
+attention products (both inputs computed) and any Gemm (a BERT pooler and classifier: a rounding error
+of the compute, and the last operations before the score) stay fp32.
 
 MatMulIntegerToFloat is an ONNX Runtime contrib operator: the rewritten file is for ONNX Runtime.
 """
@@ -27,7 +28,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from service.backends.smoothing import without_unused_weights
+from service.backends.smoothing import OUTLIER_SUFFIX, without_unused_weights
 
 _CONTRIB = "com.microsoft"
 
@@ -62,7 +63,8 @@ def quantize_per_token(model: onnx.ModelProto) -> onnx.ModelProto:
     quantized_inputs: dict[str, str] = {}
     nodes: list[onnx.NodeProto] = []
     for node in graph.node:
-        weight = weights.get(node.input[1]) if node.op_type == "MatMul" else None
+        exact = node.name.endswith(OUTLIER_SUFFIX)  # smoothing's outlier channels: fp32 by design
+        weight = weights.get(node.input[1]) if node.op_type == "MatMul" and not exact else None
         if weight is None or len(weight.dims) != 2 or weight.data_type != onnx.TensorProto.FLOAT:
             nodes.append(node)
             continue

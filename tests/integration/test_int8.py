@@ -11,6 +11,7 @@ import pytest
 
 from service.backends.embedder import FastembedEmbedder
 from service.backends.onnx_session import RECIPE, file_digest
+from service.backends.smoothing import OUTLIER_SUFFIX
 from service.settings import EmbeddingSettings, settings_from_dict
 from tests.conftest import DATA, MODELS
 from tests.integration.rerank_app import BENCH, new_key, running
@@ -67,6 +68,8 @@ async def test_an_int8_reranker_ranks_as_fp32_and_is_quantised_once(tmp_path: Pa
     for number in range(6):
         for part in ("attention/self/key", "attention/output/dense", "intermediate/dense", "output/dense"):
             assert ops[f"/m/bert/encoder/layer.{number}/{part}/MatMul/int8"] == "MatMulIntegerToFloat"
+            # ... but for its two loudest input channels, multiplied in fp32 and added back.
+            assert ops[f"/m/bert/encoder/layer.{number}/{part}/MatMul{OUTLIER_SUFFIX}"] == "MatMul"
     assert ops["/m/classifier/Gemm"] == ops["/m/bert/pooler/dense/Gemm"] == "Gemm"
     # ... and their inputs smoothed first: one Mul per input shared by MatMuls (query, key, value: one).
     smoothing = [name for name, op in ops.items() if op == "Mul" and name.endswith("/smoothed")]

@@ -9,7 +9,7 @@ from onnx import TensorProto, helper, numpy_helper
 from tokenizers import Tokenizer
 
 from service.backends.per_token import quantize_per_token
-from service.backends.smoothing import calibration_batches, smooth_activations
+from service.backends.smoothing import OUTLIER_SUFFIX, calibration_batches, smooth_activations
 from tests.conftest import MODELS
 
 
@@ -48,11 +48,31 @@ def test_smoothing_keeps_the_fp32_output_and_lowers_the_int8_error() -> None:
     smoothed = smooth_activations(model, [{"x": activations(256, 1)}])
     x = activations(512, 2)  # not the calibration batch
 
-    assert [node.op_type for node in smoothed.graph.node] == ["Mul", "MatMul"]
+    # Divide the input, take the two loudest channels aside, multiply, add those two back in fp32.
+    assert [node.op_type for node in smoothed.graph.node] == ["Gather", "Mul", "MatMul", "MatMul", "Add"]
     np.testing.assert_allclose(run(smoothed, x), run(model, x), rtol=1e-4, atol=1e-4)
+    quantised = int8(smoothed)
+    exact = [node for node in quantised.graph.node if node.name.endswith(OUTLIER_SUFFIX)]
+    assert [node.op_type for node in exact] == ["MatMul"]  # left fp32 by the int8 rewrite
+    (index,) = (i for i in smoothed.graph.initializer if i.name.endswith("/outlier_channels/index"))
+    assert 5 in numpy_helper.to_array(index)  # the loud channel is one of them
     plain_error = np.abs(run(int8(model), x) - run(model, x)).mean()
-    smoothed_error = np.abs(run(int8(smoothed), x) - run(model, x)).mean()
-    assert smoothed_error < 0.7 * plain_error
+    smoothed_error = np.abs(run(quantised, x) - run(model, x)).mean()
+    assert smoothed_error < 0.5 * plain_error
+    without_outliers = smooth_activations(model, [{"x": activations(256, 1)}], outliers=0)
+    assert [node.op_type for node in without_outliers.graph.node] == ["Mul", "MatMul"]
+    assert smoothed_error < np.abs(run(int8(without_outliers), x) - run(model, x)).mean()
+
+
+def test_a_channel_quiet_on_the_calibration_text_is_not_magnified() -> None:
+    # Equal weight peaks, so only the activation peaks set the scales.
+    weight = np.where(np.random.default_rng(3).random((64, 32)) < 0.5, -0.25, 0.25).astype(np.float32)
+    calibration = np.random.default_rng(4).normal(size=(256, 64)).astype(np.float32)
+    calibration[:, 9] *= 0.001  # this text never wakes channel 9; the next text may
+    smoothed = smooth_activations(one_matmul(weight), [{"x": calibration}], outliers=0)
+    (divisor,) = (i for i in smoothed.graph.initializer if i.name.endswith("/smoothing_scale"))
+    inverse = numpy_helper.to_array(divisor)
+    assert inverse[9] <= np.median(inverse) * 1.0001  # divided like a typical channel, not multiplied up
 
 
 def test_calibration_batches_feed_only_the_inputs_a_model_has() -> None:
