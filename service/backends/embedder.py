@@ -196,7 +196,9 @@ def load_text_embedding(settings: EmbeddingSettings, cache_dir: Path) -> TextEmb
         threads=settings.threads,
         quantize=settings.quantize,
         cache_dir=cache_dir,
-        calibration=Calibration(inner.tokenizer, pairs=False),
+        # No outlier channels in fp32 here: on the MiniLM embedder they brought cosine to fp32 from
+        # 0.9991 to 0.9996 but cost 13% of its int8 speed, and indexing speed is why int8 is chosen.
+        calibration=Calibration(inner.tokenizer, pairs=False, outlier_channels=0),
     )
     return model
 

@@ -10,20 +10,20 @@ int8: the model file rewritten once at load and cached under <data_dir>/models/i
 source file's SHA-256 and the recipe, so a changed model is rewritten again and an unchanged one never.
 The recipe, for cross-encoders and embedders alike:
 1. smooth the MatMul inputs (service.backends.smoothing: a few channels with large values would
-   otherwise take most of each token's 8 bits), calibrated on built-in text, and keep the two channels
-   of each input with the largest values out of int8 (a narrow fp32 MatMul adds them back);
+   otherwise take most of each token's 8 bits), calibrated on built-in text; for a cross-encoder, up
+   to two outlier channels per input stay out of int8 (a narrow fp32 MatMul adds them back);
 2. quantise every MatMul with a constant weight to int8, weights per output channel and activations
    per token (service.backends.per_token), so a token's rounding depends on nothing else in its batch.
 Measured against fp32 on the bench cross-encoder, Cranfield queries x 100 abstracts that the bench does
-not report: queries 6-13, mean |int8 - fp32| logit 0.038, Spearman min 0.997, top-10 overlap >= 0.9 on
-8 of 8; queries 14-29, 0.036, 0.998, 16 of 16 (0.062 / 0.995 and 0.060 / 0.995 before the two
-outlier channels and the peak floor of service.backends.smoothing). ONNX Runtime's own dynamic
-quantisation (one activation scale per batch), as shipped before, read 0.130 / 0.977 and 0.129 / 0.978
-with the same smoothing. Without smoothing, per-token scales did not help (0.168 on 6-13); smoothing
-only the feed-forward inputs lost half the gain (0.088) for no measured speed. On the MiniLM embedder,
-1500 CACM abstracts: cosine to fp32 mean 0.9996 (0.9989 without the outlier channels, 0.9939 with
-ONNX Runtime's quantisation), but `fathom index` gains less over fp32 than the cross-encoder's rerank
-does: with short texts the extra passes weigh more.
+not report: queries 6-13, mean |int8 - fp32| logit 0.045, Spearman min 0.996, top-10 overlap >= 0.9 on
+8 of 8; queries 14-29, 0.047, 0.997, 15 of 16 (0.062 / 0.995, 8 of 8 and 0.060 / 0.995, 16 of 16
+before the outlier channels and the peak floor of service.backends.smoothing). ONNX Runtime's own
+dynamic quantisation (one activation scale per batch), as shipped before, read 0.130 / 0.977 and
+0.129 / 0.978 with the same smoothing. Without smoothing, per-token scales did not help (0.168 on 6-13);
+smoothing only the feed-forward inputs lost half the gain (0.088) for no measured speed. On the MiniLM
+embedder, 1500 CACM abstracts: cosine to fp32 mean 0.9991 (0.9939 with ONNX Runtime's quantisation),
+but `fathom index` gains less over fp32 than the cross-encoder's rerank does: with short texts the
+extra passes weigh more.
 """
 
 from __future__ import annotations
@@ -38,13 +38,17 @@ from typing import Any, Literal
 import onnxruntime as ort
 
 from service.backends.per_token import quantize_per_token
-from service.backends.smoothing import ALPHA, OUTLIER_CHANNELS, Calibration, smooth_activations
+from service.backends.smoothing import ALPHA, Calibration, smooth_activations
 from service.errors import ModelUnavailable
 
 log = logging.getLogger("fathom.models")
 Quantize = Literal["none", "int8"]
-# Part of the cache key: a new recipe quantises again.
-RECIPE = f"smooth{ALPHA}-fp32x{OUTLIER_CHANNELS}-per-token-int8-v4"
+# Part of the cache key (with the number of outlier channels kept fp32): a new recipe quantises again.
+RECIPE = f"smooth{ALPHA}-per-token-int8-v4"
+
+
+def recipe(calibration: Calibration) -> str:
+    return f"{RECIPE}-fp32x{calibration.outlier_channels}"
 
 
 def usable_cores() -> int:
@@ -93,7 +97,7 @@ def open_session(
 
 def quantized(model_file: Path, cache_dir: Path, calibration: Calibration) -> Path:
     """The int8 copy of `model_file`, made on first use."""
-    target = cache_dir / "int8" / f"{file_digest(model_file)}-{RECIPE}.onnx"
+    target = cache_dir / "int8" / f"{file_digest(model_file)}-{recipe(calibration)}.onnx"
     if target.is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -106,7 +110,9 @@ def quantized(model_file: Path, cache_dir: Path, calibration: Calibration) -> Pa
             partial = Path(scratch) / "model.onnx"
             model = onnx.load(str(model_file))
             inputs = [tensor.name for tensor in model.graph.input]
-            model = smooth_activations(model, calibration.batches(inputs))
+            model = smooth_activations(
+                model, calibration.batches(inputs), outliers=calibration.outlier_channels
+            )
             onnx.save(quantize_per_token(model), str(partial))
             partial.replace(target)
     except Exception as exc:  # onnx and onnxruntime raise many kinds

@@ -14,15 +14,17 @@ Two guards make the few calibration sentences generalise:
   aerodynamics, for the MiniLM embedder's feed-forward outputs) it took the token's whole int8 range.
   Simulated on 200 Cranfield and 400 CACM abstracts, the summed relative int8 error of the embedder's
   MatMuls fell from 82 and 41 (x1e-4) to 53 and 33, with the calibration text's own error unchanged (30).
-- the OUTLIER_CHANNELS channels with the largest peaks per MatMul input (LLM.int8()'s mixed-precision
-  decomposition, Dettmers et al. 2022) skip int8: zeroed on the smoothed path and added back by a MatMul
-  over just those channels in fp32. BERT-style models route a few tokens' massive values through the
-  same channels; two take most of that error away (four did not do better).
-Measured against fp32 without judgements (session 6): MiniLM embedder on 1400 Cranfield and 1500 CACM
-abstracts and their queries, cosine to fp32 mean 0.99855 -> 0.99956 and 0.99888 -> 0.99959, top-10
-retrieval overlap with fp32 0.963 -> 0.980 and 0.958 -> 0.969; bench cross-encoder, Cranfield queries
-6-13 and 14-29 x 100 abstracts, mean |int8 - fp32| logit 0.062 -> 0.038 and 0.060 -> 0.036, with no
-measurable cost in speed (one Gather, one narrow MatMul and one Add per input).
+  End to end, embedder cosine to fp32 (1400 Cranfield, 1500 CACM abstracts and their queries) rose
+  from 0.99855 / 0.99888 to 0.99880 / 0.99905, at no cost.
+- up to `outliers` channels per MatMul input whose peak is at least OUTLIER_RATIO times the median
+  channel's skip int8 (LLM.int8()'s mixed-precision decomposition, Dettmers et al. 2022): zeroed on the
+  smoothed path and added back by a MatMul over just those channels in fp32. BERT-style models route a
+  few tokens' massive values through the same channels (MiniLM: the feed-forward inputs and the first
+  layers' feed-forward outputs). Two per input on every input: embedder cosine 0.99956 / 0.99959, bench
+  cross-encoder mean |int8 - fp32| logit on Cranfield queries 6-13 and 14-29 x 100 abstracts 0.062 ->
+  0.038 and 0.060 -> 0.036, but 13-15% of int8's speed (bench/rerank.py 2.21x where it read 2.6x). With
+  the ratio, 10 of 24 inputs: 0.045 / 0.047 at no measured cost (2.67x / 2.79x), so that is the
+  default for cross-encoders; the embedder still lost 13%, so it keeps none (service.backends.embedder).
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ _SCALE_LIMITS = (1e-2, 1e2)  # keep a dead or extreme channel from producing inf
 # ending of the small fp32 MatMul that computes them. See the module docstring for the measurements.
 OUTLIER_CHANNELS = 2
 OUTLIER_SUFFIX = "/outliers_fp32"
+OUTLIER_RATIO = 8.0  # a channel is an outlier if its peak is this many times the median channel's
 
 # Calibration text: plain sentences on many subjects, written for this purpose (no evaluation data).
 CALIBRATION_QUERIES = (
@@ -93,10 +96,12 @@ CALIBRATION_PASSAGES = (
 @dataclass(frozen=True, slots=True)
 class Calibration:
     """How to feed the calibration text to a model: its tokenizer, and whether it reads (query, passage)
-    pairs (a cross-encoder) or single texts."""
+    pairs (a cross-encoder) or single texts; and how many outlier channels per MatMul input to keep in
+    fp32 (`smooth_activations`' `outliers`)."""
 
     tokenizer: Tokenizer
     pairs: bool
+    outlier_channels: int = OUTLIER_CHANNELS
 
     def batches(self, input_names: Sequence[str]) -> list[Feeds]:
         return calibration_batches(self.tokenizer, input_names, pairs=self.pairs)
@@ -163,8 +168,10 @@ def smooth_activations(
         peak = np.maximum(peaks[tensor], np.median(peaks[tensor]))
         scale = np.maximum(peak, 1e-5) ** alpha / np.maximum(weight_peak, 1e-5) ** (1 - alpha)
         scale = np.clip(scale, *_SCALE_LIMITS).astype(np.float32)
-        kept = min(outliers, len(scale) // 4)
-        exact = np.sort(np.argsort(-peaks[tensor], kind="stable")[:kept]).astype(np.int64)
+        loudest = np.argsort(-peaks[tensor], kind="stable")[: min(outliers, len(scale) // 4)]
+        loud = peaks[tensor][loudest] >= OUTLIER_RATIO * np.median(peaks[tensor])
+        exact = np.sort(loudest[loud]).astype(np.int64)
+        kept = len(exact)
         inverse_scale = (1.0 / scale).astype(np.float32)
         inverse_scale[exact] = 0.0  # those channels take the fp32 path below instead
         inverse, divided = f"{tensor}/smoothing_scale", f"{tensor}/smoothed"

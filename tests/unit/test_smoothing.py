@@ -48,14 +48,14 @@ def test_smoothing_keeps_the_fp32_output_and_lowers_the_int8_error() -> None:
     smoothed = smooth_activations(model, [{"x": activations(256, 1)}])
     x = activations(512, 2)  # not the calibration batch
 
-    # Divide the input, take the two loudest channels aside, multiply, add those two back in fp32.
+    # Divide the input, take the loud channel aside, multiply, add it back in fp32.
     assert [node.op_type for node in smoothed.graph.node] == ["Gather", "Mul", "MatMul", "MatMul", "Add"]
     np.testing.assert_allclose(run(smoothed, x), run(model, x), rtol=1e-4, atol=1e-4)
     quantised = int8(smoothed)
     exact = [node for node in quantised.graph.node if node.name.endswith(OUTLIER_SUFFIX)]
     assert [node.op_type for node in exact] == ["MatMul"]  # left fp32 by the int8 rewrite
     (index,) = (i for i in smoothed.graph.initializer if i.name.endswith("/outlier_channels/index"))
-    assert 5 in numpy_helper.to_array(index)  # the loud channel is one of them
+    assert numpy_helper.to_array(index).tolist() == [5]  # the others are not 8x the median
     plain_error = np.abs(run(int8(model), x) - run(model, x)).mean()
     smoothed_error = np.abs(run(quantised, x) - run(model, x)).mean()
     assert smoothed_error < 0.5 * plain_error
