@@ -143,9 +143,10 @@ def smooth_activations(
     """A copy of `model` whose MatMuls with constant 2-D weights take smoothed inputs (same fp32 output).
 
     MatMuls that share an input (an attention block's query, key and value) share one scale, taken
-    over all their weights, so the input is divided once. The `outliers` channels of each input with the
-    largest calibration peaks leave the int8 path: the smoothing Mul zeroes them, and a MatMul over just
-    those channels (named with OUTLIER_SUFFIX, which per-token quantisation leaves fp32) adds them back.
+    over all their weights, so the input is divided once. Up to `outliers` channels of each input whose
+    calibration peak is OUTLIER_RATIO times the median channel's leave the int8 path: the smoothing Mul
+    zeroes them, and a MatMul over just those channels (named with OUTLIER_SUFFIX, which per-token
+    quantisation leaves fp32) adds them back.
     """
     smoothed = onnx.ModelProto()
     smoothed.CopyFrom(model)
@@ -165,13 +166,12 @@ def smooth_activations(
         weight_peak = np.abs(np.concatenate(arrays, axis=1)).max(axis=1)
         # A channel quiet on the calibration text may not be quiet on the next text: reading its peak as
         # at least the median channel's keeps smoothing from magnifying it (see the module docstring).
-        peak = np.maximum(peaks[tensor], np.median(peaks[tensor]))
+        typical = np.median(peaks[tensor])
+        peak = np.maximum(peaks[tensor], typical)
         scale = np.maximum(peak, 1e-5) ** alpha / np.maximum(weight_peak, 1e-5) ** (1 - alpha)
         scale = np.clip(scale, *_SCALE_LIMITS).astype(np.float32)
         loudest = np.argsort(-peaks[tensor], kind="stable")[: min(outliers, len(scale) // 4)]
-        loud = peaks[tensor][loudest] >= OUTLIER_RATIO * np.median(peaks[tensor])
-        exact = np.sort(loudest[loud]).astype(np.int64)
-        kept = len(exact)
+        exact = np.sort(loudest[peaks[tensor][loudest] >= OUTLIER_RATIO * typical]).astype(np.int64)
         inverse_scale = (1.0 / scale).astype(np.float32)
         inverse_scale[exact] = 0.0  # those channels take the fp32 path below instead
         inverse, divided = f"{tensor}/smoothing_scale", f"{tensor}/smoothed"
@@ -180,7 +180,7 @@ def smooth_activations(
         position = list(graph.node).index(nodes[0])
         graph.node.insert(position, helper.make_node("Mul", [tensor, inverse], [divided], name=divided))
         channels = f"{tensor}/outlier_channels"
-        if kept:
+        if exact.size:
             graph.initializer.append(numpy_helper.from_array(exact, f"{channels}/index"))
             graph.node.insert(
                 position, helper.make_node("Gather", [tensor, f"{channels}/index"], [channels], axis=-1)
@@ -191,7 +191,7 @@ def smooth_activations(
             scaled = f"{node.input[1]}/smoothed"
             graph.initializer.append(numpy_helper.from_array(rows, scaled))
             node.input[0], node.input[1] = divided, scaled
-            if kept:
+            if exact.size:
                 _add_exact_product(graph, node, channels, array[exact].astype(np.float32))
     return without_unused_weights(smoothed)
 
