@@ -15,9 +15,13 @@ cleanup() {
 }
 trap cleanup EXIT
 
-"$PYTHON" -m pip wheel --quiet --no-deps --wheel-dir "$WORK/dist" "$REPO"
+# Exactly the run-time lock (no test tools), then the wheel built and installed without fetching anything
+# else: a dependency missing from pyproject.toml fails here, not on a user's machine.
 "$PYTHON" -m venv "$WORK/venv"
-"$WORK/venv/bin/pip" install --quiet "$WORK"/dist/fathom-*.whl
+"$WORK/venv/bin/pip" install --quiet --require-hashes --no-deps -r "$REPO/requirements.lock"
+"$WORK/venv/bin/pip" wheel --quiet --no-deps --no-build-isolation --wheel-dir "$WORK/dist" "$REPO"
+"$WORK/venv/bin/pip" install --quiet --no-deps "$WORK"/dist/fathom-*.whl
+"$WORK/venv/bin/pip" check
 cd "$WORK"  # nothing of the checkout is reachable from here
 PORT="${SMOKE_PORT:-$("$WORK/venv/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}"
 cat > smoke.toml <<TOML

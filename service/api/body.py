@@ -1,7 +1,8 @@
 """Request bodies: what cannot be decoded, or has the wrong types, is the client's error (400).
 
-Litestar turns msgspec's DecodeError into a 400, but bytes that are not UTF-8 raise UnicodeDecodeError
-and JSON nested thousands of levels deep raises RecursionError: both escaped as 500s. Litestar also
+Litestar turns msgspec's DecodeError into a 400, but JSON nested thousands of levels deep raises
+RecursionError, which escaped as a 500. Bytes that are not UTF-8 raise UnicodeDecodeError before msgspec
+0.23 and a DecodeError without the position from 0.23 on: either way the client is told which byte, where. Litestar also
 converts bodies leniently (`"top_n": "5"` became 5): a client sending a string where a number belongs
 has a bug it should hear about, so bodies are checked strictly first.
 """
@@ -24,13 +25,22 @@ class JsonBodyRequest(Request[Any, Any, Any]):
         try:
             value = await super().json()
         except UnicodeDecodeError as exc:
-            raise SerializationException(
-                f"the body is not UTF-8: byte {exc.object[exc.start]:#04x} at offset {exc.start}"
-            ) from exc
+            raise SerializationException(not_utf8(exc)) from exc
+        except SerializationException:
+            # Checked only once decoding has failed: a valid body pays nothing for the better message.
+            try:
+                (await self.body()).decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise SerializationException(not_utf8(exc)) from exc
+            raise
         except RecursionError as exc:
             raise SerializationException("the body is nested too deeply; flatten it") from exc
         check_strictly(value, self.route_handler.parsed_fn_signature.parameters.get("data"))
         return value
+
+
+def not_utf8(error: UnicodeDecodeError) -> str:
+    return f"the body is not UTF-8: byte {error.object[error.start]:#04x} at offset {error.start}"
 
 
 def check_strictly(value: Any, data: Any) -> None:
