@@ -302,7 +302,6 @@ def main() -> int:
     )
     parser.add_argument("--json", type=Path, help="write the figures here too")
     args = parser.parse_args()
-    os.chdir(REPO)  # config/offline.toml's model paths are relative to the checkout
     sys.path.insert(0, str(REPO))
     data_dir = (args.data_dir or Path(tempfile.mkdtemp(prefix="fathom-bench-search-"))).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)

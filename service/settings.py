@@ -254,6 +254,45 @@ def read_toml(path: Path | Traversable) -> dict[str, Any]:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
 
 
+def with_paths_from(config_file: Path) -> dict[str, Any]:
+    """A config file's tables, its relative paths made absolute against the file's own folder.
+
+    An assistant starts `fathom mcp --config /abs/offline.toml` from wherever it likes (often `/`): paths
+    read against the working directory then name nothing. Paths from the environment and the packaged
+    defaults stay relative to the working directory, as a shell user expects of them.
+    """
+    layer = read_toml(config_file)
+    folder = config_file.resolve().parent
+
+    def absolute(value: Any) -> Any:
+        # Empty means "not set" (a hub download, Qdrant under data_dir): left as it is.
+        if isinstance(value, str) and value and not Path(value).expanduser().is_absolute():
+            return str(folder / value)
+        return value
+
+    if "data_dir" in layer:
+        layer["data_dir"] = absolute(layer["data_dir"])
+    for section, key in (("embedding", "path"), ("qdrant", "path")):
+        table = layer.get(section)
+        if isinstance(table, dict) and key in table:
+            table[key] = absolute(table[key])
+    for model in _table(layer, "rerank", "models").values():
+        if isinstance(model, dict) and "path" in model:
+            model["path"] = absolute(model["path"])
+    tokenizers = _table(layer, "context", "tokenizers")
+    for name, value in tokenizers.items():
+        tokenizers[name] = absolute(value)
+    return layer
+
+
+def _table(layer: dict[str, Any], *keys: str) -> dict[str, Any]:
+    """layer[keys[0]][keys[1]]... when each is a table, else an empty one (validation speaks later)."""
+    node: Any = layer
+    for key in keys:
+        node = node.get(key) if isinstance(node, dict) else None
+    return node if isinstance(node, dict) else {}
+
+
 def load_settings(
     config_file: str | Path | None = None, environ: Mapping[str, str] | None = None
 ) -> Settings:
@@ -262,7 +301,7 @@ def load_settings(
     layers = read_toml(DEFAULT_CONFIG)
     named = config_file or environ.get("FATHOM_CONFIG")
     if named:
-        layers = deep_merge(layers, read_toml(Path(named)))
+        layers = deep_merge(layers, with_paths_from(Path(named)))
     layers = deep_merge(layers, env_overrides(environ))
     return settings_from_dict(layers)
 

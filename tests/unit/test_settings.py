@@ -35,7 +35,7 @@ def test_explicit_file_wins_over_fathom_config(tmp_path: Path) -> None:
     named = tmp_path / "a.toml"
     named.write_text("data_dir = 'from-a'\n")
     settings = load_settings(named, environ={"FATHOM_CONFIG": str(tmp_path / "missing.toml")})
-    assert settings.data_dir == "from-a"
+    assert settings.data_dir == str(tmp_path.resolve() / "from-a")
 
 
 def test_env_values_parse_as_toml_or_stay_strings() -> None:
@@ -68,3 +68,43 @@ def test_bad_config_names_the_problem(tmp_path: Path, text: str, fragment: str) 
     config.write_text(text)
     with pytest.raises(ConfigError, match=fragment):
         load_settings(config, environ={})
+
+
+def test_relative_paths_in_a_config_file_are_read_against_its_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "conf" / "fathom.toml"
+    config.parent.mkdir()
+    config.write_text(
+        'data_dir = "state"\n'
+        '[embedding]\npath = "../models/embedder"\n'
+        '[qdrant]\npath = ""\n'  # empty: not set, stays empty
+        '[rerank.models."m"]\npath = "/abs/m"\n'
+        '[rerank.models."n"]\npath = "models/n"\n'
+        '[context.tokenizers]\nt = "tok.json"\n'
+    )
+    monkeypatch.chdir("/")  # where an assistant may start `fathom mcp`
+    settings = load_settings(config, environ={"FATHOM_EMBEDDING__MAX_LENGTH": "128"})
+    folder = config.parent.resolve()
+    assert settings.data_dir == str(folder / "state")
+    assert settings.embedding.path == str(folder / "../models/embedder")
+    assert settings.qdrant.path == ""
+    assert settings.rerank.models["m"].path == "/abs/m"
+    assert settings.rerank.models["n"].path == str(folder / "models/n")
+    assert settings.context.tokenizers == {"t": str(folder / "tok.json")}
+
+
+def test_paths_from_the_environment_stay_relative_to_the_working_directory(tmp_path: Path) -> None:
+    config = tmp_path / "fathom.toml"
+    config.write_text('[embedding]\npath = "from-file"\n')
+    settings = load_settings(config, environ={"FATHOM_EMBEDDING__PATH": "from-env", "FATHOM_DATA_DIR": "d"})
+    assert (settings.embedding.path, settings.data_dir) == ("from-env", "d")
+
+
+def test_the_offline_config_finds_the_shared_models_from_any_folder(monkeypatch: pytest.MonkeyPatch) -> None:
+    repo = Path(__file__).resolve().parents[2]
+    monkeypatch.chdir("/")
+    settings = load_settings(repo / "config" / "offline.toml", environ={})
+    assert settings.embedding.path is not None
+    expected = repo.parent / "shared" / "models" / "all-MiniLM-L6-v2"
+    assert Path(settings.embedding.path).resolve() == expected.resolve()
