@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,8 +15,9 @@ from mcp.client.streamable_http import streamable_http_client
 
 from service.auth.keys import KeyStore
 from service.settings import Settings
+from tests.conftest import MODELS
 from tests.integration.ingest_app import FATHOM, cli_env, fathom
-from tests.integration.rerank_app import new_key
+from tests.integration.rerank_app import TINY, new_key
 from tests.integration.search_app import cranfield, search_settings
 from tests.integration.served import served, served_config
 from tests.integration.test_indexer_cli import write_jsonl
@@ -110,5 +112,31 @@ async def test_http_transport_with_keys_and_billing(indexed: tuple[Path, Path, S
 async def test_stdio_transport(indexed: tuple[Path, Path, Settings]) -> None:
     config, data, _ = indexed
     server = StdioServerParameters(command=FATHOM, args=["--config", str(config), "mcp"], env=cli_env(data))
+    async with Client(server, read_timeout_seconds=120) as client:
+        await check_tools(client)
+
+
+def relative_config(config: Path, data: Path) -> Path:
+    """A copy of `config` whose model paths and data folder are written relative to the copy's folder."""
+    relative = config.parent / "relative" / "fathom.toml"
+    relative.parent.mkdir(exist_ok=True)
+    text = config.read_text(encoding="utf-8")
+    for absolute in (data, MODELS / "all-MiniLM-L6-v2", MODELS / TINY):
+        text = text.replace(f'"{absolute}"', f'"{os.path.relpath(absolute, relative.parent)}"')
+    assert '= "/' not in text, text  # no absolute path left
+    relative.write_text(text, encoding="utf-8")
+    return relative
+
+
+async def test_stdio_from_another_folder_with_relative_paths_in_the_config(
+    indexed: tuple[Path, Path, Settings],
+) -> None:
+    """As an assistant starts it: from `/`, the config named by an absolute path, its model paths and
+    data folder written relative to the config file (the way config/offline.toml names ../../shared)."""
+    config, data, _ = indexed
+    env = cli_env(data)
+    env.pop("FATHOM_DATA_DIR")  # the config's own (relative) data_dir
+    args = ["--config", str(relative_config(config, data)), "mcp"]
+    server = StdioServerParameters(command=FATHOM, args=args, env=env, cwd="/")
     async with Client(server, read_timeout_seconds=120) as client:
         await check_tools(client)
