@@ -152,8 +152,8 @@ class SearchSettings(msgspec.Struct, forbid_unknown_fields=True):
     # How deep pages of results (cursor) may go: past it a search gives no next cursor.
     max_depth: int = 200
     # Bounds on one query: characters, and terms (runs of letters and digits, as the analysers cut them).
-    max_query_chars: int = 4096
-    max_query_terms: int = 256
+    max_query_chars: int = 8192
+    max_query_terms: int = 1024
     rrf_k: int = 60
     lexical_timeout: float = 5.0
     vector_timeout: float = 5.0

@@ -22,7 +22,7 @@ from service.backends.tantivy import TantivyIndex
 from service.errors import BackendUnavailable, InvalidRequest, NotFound
 from service.search.models import AnyOf, Chunk, Equals, Filter, Range
 from service.search.protocols import LexicalStore
-from service.settings import ElasticsearchSettings
+from service.settings import ElasticsearchSettings, SearchSettings
 from tests.integration.contract_data import CORPUS, cranfield_chunks
 
 DOCS = 60
@@ -95,6 +95,22 @@ async def test_title_query_finds_its_document_first(store: LexicalStore) -> None
     for chunk in CHUNKS[::6]:
         hits = await store.search(COLLECTION, chunk.title, limit=5)
         assert hits[0].chunk_id == chunk.id, chunk.title
+
+
+async def test_a_query_at_the_term_limit_is_answered(store: LexicalStore) -> None:
+    """The longest query /v1/search lets through (max_query_terms words of real text, as a pasted
+    document is) is one both stores answer, with one of the documents it was cut from first."""
+    limit = SearchSettings().max_query_terms
+    words: list[str] = []
+    sources: set[str] = set()
+    for chunk in CHUNKS:
+        if len(words) >= limit:
+            break
+        words.extend(chunk.text.split())
+        sources.add(chunk.doc_id)
+    assert len(words) >= limit
+    hits = await store.search(COLLECTION, " ".join(words[:limit]), limit=10)
+    assert hits and hits[0].doc_id in sources
 
 
 async def test_hits_carry_the_passage_best_first(store: LexicalStore) -> None:
