@@ -16,6 +16,7 @@ from litestar.types import ExceptionHandlersMap
 
 from service import errors
 from service.api.dependencies import runtime_of
+from service.api.mcp import JSONRPC_ERRORS
 from service.search.collections import nearest_name
 
 log = logging.getLogger("fathom.api")
@@ -74,7 +75,7 @@ def status_of(exc: errors.FathomError) -> tuple[int, str]:
     return 500, "internal_error"
 
 
-def handle_search_error(request: Request[Any, Any, Any], exc: errors.FathomError) -> Response[ErrorResponse]:
+def handle_search_error(request: Request[Any, Any, Any], exc: errors.FathomError) -> Response[Any]:
     status, error_type = status_of(exc)
     headers: dict[str, str] = {}
     if isinstance(exc, errors.Unauthorized):
@@ -86,7 +87,38 @@ def handle_search_error(request: Request[Any, Any, Any], exc: errors.FathomError
     message = str(exc)
     if isinstance(exc, errors.NotFound):
         message += collection_hint(request)
+    if answers_jsonrpc(request):
+        return jsonrpc_error_response(status, message, error_type, exc.code, headers)
     return error_response(status, message, error_type, exc.code, headers)
+
+
+def answers_jsonrpc(request: Request[Any, Any, Any]) -> bool:
+    """Whether the route speaks JSON-RPC (the /mcp mount, which marks itself in its `opt`)."""
+    handler = request.scope.get("route_handler")
+    return handler is not None and bool(handler.opt.get(JSONRPC_ERRORS))
+
+
+# JSON-RPC's range for errors a server defines; the HTTP status and Fathom's code travel in `data`.
+JSONRPC_SERVER_ERROR = -32000
+
+
+def jsonrpc_error_response(
+    status: int, message: str, error_type: str, code: str, headers: dict[str, str]
+) -> Response[dict[str, Any]]:
+    """An error on /mcp (a bad key, a missing scope, a rate limit) as a JSON-RPC error: MCP clients read
+    that body at any status and show its message, where Fathom's REST body reached the user only as
+    "Server returned an error response". The status and WWW-Authenticate stay as MCP's authorization
+    spec asks."""
+    body = {
+        "jsonrpc": "2.0",
+        "id": None,  # the guard answers before the body, and so the request's id, is read
+        "error": {
+            "code": JSONRPC_SERVER_ERROR,
+            "message": message,
+            "data": {"status": status, "type": error_type, "code": code},
+        },
+    }
+    return Response(body, status_code=status, media_type=MediaType.JSON, headers=headers)
 
 
 def collection_hint(request: Request[Any, Any, Any]) -> str:

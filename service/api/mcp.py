@@ -11,6 +11,8 @@ from service.api.guard import require_api_key
 from service.auth.scopes import SEARCH
 
 MCP_PATH = "/mcp"
+# A route's `opt` flag: its errors are answered as JSON-RPC errors (service/api/errors.py).
+JSONRPC_ERRORS = "jsonrpc_errors"
 
 
 def mcp_route(server: MCPServer[object], host: str) -> ASGIRouteHandler:
@@ -21,7 +23,13 @@ def mcp_route(server: MCPServer[object], host: str) -> ASGIRouteHandler:
     server.streamable_http_app(stateless_http=True, json_response=True, host=host)
     transport = StreamableHTTPASGIApp(server.session_manager)
 
-    @asgi(MCP_PATH, is_mount=True, guards=[require_api_key], opt={"scope": SEARCH}, copy_scope=True)
+    @asgi(
+        MCP_PATH,
+        is_mount=True,
+        guards=[require_api_key],
+        opt={"scope": SEARCH, JSONRPC_ERRORS: True},
+        copy_scope=True,
+    )
     async def mcp_transport(scope: Scope, receive: Receive, send: Send) -> None:
         await transport(scope, receive, send)  # type: ignore[arg-type]
 

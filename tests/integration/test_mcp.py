@@ -12,6 +12,7 @@ import httpx2
 import pytest
 from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.exceptions import MCPError
 
 from service.auth.keys import KeyStore
 from service.settings import Settings
@@ -83,6 +84,29 @@ async def check_limited_key(url: str, key: str) -> None:
         assert refused.is_error and "may only use the collections docs" in refused.content[0].text
 
 
+def leaves(error: BaseException) -> list[BaseException]:
+    if isinstance(error, BaseExceptionGroup):
+        return [leaf for inner in error.exceptions for leaf in leaves(inner)]
+    return [error]
+
+
+async def check_refusals_reach_the_sdk(url: str, write_only_key: str) -> None:
+    """A bad key (401) and a key without the search scope (403): the SDK raises with Fathom's words."""
+    refusals = {
+        "fth_not_a_key": "invalid or revoked API key",
+        write_only_key: "scope",
+    }
+    for key, words in refusals.items():
+        messages: list[str] = []
+        async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {key}"}, timeout=60) as http:
+            try:
+                async with Client(streamable_http_client(f"{url}/mcp", http_client=http)) as client:
+                    await client.list_tools()
+            except* MCPError as refused:  # the SDK's task groups wrap it, maybe more than once
+                messages = [str(error) for error in leaves(refused)]
+        assert any(words in message for message in messages), messages
+
+
 async def test_http_transport_with_keys_and_billing(indexed: tuple[Path, Path, Settings]) -> None:
     config, _, settings = indexed
     key = new_key(settings, "assistant")
@@ -96,6 +120,7 @@ async def test_http_transport_with_keys_and_billing(indexed: tuple[Path, Path, S
         await check_limited_key(
             url, new_key(settings, "docs-only", scopes=("search",), collections=("docs",))
         )
+        await check_refusals_reach_the_sdk(url, new_key(settings, "writer", scopes=("write",)))
         async with httpx.AsyncClient() as anonymous:
             refused = await anonymous.post(
                 f"{url}/mcp", json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
