@@ -1,7 +1,8 @@
 """The composition root: the one place that builds Fathom's long-lived parts from Settings.
 
-`fathom serve` (create_app), `fathom mcp`, `fathom index`, `verify`, `eval` and the benches all open a
-Runtime, so each of them runs the very same wiring:
+`fathom serve` (create_app), `fathom mcp` and `fathom eval` open a Runtime, and `fathom index` the
+writer part of it (open_writer), so each of them runs the very same wiring. `fathom keys` opens only the
+key store; the benches measure a `fathom serve` process of their own (bench/_server.py):
 
     Runtime
      ├── settings
