@@ -14,7 +14,8 @@ FathomError                   any error Fathom reports (unmapped: 500)
 ├── ClientGone                499  the client hung up; its work was stopped, nobody reads this
 └── ServiceError              the server cannot answer now; the request itself was fine
     ├── ModelUnavailable      503  a rerank or embedding model failed to load, or is loading
-    ├── Overloaded            503  the rerank queue is full
+    ├── Overloaded            429  the rerank queue is full, or would not reach the request in time
+    │                              (retry_after seconds, from the work queued)
     └── BackendUnavailable    503  a store, the journal or a remote reranker cannot be used
         ├── BackendTimeout    503  it did not answer in time
         ├── StoreLocked       503  an embedded store is held by another process
@@ -93,7 +94,14 @@ class ModelUnavailable(ServiceError):
 
 
 class Overloaded(ServiceError):
+    """Refused at once, not after waiting: TEI's 429 when its queue is full. A client (Cohere's SDK
+    does so by itself) retries after `retry_after` seconds, or goes to another replica."""
+
     code = "overloaded"
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class BackendUnavailable(ServiceError):

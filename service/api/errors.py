@@ -31,7 +31,7 @@ STATUS: dict[type[errors.FathomError], tuple[int, str]] = {
     errors.RateLimited: (429, "rate_limit_error"),
     errors.ClientGone: (499, "client_closed_request"),  # nginx's status: logged, never read
     errors.ModelUnavailable: (503, "service_unavailable"),
-    errors.Overloaded: (503, "service_unavailable"),
+    errors.Overloaded: (429, "overloaded_error"),
     errors.BackendUnavailable: (503, "service_unavailable"),
     errors.BackendTimeout: (503, "service_unavailable"),
     errors.StorageFull: (507, "insufficient_storage"),
@@ -80,7 +80,7 @@ def handle_search_error(request: Request[Any, Any, Any], exc: errors.FathomError
     headers: dict[str, str] = {}
     if isinstance(exc, errors.Unauthorized):
         headers["WWW-Authenticate"] = 'Bearer realm="fathom"'
-    if isinstance(exc, errors.RateLimited):
+    if isinstance(exc, errors.RateLimited | errors.Overloaded):
         headers["Retry-After"] = str(max(1, round(exc.retry_after + 0.5)))
     if status in (503, 507):
         headers["Retry-After"] = "5"

@@ -11,6 +11,13 @@ behind a huge one instead of behind all of it.
 A request ends early when its client goes away (its task is cancelled) or its deadline passes: its
 pairs are taken out of the queue, and the worker skips those already in the cycle being run.
 
+A request with a deadline is admitted only when the work queued, its own and the run in progress can
+all be done (at the measured cost per token) by its deadline and by the earliest deadline of those
+already admitted: requests share cycles, so a newcomer's pairs delay the others too. Otherwise it is
+refused at once (Overloaded, 429, with the seconds until the queue has room for it) rather than after
+waiting out its time limit to be told no. Once the cost is known, every admitted request then ends
+within its deadline unless the machine slows down under it.
+
 A search's budgeted job (`rerank_within`) is different: its passages come best first, and only a
 prefix of them is any use to the search. So it runs in order, in small batches, ahead of the cycle's
 length-sorted batches, and the worker starts no batch that would not end by its deadline (near it,
@@ -112,6 +119,7 @@ class EngineStats:
     jobs: int = 0
     pairs: int = 0
     skipped_pairs: int = 0  # pairs of requests that were cancelled or timed out, never run
+    refused: int = 0  # requests refused at once: they would not have ended by their deadline
     observers: list[Callable[[int, int], None]] = field(default_factory=list)
 
 
@@ -271,7 +279,12 @@ class RerankEngine:
             )
         backlog = self.queue_depth
         if backlog + len(pairs) > self.max_queue_pairs:
-            raise Overloaded(f"the rerank queue is full ({backlog} pairs waiting); retry shortly")
+            raise Overloaded(
+                f"the rerank queue is full ({backlog} pairs waiting); retry shortly",
+                retry_after=self.backlog_seconds(),
+            )
+        if deadline is not None and not partial:
+            self._admit(sum(len(pair) for pair in pairs), deadline)
         self.start()
         job = Job(pairs, asyncio.get_running_loop().create_future(), deadline, partial, ordered=ordered)
         self._jobs.append(job)
@@ -284,6 +297,23 @@ class RerankEngine:
                 self.stats.skipped_pairs += job.waiting
                 self._forget(job)
         return job.logits
+
+    def _admit(self, tokens: int, deadline: float) -> None:
+        """Overloaded when the queue, the run in progress and these tokens cannot all be scored by
+        `deadline` and by the earliest deadline of the requests admitted before (see the module doc)."""
+        finish = time.monotonic() + self.backlog_seconds() + self.cost.seconds(tokens)
+        admitted = [job.deadline for job in self._jobs if job.deadline and not (job.partial or job.stopped)]
+        earliest = min([deadline, *(when for when in admitted if when > time.monotonic())])
+        if finish <= earliest:
+            return
+        self.stats.refused += 1
+        late = finish - earliest
+        raise Overloaded(
+            f"the rerank queue holds about {self.backlog_seconds():.1f} s of work; this request would "
+            f"end {late:.1f} s past a time limit; retry after the Retry-After seconds, or send fewer "
+            "documents",
+            retry_after=late,
+        )
 
     async def _finished(self, job: Job) -> None:
         try:

@@ -145,7 +145,67 @@ async def test_a_request_larger_than_the_queue_or_the_token_budget_is_400(tmp_pa
     assert "more than the 2000 one request may" in too_long.json()["error"]["message"]
 
 
-async def test_a_full_queue_is_503_and_the_gauge_counts_pairs_being_run(
+async def test_a_request_that_cannot_end_in_time_is_refused_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Refused with 429 and Retry-After before waiting, not with a 503 after its whole time limit; a
+    request that still fits behind the queue is admitted, and the one being run is not made late."""
+    settings = rerank_settings(tmp_path, request_timeout=3.0)
+    key = new_key(settings, "admission")
+
+    async def rerank(documents: int) -> httpx.Response:
+        body = {"query": "q", "documents": ["d"] * documents}
+        return await client.post("/v1/rerank", json=body, headers=bearer(key))
+
+    async with running(settings) as client:
+        engine = engine_of(client)
+        engine.cost = CostModel(seconds_per_token=0.03)  # 5 tokens a pair: 0.15 s per document
+        with held_inference(monkeypatch) as held:
+            first = asyncio.create_task(rerank(4))  # 0.6 s of work, admitted
+            await until(held.running.is_set)
+            started = time.monotonic()
+            refused = await rerank(40)  # 6 s of work behind 0.6 s, against a 3 s limit
+            waited = time.monotonic() - started
+            small = asyncio.create_task(rerank(1))  # 0.15 s behind 0.6 s: fits
+            await asyncio.sleep(0.05)
+            held.release.set()
+            answers = [(await first).status_code, (await small).status_code]
+    assert refused.status_code == 429, refused.text
+    assert waited < 1.0  # at once, not after the 3 s limit
+    assert int(refused.headers["retry-after"]) >= 1
+    assert refused.json()["error"]["code"] == "overloaded"
+    assert "time limit" in refused.json()["error"]["message"]
+    assert answers == [200, 200]
+    assert engine.stats.refused == 1
+
+
+async def test_cohere_sdk_retries_a_refusal_and_then_succeeds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cohere's SDK retries a 429 by itself after Retry-After: the caller just gets its results."""
+    import cohere
+
+    settings = rerank_settings(tmp_path, request_timeout=10.0)
+    key = new_key(settings, "cohere-retry")
+    async with running(settings) as client:
+        engine = engine_of(client)
+        engine.cost = CostModel(seconds_per_token=0.03)
+        sdk = cohere.AsyncClientV2(api_key=key, base_url="http://fathom", httpx_client=client)
+        with held_inference(monkeypatch) as held:
+            body = {"query": "q", "documents": ["d"] * 50}  # 7.5 s of work
+            first = asyncio.create_task(client.post("/v1/rerank", json=body, headers=bearer(key)))
+            await until(held.running.is_set)
+            # 4.5 s more behind it would end past 10 s: refused, retried by the SDK after Retry-After.
+            answer = asyncio.create_task(sdk.rerank(model=TINY, query="q", documents=["d"] * 30))
+            await until(lambda: engine.stats.refused == 1)
+            held.release.set()
+            assert (await first).status_code == 200
+            result = await answer
+    assert sorted(r.index for r in result.results) == list(range(30))
+    assert engine.stats.refused == 1
+
+
+async def test_a_full_queue_is_429_and_the_gauge_counts_pairs_being_run(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     settings = rerank_settings(tmp_path, max_queue_pairs=5)
@@ -164,7 +224,7 @@ async def test_a_full_queue_is_503_and_the_gauge_counts_pairs_being_run(
             assert (await first).status_code == 200
         after = (await client.get("/metrics")).text
     assert f'fathom_rerank_queue_pairs{{model="{TINY}"}} 4.0' in gauge
-    assert full.status_code == 503
+    assert full.status_code == 429
     assert "queue is full" in full.json()["error"]["message"] and "retry-after" in full.headers
     assert f'fathom_rerank_queue_pairs{{model="{TINY}"}} 0.0' in after
 
