@@ -97,6 +97,57 @@ def concurrent_run(
     return wall, latencies
 
 
+@dataclass(frozen=True, slots=True)
+class Burst:
+    """Clients that each sent one request at the same moment: what each got back, and when."""
+
+    answered: list[float]  # seconds to a 200
+    refused: list[float]  # seconds to a 429 (refused at admission, or a full queue)
+    failed: list[tuple[int, float]]  # any other status, with its seconds (a 503 at the time limit)
+    retry_after: list[int]  # the refusals' Retry-After
+
+    def summary(self) -> str:
+        def spread(times: list[float]) -> str:
+            return f"{min(times):.2f}-{max(times):.2f} s" if times else "-"
+
+        failed = ", ".join(f"{status} after {seconds:.1f} s" for status, seconds in self.failed) or "none"
+        return (
+            f"{len(self.answered)} answered ({spread(self.answered)}), {len(self.refused)} refused with 429 "
+            f"({spread(self.refused)}, Retry-After {self.retry_after or '-'}), other: {failed}"
+        )
+
+
+def burst(server: Served, workload: Workload, clients: int) -> Burst:
+    """`clients` requests of the whole workload sent at once, at the server's own time limit: the case
+    where most of them cannot be answered in time and should hear so at once."""
+    outcomes: list[tuple[int, float, str | None]] = []
+    lock = threading.Lock()
+    barrier = threading.Barrier(clients)
+    body = {"query": workload.query, "documents": workload.documents}
+
+    def one() -> None:
+        with client_for(server) as client:
+            barrier.wait()
+            started = time.perf_counter()
+            response = client.post("/v1/rerank", json=body)
+            with lock:
+                outcomes.append(
+                    (response.status_code, time.perf_counter() - started, response.headers.get("retry-after"))
+                )
+
+    threads = [threading.Thread(target=one, name=f"burst-{i}") for i in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return Burst(
+        answered=[seconds for status, seconds, _ in outcomes if status == 200],
+        refused=[seconds for status, seconds, _ in outcomes if status == 429],
+        failed=[(status, seconds) for status, seconds, _ in outcomes if status not in (200, 429)],
+        retry_after=sorted(int(after) for status, _, after in outcomes if status == 429 and after),
+    )
+
+
 def warm_up_and_compare(baseline: Baseline, server: Served, workload: Workload, warmup: int) -> float:
     """Warm both up; the first answers give the largest |Fathom score - sigmoid(fastembed logit)|."""
     logits = baseline.logits(workload.query, workload.documents)

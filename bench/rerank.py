@@ -35,6 +35,7 @@ import httpx
 from _rerank_measure import (
     Agreement,
     agreement,
+    burst,
     concurrent_run,
     cpu_hogs,
     interleaved_rounds,
@@ -42,7 +43,7 @@ from _rerank_measure import (
     warm_up_and_compare,
 )
 from _rerank_report import Report, print_report
-from _rerank_workload import MODEL_ID, Baseline, build_workload, padded_tokens, read_queries
+from _rerank_workload import MODEL_ID, Baseline, Workload, build_workload, padded_tokens, read_queries
 from _server import BenchError, Served, fathom_serve
 from _stats import load, percentile
 
@@ -166,6 +167,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="A/B: a second server with these settings too, measured in the same rounds (repeatable)",
     )
     parser.add_argument(
+        "--burst-clients",
+        type=int,
+        default=8,
+        help="clients sending one request each at once, to see refusals come at once (0: skip)",
+    )
+    parser.add_argument(
         "--agreement-queries", type=int, default=5, help="queries scored against fp32 for agreement"
     )
     return parser
@@ -247,6 +254,7 @@ def run(args: argparse.Namespace) -> list[Report]:
             after = server_metrics(server)
             batching = {name: after.get(name, 0.0) - before.get(name, 0.0) for name in after}
             concurrent[label] = (wall, latencies, batching)
+        print_bursts(servers, workload, args.burst_clients)
         queries = read_queries(args.data_dir, args.query_index, args.agreement_queries)
         agreements = {label: agreement(baseline, s, workload, queries) for label, s in servers.items()}
     load_end = load()
@@ -272,6 +280,14 @@ def run(args: argparse.Namespace) -> list[Report]:
             baseline.max_length,
         ),
     )
+
+
+def print_bursts(servers: dict[str, Served], workload: Workload, clients: int) -> None:
+    for label, server in servers.items() if clients else ():
+        print(
+            f"  {label}: burst of {clients} x {len(workload.documents)} documents at the default time limit"
+        )
+        print(f"    {burst(server, workload, clients).summary()}")
 
 
 @dataclass(frozen=True, slots=True)
