@@ -2,9 +2,9 @@
 
 Litestar turns msgspec's DecodeError into a 400, but JSON nested thousands of levels deep raises
 RecursionError, which escaped as a 500. Bytes that are not UTF-8 raise UnicodeDecodeError before msgspec
-0.23 and a DecodeError without the position from 0.23 on: either way the client is told which byte, where. Litestar also
-converts bodies leniently (`"top_n": "5"` became 5): a client sending a string where a number belongs
-has a bug it should hear about, so bodies are checked strictly first.
+0.23 and a DecodeError without the position from 0.23 on: either way the client is told which byte,
+where. Litestar also converts bodies leniently (`"top_n": "5"` became 5): a client sending a string
+where a number belongs has a bug it should hear about, so bodies are checked strictly first.
 """
 
 from __future__ import annotations
