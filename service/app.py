@@ -65,6 +65,8 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
                     health.readyz,
                     health.metrics,
                     web.search_page,
+                    web.page_js,
+                    web.page_css,
                     web.widget_js,
                     web.widget_css,
                 ]

@@ -90,6 +90,8 @@ RAISES: dict[HTTPRouteHandler, tuple[type[errors.FathomError], ...]] = {
     health.readyz: (),
     health.metrics: (),
     web.search_page: (),
+    web.page_js: (),
+    web.page_css: (),
     web.widget_js: (),
     web.widget_css: (),
 }

@@ -6,8 +6,9 @@
  * Attributes: data-collection (required), data-key (a public search key), data-facets (metadata
  * fields shown as filters), data-page-size (10), data-placeholder, data-target (id of the element to
  * fill; default: right after the script), data-endpoint (default: where widget.js came from).
- * Choosing a hit follows its metadata `url`; the widget first dispatches a cancelable `fathom:select`
- * event (detail: the hit) on its root element, so a page can handle the choice itself.
+ * Choosing a hit follows its metadata `url` when that is an http(s) or relative link (any other url,
+ * such as `javascript:`, is neither a link nor followed); the widget first dispatches a cancelable
+ * `fathom:select` event (detail: the hit) on its root element, so a page can handle the choice itself.
  */
 (function () {
   "use strict";
@@ -30,6 +31,17 @@
     });
     (children || []).forEach(function (child) { node.appendChild(child); });
     return node;
+  }
+
+  // A hit's url comes from stored metadata: a `javascript:` one would run on the embedding page. The
+  // browser's own parser decides (case, spaces and tabs or newlines inside the scheme are all ignored by
+  // it), resolving as a link would; the absolute URL it gives is the one linked, so what was checked is
+  // where the link goes. Anything but http(s) is not followed.
+  function webUrl(value) {
+    if (typeof value !== "string") return null;
+    var parsed;
+    try { parsed = new URL(value, document.baseURI); } catch (error) { return null; }
+    return parsed.protocol === "http:" || parsed.protocol === "https:" ? parsed.href : null;
   }
 
   var css = el("link", { rel: "stylesheet", href: base + "/widget.css" });
@@ -98,7 +110,7 @@
   }
 
   function option(hit, index) {
-    var url = hit.metadata && typeof hit.metadata.url === "string" ? hit.metadata.url : null;
+    var url = webUrl(hit.metadata && hit.metadata.url);
     var title = el(url ? "a" : "span", { class: "fathom-title", text: hit.title || hit.id });
     if (url) { title.setAttribute("href", url); title.setAttribute("tabindex", "-1"); }
     var snippet = el("p", { class: "fathom-snippet" });
@@ -109,7 +121,8 @@
     }, [title, snippet]);
     item.addEventListener("mousedown", function (event) { event.preventDefault(); });
     item.addEventListener("click", function (event) {
-      if (event.target !== title) { event.preventDefault(); choose(index); }
+      // A link title is the browser's to follow (a new tab on ctrl-click); anything else chooses the hit.
+      if (event.target !== title || !url) { event.preventDefault(); choose(index); }
     });
     return item;
   }
@@ -168,8 +181,8 @@
     var hit = state.hits[index];
     if (!hit) return;
     var event = new CustomEvent("fathom:select", { detail: hit, bubbles: true, cancelable: true });
-    var url = hit.metadata && hit.metadata.url;
-    if (root.dispatchEvent(event) && typeof url === "string") location.assign(url);
+    var url = webUrl(hit.metadata && hit.metadata.url);
+    if (root.dispatchEvent(event) && url) location.assign(url);
   }
 
   input.addEventListener("input", function () {

@@ -2,7 +2,8 @@
 
 A site on another origin embeds /widget.js with a public key; the test types a Cranfield query and
 checks the results, dropped stale answers, a facet click, paging, and keyboard selection, and saves
-a screenshot (widget.png in the test's tmp folder).
+a screenshot (widget.png in the test's tmp folder). A second collection holds documents whose every
+field is a stored script payload: on the site and on Fathom's own page `/`, none of them may run.
 """
 
 from __future__ import annotations
@@ -16,10 +17,12 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 import pytest
 
+from service.ingest.documents import Document
 from service.settings import load_settings
 from tests.conftest import MODELS
 from tests.integration.live_server import fathom_serve, free_ports, static_site
@@ -39,6 +42,8 @@ CHROMIUM_FLAGS = [
     "--disable-sync",
 ]
 COLLECTION = "cranweb"
+HOSTILE = "hostile"  # documents whose every field is a stored script payload
+WEB_LINK = "relative-breakout"  # the one of them whose url is a web link
 # Playwright's 30 s default is short for a search on a CI machine running other test suites.
 BROWSER_TIMEOUT_MS = 120_000
 PAGE_SIZE = 5
@@ -57,6 +62,7 @@ class Site:
     origin: str  # the embedding site's origin
     key: str  # the public key the site embeds
     docs: dict[str, dict[str, Any]]  # id -> metadata
+    hostile_key: str  # a public key for HOSTILE, from the site and from Fathom's own page
 
 
 def server_config(data_dir: Path, port: int) -> str:
@@ -72,24 +78,66 @@ default_model = "{TINY}"
 path = "{MODELS / TINY}"
 [rerank.models."BAAI/bge-reranker-v2-m3"]
 enabled = false
-# A busy CI machine must not turn a slow stage into a degraded, differently ordered answer.
+# A busy CI machine must not turn a slow stage into a degraded, differently ordered answer, nor
+# rerank a shorter head within the time budget for the widget than for the API call it is compared with.
 [search]
 lexical_timeout = 120
 vector_timeout = 120
 [search.rerank]
 timeout = 120
+budget_ms = 0
 """
 
 
-def site_page(fathom: str, key: str, path: str) -> str:
-    """The embedding site: its home page holds the widget; /doc/<id> stands for a document's page."""
+def site_page(fathom: str, key: str, hostile_key: str, path: str) -> str:
+    """The embedding site: its home page holds the widget, /hostile the widget on HOSTILE; /doc/<id>
+    stands for a document's page."""
     if path.startswith("/doc/"):
         return f"<!doctype html><title>Document {path[5:]}</title><h1>Document {path[5:]}</h1>"
+    if path == "/hostile":
+        widget = f"""<script src="{fathom}/widget.js" data-collection="{HOSTILE}" data-key="{hostile_key}"
+        data-facets="kind,note"></script>"""
+    else:
+        widget = f"""<script src="{fathom}/widget.js" data-collection="{COLLECTION}" data-key="{key}"
+        data-facets="kind,year" data-page-size="{PAGE_SIZE}" data-placeholder="Search the Cranfield papers">
+        </script>"""
     return f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>A site</title></head>
 <body><h1>A site with Fathom search</h1>
-<script src="{fathom}/widget.js" data-collection="{COLLECTION}" data-key="{key}" data-facets="kind,year"
-        data-page-size="{PAGE_SIZE}" data-placeholder="Search the Cranfield papers"></script>
+{widget}
 </body></html>"""
+
+
+def pwn(tag: str) -> str:
+    """What a payload runs if it gets to: records `tag` in window.__pwned and opens a dialog."""
+    return f"(window.__pwned=window.__pwned||[]).push('{tag}');alert('{tag}')"
+
+
+def hostile_documents() -> list[Document]:
+    """Every field a payload: markup in title, text and metadata, attribute breakouts, and urls that run
+    script (`javascript:`, disguised by case, whitespace and a tab the URL parser drops) or load a
+    page of their own (`data:`). Only the last document's url is a web link (relative, with a breakout)."""
+    breakout = f'" onmouseover="{pwn("attribute")}" x="'
+    urls = {
+        "js-url": f"javascript:{pwn('javascript-url')}",
+        "js-url-disguised": f" \t\n JaVaScRiPt:{pwn('disguised-url')}",
+        "js-url-tab": f"java\tscript:{pwn('tab-url')}",
+        "data-url": f"data:text/html,<script>{pwn('data-url')}</script>",
+        WEB_LINK: f"/doc/relative{breakout}",
+    }
+    return [
+        Document(
+            doc_id,
+            f'<script>{pwn("title-" + doc_id)}</script>{breakout}<img src=x onerror="{pwn("title-img")}">',
+            f'hostile payload <img src=x onerror="{pwn("text-img")}"> <script>{pwn("text")}</script>'
+            f" {breakout}",
+            {
+                "url": url,
+                "kind": f'<img src=x onerror="{pwn("facet-img")}">',
+                "note": breakout,
+            },
+        )
+        for doc_id, url in urls.items()
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -105,18 +153,23 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     config = folder / "fathom.toml"
     config.write_text(server_config(folder / "data", fathom_port))
     documents = [replace(d, metadata={**d.metadata, "url": f"{origin}/doc/{d.id}"}) for d in cranfield(60)]
-    report = asyncio.run(index_documents(load_settings(config, environ={}), COLLECTION, documents))
+    settings = load_settings(config, environ={})
+    report = asyncio.run(index_documents(settings, COLLECTION, documents))
     assert report.added == len(documents)
-    key = public_key(config, origin)
+    hostile = asyncio.run(index_documents(settings, HOSTILE, hostile_documents()))
+    assert hostile.added == len(hostile_documents())
+    key = public_key(config, COLLECTION, [origin])
+    # Fathom's own page `/` calls the API from Fathom's origin: the key must name that origin too.
+    hostile_key = public_key(config, HOSTILE, [origin, f"http://127.0.0.1:{fathom_port}"])
     with (
         fathom_serve(config, fathom_port, folder / "serve.log") as fathom,
-        static_site(site_port, lambda path: site_page(fathom, key, path)) as served,
+        static_site(site_port, lambda path: site_page(fathom, key, hostile_key, path)) as served,
     ):
-        yield Site(fathom, served, key, {d.id: d.metadata for d in documents})
+        yield Site(fathom, served, key, {d.id: d.metadata for d in documents}, hostile_key)
 
 
-def public_key(config: Path, origin: str) -> str:
-    """The README's command: a search-only key for one collection, usable from the site's origin."""
+def public_key(config: Path, collection: str, origins: list[str]) -> str:
+    """The README's command: a search-only key for one collection, usable from the sites' origins."""
     command = [
         sys.executable,
         "-m",
@@ -126,11 +179,12 @@ def public_key(config: Path, origin: str) -> str:
         "keys",
         "create",
         "--name",
-        "site",
+        f"site-{collection}",
     ]
-    command += ["--public", "--origin", origin, "--collections", COLLECTION, "--rate-limit", "600"]
+    command += ["--public", "--collections", collection, "--rate-limit", "600"]
+    command += [argument for origin in origins for argument in ("--origin", origin)]
     created = subprocess.run(command, capture_output=True, text=True, check=True)
-    assert "public" in created.stdout and origin in created.stdout
+    assert "public" in created.stdout and all(origin in created.stdout for origin in origins)
     return created.stdout.strip().splitlines()[-1]
 
 
@@ -257,3 +311,72 @@ async def test_facet_click_filters_and_keyboard_chooses(page: Any, site: Site, t
     await page.wait_for_url(site.docs[chosen]["url"])
     assert await page.title() == f"Document {chosen}"
     print(f"screenshot: {tmp_path / 'widget.png'}")
+
+
+async def poke_every_hit(page: Any, documents: dict[str, Document], origin: str) -> list[str]:
+    """Hovers every title and facet, clicks every title that is not a web link and chooses its hit (a
+    click outside the title, as Enter does); the ids of those whose url became a link all the same."""
+    linked = []
+    for doc_id, document in documents.items():
+        option = page.locator(f"[role=option][data-id='{doc_id}']")
+        title = option.locator(".fathom-title")
+        assert await title.text_content() == document.title  # markup shown as text
+        await title.hover()
+        if doc_id == WEB_LINK:  # stays a link, with the breakout inside its url
+            assert await title.evaluate("e => e.tagName") == "A"
+            assert (await title.evaluate("a => a.href")).startswith(f"{origin}/doc/relative")
+            continue
+        if await option.locator("a, [href]").count():
+            linked.append(doc_id)
+        await title.click()
+        await option.locator(".fathom-snippet").click()
+    for facet in await page.locator("button.fathom-facet").all():
+        await facet.hover()
+    return linked
+
+
+async def test_stored_payloads_show_as_text_and_never_run(page: Any, site: Site) -> None:
+    """On the site (another origin, no policy of its own) and on Fathom's page `/`: every payload is
+    shown as text, only a web url becomes a link, and clicking or choosing the others goes nowhere."""
+    dialogs: list[str] = []
+
+    async def dismiss(dialog: Any) -> None:
+        dialogs.append(dialog.message)
+        await dialog.dismiss()
+
+    page.on("dialog", dismiss)
+    refused: list[str] = []  # what the page's Content-Security-Policy refused: nothing the page needs
+    page.on("console", lambda m: refused.append(m.text) if "Content Security Policy" in m.text else None)
+    documents = {d.id: d for d in hostile_documents()}
+    fathom_page = f"{site.fathom}/?" + urlencode(
+        {"collection": HOSTILE, "key": site.hostile_key, "facets": "kind,note"}
+    )
+    for origin, url in ((site.origin, f"{site.origin}/hostile"), (site.fathom, fathom_page)):
+        await page.goto(url)
+        await page.evaluate(
+            "document.addEventListener('fathom:select',"
+            " e => (window.__chosen = window.__chosen || []).push(e.detail.id))"
+        )
+        await page.get_by_role("combobox").fill("hostile payload")
+        await wait_for_query(page, "hostile payload")
+        assert sorted(await shown_ids(page)) == sorted(documents)
+
+        linked = await poke_every_hit(page, documents, origin)
+        await page.wait_for_timeout(500)  # for anything a click set off
+
+        assert await page.evaluate("window.__pwned") is None, f"payloads ran on {url}"
+        assert dialogs == [], f"payloads opened dialogs on {url}"
+        assert linked == [], f"not web links, yet links on {url}"
+        assert page.url == url, f"a click navigated away from {url}"
+        assert await page.locator(".fathom-widget img, .fathom-widget script").count() == 0
+        note = page.locator("button.fathom-facet[data-field=note]")
+        assert await note.get_attribute("data-value") == documents["js-url"].metadata["note"]
+        # Choosing a hit with no web url still tells the page, which may handle the choice itself.
+        chosen = await page.evaluate("window.__chosen")
+        assert set(chosen) == set(documents) - {WEB_LINK}, chosen
+
+    # `/` itself: its own script and styles, and the widget's, load under its policy.
+    assert await page.evaluate("getComputedStyle(document.body).maxWidth") == "736px"  # page.css: 46rem
+    widget_width = "getComputedStyle(document.querySelector('.fathom-widget')).maxWidth"
+    assert await page.evaluate(widget_width) == "704px"  # widget.css: 44rem
+    assert refused == []
