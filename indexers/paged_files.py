@@ -16,8 +16,8 @@ import docx
 from docx.document import Document as WordDocument
 from docx.table import Table
 from docx.text.paragraph import Paragraph
-from pypdf import PdfReader
-from pypdf.errors import FileNotDecryptedError, PdfReadError, PdfStreamError
+from pypdf import PdfReader, apply_configuration
+from pypdf.errors import FileNotDecryptedError, LimitReachedError, PyPdfError
 
 from service.ingest.chunking import PAGE_STARTS
 
@@ -25,6 +25,17 @@ PAGE_SEPARATOR = "\n\n"
 # pypdf logs a warning for every oddity of a damaged file it can still read; the indexer reports
 # files that cannot be read, and a page of warnings per file would bury its progress bar.
 logging.getLogger("pypdf").setLevel(logging.ERROR)
+
+# What one part of a file may inflate to. A long book's word/document.xml is a few MB, and a page's
+# content stream less; python-docx holds every part in memory and lxml builds a tree several times
+# the XML's size, so this (and the total) keeps a hostile file well under 1 GB of memory.
+MAX_PART_BYTES = 64 << 20
+# What all of a Word file's parts may inflate to together (its images included, held in memory too).
+MAX_DOCX_BYTES = 256 << 20
+# Word's XML compresses about 10:1; a part above 100:1 is a run of repeated bytes, a zip bomb's mark.
+MAX_COMPRESSION_RATIO = 100
+# Below this, a part's ratio is not worth judging: a tiny part costs nothing whatever it holds.
+RATIO_FLOOR_BYTES = 1 << 20
 
 
 class UnreadableFile(Exception):
@@ -43,14 +54,22 @@ def paged_text(pages: list[str]) -> tuple[str, list[int]]:
 def pdf_document(raw: bytes) -> tuple[str, str, dict[str, object]]:
     """(title, text, metadata) of a PDF's text layer; UnreadableFile when there is none to read."""
     try:
-        reader = PdfReader(io.BytesIO(raw))
-        if reader.is_encrypted and not reader.decrypt(""):
-            raise UnreadableFile("is encrypted with a password; decrypt it first")
-        pages = [(page.extract_text() or "").strip() for page in reader.pages]
-        title = reader.metadata.title if reader.metadata else None
+        # pypdf stops any stream at its limit: ours, so the bound does not move with pypdf's defaults.
+        with apply_configuration(
+            zlib_maximum_output_length=MAX_PART_BYTES,
+            lzw_maximum_output_length=MAX_PART_BYTES,
+            run_length_maximum_output_length=MAX_PART_BYTES,
+            brotli_maximum_output_length=MAX_PART_BYTES,
+            array_based_stream_maximum_output_length=MAX_PART_BYTES,
+        ):
+            pages, title = pdf_pages_and_title(raw)
     except (FileNotDecryptedError, NotImplementedError) as exc:
         raise UnreadableFile(f"is encrypted and cannot be read: {exc}") from exc
-    except (PdfReadError, PdfStreamError, ValueError, KeyError, TypeError) as exc:
+    except LimitReachedError as exc:
+        raise UnreadableFile(
+            f"has a stream that inflates past the limit of {MAX_PART_BYTES >> 20} MiB (a compression bomb?)"
+        ) from exc
+    except (PyPdfError, ValueError, KeyError, TypeError) as exc:
         raise UnreadableFile(f"is not a readable PDF: {exc}") from exc
     if not any(pages):
         raise UnreadableFile("has no text layer (a scan?): run OCR on it first")
@@ -58,11 +77,21 @@ def pdf_document(raw: bytes) -> tuple[str, str, dict[str, object]]:
     return str(title or "").strip(), text, {"page_count": len(pages), PAGE_STARTS: starts}
 
 
+def pdf_pages_and_title(raw: bytes) -> tuple[list[str], object]:
+    reader = PdfReader(io.BytesIO(raw))
+    if reader.is_encrypted and not reader.decrypt(""):
+        raise UnreadableFile("is encrypted with a password; decrypt it first")
+    pages = [(page.extract_text() or "").strip() for page in reader.pages]
+    return pages, reader.metadata.title if reader.metadata else None
+
+
 def docx_document(raw: bytes) -> tuple[str, str, dict[str, object]]:
     """(title, text, metadata) of a Word file: paragraphs and table rows, pages as Word laid them out."""
+    # SyntaxError: lxml's XMLSyntaxError, for a part that is not XML.
     try:
+        check_zip_sizes(raw)
         document = docx.Document(io.BytesIO(raw))
-    except (zipfile.BadZipFile, KeyError, ValueError) as exc:
+    except (zipfile.BadZipFile, KeyError, ValueError, SyntaxError) as exc:
         raise UnreadableFile(f"is not a readable .docx file: {exc}") from exc
     pages = word_pages(document)
     text, starts = paged_text(pages)
@@ -71,6 +100,33 @@ def docx_document(raw: bytes) -> tuple[str, str, dict[str, object]]:
     if document.core_properties.author:
         metadata["author"] = document.core_properties.author
     return title.strip(), text, metadata
+
+
+def check_zip_sizes(raw: bytes) -> None:
+    """Refuse a zip whose parts declare too much, before anything is inflated.
+
+    The declared sizes are what bounds reading: zipfile inflates a part a block at a time and stops at
+    its declared size (a part holding more fails its CRC check), so no part can grow past them.
+    """
+    with zipfile.ZipFile(io.BytesIO(raw)) as archive:
+        members = archive.infolist()
+    for member in members:
+        size, packed = member.file_size, max(member.compress_size, 1)
+        if size > MAX_PART_BYTES:
+            raise UnreadableFile(
+                f"part {member.filename} inflates to {size} bytes, past the limit of "
+                f"{MAX_PART_BYTES >> 20} MiB (a zip bomb?)"
+            )
+        if size > RATIO_FLOOR_BYTES and size > MAX_COMPRESSION_RATIO * packed:
+            raise UnreadableFile(
+                f"part {member.filename} inflates {size // packed}:1, past the limit of "
+                f"{MAX_COMPRESSION_RATIO}:1 (a zip bomb?)"
+            )
+    total = sum(member.file_size for member in members)
+    if total > MAX_DOCX_BYTES:
+        raise UnreadableFile(
+            f"inflates to {total} bytes, past the limit of {MAX_DOCX_BYTES >> 20} MiB (a zip bomb?)"
+        )
 
 
 def word_pages(document: WordDocument) -> list[str]:

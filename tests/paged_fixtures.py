@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import io
+import zipfile
+import zlib
 from collections.abc import Sequence
+from pathlib import Path
 
 import docx
 from pypdf import PdfReader, PdfWriter
@@ -70,3 +73,56 @@ def docx_bytes(pages: Sequence[Sequence[str]] = DOCX_PAGES, title: str = "Mainte
     buffer = io.BytesIO()
     document.save(buffer)
     return buffer.getvalue()
+
+
+# What a compression bomb claims to hold: far more than the indexer may ever inflate.
+BOMB_BYTES = 1 << 30
+BOMB_BLOCK = 1 << 20
+
+
+def deflated_repeats(size: int, byte: bytes = b"\0", wbits: int = 15) -> bytes:
+    """`size` copies of `byte`, deflated a block at a time so the test never holds the inflated form."""
+    compressor = zlib.compressobj(1, zlib.DEFLATED, wbits)
+    block = byte * BOMB_BLOCK
+    parts = [compressor.compress(block) for _ in range(size // BOMB_BLOCK)]
+    return b"".join([*parts, compressor.compress(byte * (size % BOMB_BLOCK)), compressor.flush()])
+
+
+def pdf_bomb_bytes(size: int = BOMB_BYTES) -> bytes:
+    """A one-page PDF whose content stream is `size` zeros behind /FlateDecode (about 1 MB on disk)."""
+    stream = deflated_repeats(size)
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R"
+        b" /Resources << /Font << /F1 5 0 R >> >> >>",
+        b"<< /Length %d /Filter /FlateDecode >>\nstream\n" % len(stream) + stream + b"\nendstream",
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+    ]
+    out, offsets = bytearray(b"%PDF-1.4\n"), []
+    for number, body in enumerate(objects, 1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
+    return bytes(out)
+
+
+def write_docx_bomb(path: Path, size: int = BOMB_BYTES) -> None:
+    """A real Word file whose word/document.xml declares and inflates to `size` repeated bytes.
+
+    Written a block at a time: the part compresses about 1000:1, so the file is about 1 MB.
+    """
+    with (
+        zipfile.ZipFile(io.BytesIO(docx_bytes())) as good,
+        zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as bomb,
+    ):
+        for member in good.infolist():
+            if member.filename != "word/document.xml":
+                bomb.writestr(member, good.read(member))
+        with bomb.open("word/document.xml", "w", force_zip64=True) as part:
+            block = b"A" * BOMB_BLOCK
+            for _ in range(size // BOMB_BLOCK):
+                part.write(block)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from tokenizers import Tokenizer
 
@@ -15,7 +17,9 @@ from tests.paged_fixtures import (
     docx_bytes,
     encrypted_pdf_bytes,
     image_only_pdf_bytes,
+    pdf_bomb_bytes,
     pdf_bytes,
+    write_docx_bomb,
 )
 
 
@@ -85,3 +89,21 @@ def test_chunks_carry_offsets_and_pages() -> None:
         assert PAGE_STARTS not in chunk.metadata
     assert chunks[0].metadata["page"] == 1 and chunks[-1].metadata["page_end"] == 2
     assert any(c.metadata["page"] == 1 and c.metadata["page_end"] == 2 for c in chunks)
+
+
+def test_a_docx_bomb_is_refused_by_its_declared_size(tmp_path: Path) -> None:
+    write_docx_bomb(tmp_path / "bomb.docx")
+    with pytest.raises(UnreadableFile, match=r"word/document.xml inflates to 1073741824 bytes.*zip bomb"):
+        docx_document((tmp_path / "bomb.docx").read_bytes())
+
+
+def test_a_docx_part_inflating_past_the_ratio_is_refused(tmp_path: Path) -> None:
+    """Under the size limit, but 2 MiB of one byte: no Word file compresses like that."""
+    write_docx_bomb(tmp_path / "dense.docx", size=2 << 20)
+    with pytest.raises(UnreadableFile, match=r"word/document.xml inflates \d+:1, past the limit of 100:1"):
+        docx_document((tmp_path / "dense.docx").read_bytes())
+
+
+def test_a_pdf_stream_inflating_past_the_limit_is_refused() -> None:
+    with pytest.raises(UnreadableFile, match="has a stream that inflates past the limit of 64 MiB"):
+        pdf_document(pdf_bomb_bytes())
