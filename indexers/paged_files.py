@@ -36,6 +36,8 @@ MAX_DOCX_BYTES = 256 << 20
 MAX_COMPRESSION_RATIO = 100
 # Below this, a part's ratio is not worth judging: a tiny part costs nothing whatever it holds.
 RATIO_FLOOR_BYTES = 1 << 20
+# Inflated per read of a part, so a part is caught at most this far past a limit.
+READ_BLOCK_BYTES = 1 << 20
 
 
 class UnreadableFile(Exception):
@@ -89,8 +91,7 @@ def docx_document(raw: bytes) -> tuple[str, str, dict[str, object]]:
     """(title, text, metadata) of a Word file: paragraphs and table rows, pages as Word laid them out."""
     # SyntaxError: lxml's XMLSyntaxError, for a part that is not XML.
     try:
-        check_zip_sizes(raw)
-        document = docx.Document(io.BytesIO(raw))
+        document = docx.Document(io.BytesIO(bounded_archive(raw)))
     except (zipfile.BadZipFile, KeyError, ValueError, SyntaxError) as exc:
         raise UnreadableFile(f"is not a readable .docx file: {exc}") from exc
     pages = word_pages(document)
@@ -102,30 +103,55 @@ def docx_document(raw: bytes) -> tuple[str, str, dict[str, object]]:
     return title.strip(), text, metadata
 
 
-def check_zip_sizes(raw: bytes) -> None:
-    """Refuse a zip whose parts declare too much, before anything is inflated.
+def bounded_archive(raw: bytes) -> bytes:
+    """The zip's parts, each inflated a block at a time and stopped at its limit, re-packed uncompressed.
 
-    The declared sizes are what bounds reading: zipfile inflates a part a block at a time and stops at
-    its declared size (a part holding more fails its CRC check), so no part can grow past them.
+    python-docx reads a part whole (zipfile inflates it in one call, up to 1 GiB, before cutting it to
+    the size the header declares), so a header that lies about a part's size would let it inflate
+    unbounded: it is given this copy instead, which holds only what was read within the limits.
     """
-    with zipfile.ZipFile(io.BytesIO(raw)) as archive:
+    copy, total = io.BytesIO(), 0
+    with zipfile.ZipFile(io.BytesIO(raw)) as archive, zipfile.ZipFile(copy, "w") as stored:
         members = archive.infolist()
-    for member in members:
-        size, packed = member.file_size, max(member.compress_size, 1)
-        if size > MAX_PART_BYTES:
-            raise UnreadableFile(
-                f"part {member.filename} inflates to {size} bytes, past the limit of "
-                f"{MAX_PART_BYTES >> 20} MiB (a zip bomb?)"
-            )
-        if size > RATIO_FLOOR_BYTES and size > MAX_COMPRESSION_RATIO * packed:
-            raise UnreadableFile(
-                f"part {member.filename} inflates {size // packed}:1, past the limit of "
-                f"{MAX_COMPRESSION_RATIO}:1 (a zip bomb?)"
-            )
-    total = sum(member.file_size for member in members)
-    if total > MAX_DOCX_BYTES:
+        for member in members:
+            check_declared(member)  # refuse what admits to being a bomb before inflating anything
+        for member in members:
+            data = read_part(archive, member)
+            total += len(data)
+            if total > MAX_DOCX_BYTES:
+                raise UnreadableFile(
+                    f"inflates past the limit of {MAX_DOCX_BYTES >> 20} MiB for all parts (a zip bomb?)"
+                )
+            stored.writestr(member.filename, data)
+    return copy.getvalue()
+
+
+def check_declared(member: zipfile.ZipInfo) -> None:
+    too_big(member.filename, member.file_size, member.compress_size)
+
+
+def read_part(archive: zipfile.ZipFile, member: zipfile.ZipInfo) -> bytes:
+    """A part read in blocks: zipfile inflates no more than a block ahead of what it returns."""
+    blocks, size = [], 0
+    with archive.open(member) as stream:
+        while block := stream.read(READ_BLOCK_BYTES):
+            size += len(block)
+            too_big(member.filename, size, member.compress_size)
+            blocks.append(block)
+    return b"".join(blocks)
+
+
+def too_big(name: str, size: int, packed: int) -> None:
+    """Raise when a part of `packed` compressed bytes inflates (or says it does) to `size`, too many."""
+    if size > MAX_PART_BYTES:
         raise UnreadableFile(
-            f"inflates to {total} bytes, past the limit of {MAX_DOCX_BYTES >> 20} MiB (a zip bomb?)"
+            f"part {name} inflates to {size} bytes or more, past the limit of "
+            f"{MAX_PART_BYTES >> 20} MiB (a zip bomb?)"
+        )
+    if size > RATIO_FLOOR_BYTES and size > MAX_COMPRESSION_RATIO * max(packed, 1):
+        raise UnreadableFile(
+            f"part {name} inflates {size // max(packed, 1)}:1 or more, past the limit of "
+            f"{MAX_COMPRESSION_RATIO}:1 (a zip bomb?)"
         )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import struct
 import zipfile
 import zlib
 from collections.abc import Sequence
@@ -110,10 +111,12 @@ def pdf_bomb_bytes(size: int = BOMB_BYTES) -> bytes:
     return bytes(out)
 
 
-def write_docx_bomb(path: Path, size: int = BOMB_BYTES) -> None:
-    """A real Word file whose word/document.xml declares and inflates to `size` repeated bytes.
+def write_docx_bomb(path: Path, size: int = BOMB_BYTES, declared: int | None = None) -> None:
+    """A real Word file whose word/document.xml inflates to `size` repeated bytes.
 
-    Written a block at a time: the part compresses about 1000:1, so the file is about 1 MB.
+    Written a block at a time: the part compresses about 230:1, so a 1 GiB bomb is about 4.6 MB. With
+    `declared`, its headers claim only that many bytes, with the checksum of those first bytes, as a
+    bomb made to slip past a check of the declared sizes would.
     """
     with (
         zipfile.ZipFile(io.BytesIO(docx_bytes())) as good,
@@ -122,7 +125,25 @@ def write_docx_bomb(path: Path, size: int = BOMB_BYTES) -> None:
         for member in good.infolist():
             if member.filename != "word/document.xml":
                 bomb.writestr(member, good.read(member))
-        with bomb.open("word/document.xml", "w", force_zip64=True) as part:
+        with bomb.open("word/document.xml", "w", force_zip64=declared is None) as part:
             block = b"A" * BOMB_BLOCK
             for _ in range(size // BOMB_BLOCK):
                 part.write(block)
+    if declared is not None:
+        understate(path, b"word/document.xml", declared, zlib.crc32(b"A" * declared))
+
+
+def understate(path: Path, name: bytes, size: int, crc: int) -> None:
+    """Rewrite a zip part's size and CRC in its local header and central directory entry."""
+    raw = bytearray(path.read_bytes())
+    # (signature, offset of the name, of the CRC, of the uncompressed size) in each kind of header.
+    headers = [(b"PK\x03\x04", 30, 14, 22), (b"PK\x01\x02", 46, 16, 24)]
+    at = raw.find(name)
+    while at != -1:
+        for signature, name_at, crc_at, size_at in headers:
+            start = at - name_at
+            if raw[start : start + 4] == signature:
+                struct.pack_into("<I", raw, start + crc_at, crc)
+                struct.pack_into("<I", raw, start + size_at, size)
+        at = raw.find(name, at + 1)
+    path.write_bytes(bytes(raw))

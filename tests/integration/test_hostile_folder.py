@@ -37,6 +37,7 @@ def hostile_folder(tmp_path: Path) -> Path:
     (folder / "link_sibling.txt").symlink_to(Path("..") / "sibling" / "private.txt")
     os.mkfifo(folder / "x.txt")
     write_docx_bomb(folder / "bomb.docx")
+    write_docx_bomb(folder / "lying.docx", declared=1000)  # headers claim 1000 bytes of the 1 GiB
     (folder / "bomb.pdf").write_bytes(pdf_bomb_bytes())
     (folder / os.fsdecode(b"caf\xe9.txt")).write_bytes(b"A note whose name is Latin-1.")
     return folder
@@ -50,13 +51,14 @@ async def test_bad_files_are_reported_one_a_line_and_the_rest_indexed(tmp_path: 
     assert run.peak_rss_bytes < PEAK_RSS_LIMIT, f"peak RSS {run.peak_rss_bytes >> 20} MiB"
     assert "Traceback" not in run.stderr, run.stderr
     assert run.returncode == 1, run.stderr
-    assert summary(run.stdout) == (3, 0, 0, 0, 6)
+    assert summary(run.stdout) == (3, 0, 0, 0, 7)
     failed = [line for line in run.stderr.splitlines() if line.startswith("failed ")]
     reasons = {
         "link_outside.txt": "outside",
         "link_sibling.txt": "outside",
         "x.txt": "named pipe (FIFO)",
         "bomb.docx": "zip bomb",
+        "lying.docx": "not a readable .docx file",
         "bomb.pdf": "compression bomb",
         "caf\\xe9.txt": "not valid UTF-8",
     }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -93,17 +94,36 @@ def test_chunks_carry_offsets_and_pages() -> None:
 
 def test_a_docx_bomb_is_refused_by_its_declared_size(tmp_path: Path) -> None:
     write_docx_bomb(tmp_path / "bomb.docx")
-    with pytest.raises(UnreadableFile, match=r"word/document.xml inflates to 1073741824 bytes.*zip bomb"):
+    with pytest.raises(
+        UnreadableFile,
+        match=r"word/document.xml inflates to 1073741824 bytes or more, past the limit of 64 MiB",
+    ):
         docx_document((tmp_path / "bomb.docx").read_bytes())
 
 
 def test_a_docx_part_inflating_past_the_ratio_is_refused(tmp_path: Path) -> None:
     """Under the size limit, but 2 MiB of one byte: no Word file compresses like that."""
     write_docx_bomb(tmp_path / "dense.docx", size=2 << 20)
-    with pytest.raises(UnreadableFile, match=r"word/document.xml inflates \d+:1, past the limit of 100:1"):
+    with pytest.raises(
+        UnreadableFile, match=r"word/document.xml inflates \d+:1 or more, past the limit of 100:1"
+    ):
         docx_document((tmp_path / "dense.docx").read_bytes())
 
 
 def test_a_pdf_stream_inflating_past_the_limit_is_refused() -> None:
     with pytest.raises(UnreadableFile, match="has a stream that inflates past the limit of 64 MiB"):
         pdf_document(pdf_bomb_bytes())
+
+
+def test_a_docx_bomb_understating_its_size_never_inflates_past_it(tmp_path: Path) -> None:
+    """Headers claiming 1000 bytes (with a matching CRC) for a part that inflates to 1 GiB."""
+    write_docx_bomb(tmp_path / "lying.docx", declared=1000)
+    raw = (tmp_path / "lying.docx").read_bytes()
+    tracemalloc.start()
+    try:
+        with pytest.raises(UnreadableFile, match=r"is not a readable \.docx file"):
+            docx_document(raw)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 64 << 20, f"{peak >> 20} MiB allocated reading a 1000-byte part"
