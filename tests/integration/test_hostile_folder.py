@@ -105,3 +105,14 @@ async def test_follow_symlinks_indexes_what_links_point_to(tmp_path: Path) -> No
     assert summary(run.stdout) == (2, 0, 0, 0, 0)
     held = await holdings(search_settings(data), "docs")
     assert set(held.journal) == {"notes.txt", "link_outside.txt"} and held.consistent
+
+
+def test_a_pipe_as_the_source_is_refused_at_once(tmp_path: Path) -> None:
+    config, data = write_config(tmp_path), tmp_path / "data"
+    os.mkfifo(tmp_path / "corpus.csv")
+    run = fathom_measured(
+        config, data, "index", str(tmp_path / "corpus.csv"), "--collection", "c", timeout=60
+    )
+    assert not run.timed_out, "blocked opening the pipe"
+    assert run.returncode == 2
+    assert run.stderr == f"error: {tmp_path / 'corpus.csv'} is not a regular file or a folder\n"

@@ -66,6 +66,7 @@ def folder_with_links(tmp_path: Path) -> Path:
     (folder / "alias.txt").symlink_to("notes.txt")
     (folder / "link_outside.txt").symlink_to(tmp_path / "secret.txt")
     (folder / "link_sibling.txt").symlink_to(Path("..") / "sibling" / "private.txt")
+    (folder / "linked_folder").symlink_to(sibling, target_is_directory=True)  # never descended into
     return folder
 
 
