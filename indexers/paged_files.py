@@ -89,10 +89,10 @@ def pdf_pages_and_title(raw: bytes) -> tuple[list[str], object]:
 
 def docx_document(raw: bytes) -> tuple[str, str, dict[str, object]]:
     """(title, text, metadata) of a Word file: paragraphs and table rows, pages as Word laid them out."""
-    # SyntaxError: lxml's XMLSyntaxError, for a part that is not XML.
+    # EOFError: a part said to be longer than the file. SyntaxError: lxml's XMLSyntaxError, not XML.
     try:
-        document = docx.Document(io.BytesIO(bounded_archive(raw)))
-    except (zipfile.BadZipFile, KeyError, ValueError, SyntaxError) as exc:
+        document = docx.Document(bounded_archive(raw))
+    except (zipfile.BadZipFile, EOFError, KeyError, ValueError, SyntaxError) as exc:
         raise UnreadableFile(f"is not a readable .docx file: {exc}") from exc
     pages = word_pages(document)
     text, starts = paged_text(pages)
@@ -103,7 +103,7 @@ def docx_document(raw: bytes) -> tuple[str, str, dict[str, object]]:
     return title.strip(), text, metadata
 
 
-def bounded_archive(raw: bytes) -> bytes:
+def bounded_archive(raw: bytes) -> io.BytesIO:
     """The zip's parts, each inflated a block at a time and stopped at its limit, re-packed uncompressed.
 
     python-docx reads a part whole (zipfile inflates it in one call, up to 1 GiB, before cutting it to
@@ -113,21 +113,29 @@ def bounded_archive(raw: bytes) -> bytes:
     copy, total = io.BytesIO(), 0
     with zipfile.ZipFile(io.BytesIO(raw)) as archive, zipfile.ZipFile(copy, "w") as stored:
         members = archive.infolist()
-        for member in members:
-            check_declared(member)  # refuse what admits to being a bomb before inflating anything
+        check_declared(members)
         for member in members:
             data = read_part(archive, member)
             total += len(data)
-            if total > MAX_DOCX_BYTES:
-                raise UnreadableFile(
-                    f"inflates past the limit of {MAX_DOCX_BYTES >> 20} MiB for all parts (a zip bomb?)"
-                )
+            too_much(total)
             stored.writestr(member.filename, data)
-    return copy.getvalue()
+    copy.seek(0)
+    return copy
 
 
-def check_declared(member: zipfile.ZipInfo) -> None:
-    too_big(member.filename, member.file_size, member.compress_size)
+def check_declared(members: list[zipfile.ZipInfo]) -> None:
+    """Refuse what admits to being a bomb, before anything is inflated."""
+    for member in members:
+        too_big(member.filename, member.file_size, member.compress_size)
+    too_much(sum(member.file_size for member in members))
+
+
+def too_much(total: int) -> None:
+    if total > MAX_DOCX_BYTES:
+        raise UnreadableFile(
+            f"inflates to {total} bytes or more, past the limit of {MAX_DOCX_BYTES >> 20} MiB "
+            "for all parts (a zip bomb?)"
+        )
 
 
 def read_part(archive: zipfile.ZipFile, member: zipfile.ZipInfo) -> bytes:

@@ -130,20 +130,23 @@ def write_docx_bomb(path: Path, size: int = BOMB_BYTES, declared: int | None = N
             for _ in range(size // BOMB_BLOCK):
                 part.write(block)
     if declared is not None:
-        understate(path, b"word/document.xml", declared, zlib.crc32(b"A" * declared))
+        declare(path, b"word/document.xml", declared, zlib.crc32(b"A" * declared))
 
 
-def understate(path: Path, name: bytes, size: int, crc: int) -> None:
-    """Rewrite a zip part's size and CRC in its local header and central directory entry."""
+def declare(path: Path, name: bytes, size: int, crc: int, packed: int | None = None) -> None:
+    """Rewrite what a zip part's local header and central directory entry say of it: its inflated size
+    and CRC, and its compressed size when `packed` is given."""
     raw = bytearray(path.read_bytes())
-    # (signature, offset of the name, of the CRC, of the uncompressed size) in each kind of header.
-    headers = [(b"PK\x03\x04", 30, 14, 22), (b"PK\x01\x02", 46, 16, 24)]
+    # (signature, offset of the name, of the CRC; the compressed then inflated size follow the CRC).
+    headers = [(b"PK\x03\x04", 30, 14), (b"PK\x01\x02", 46, 16)]
     at = raw.find(name)
     while at != -1:
-        for signature, name_at, crc_at, size_at in headers:
+        for signature, name_at, crc_at in headers:
             start = at - name_at
             if raw[start : start + 4] == signature:
                 struct.pack_into("<I", raw, start + crc_at, crc)
-                struct.pack_into("<I", raw, start + size_at, size)
+                if packed is not None:
+                    struct.pack_into("<I", raw, start + crc_at + 4, packed)
+                struct.pack_into("<I", raw, start + crc_at + 8, size)
         at = raw.find(name, at + 1)
     path.write_bytes(bytes(raw))
