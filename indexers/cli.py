@@ -67,6 +67,11 @@ def add_commands(commands: Any, config: argparse.ArgumentParser) -> None:
     )
     index.add_argument("--delete-missing", action="store_true", help="delete documents not in the source")
     index.add_argument("--strict", action="store_true", help="stop at the first record that cannot be read")
+    index.add_argument(
+        "--follow-symlinks",
+        action="store_true",
+        help="in a folder, index what links point to outside it too (default: report and skip them)",
+    )
     index.set_defaults(handler=run_index)
 
     verify = commands.add_parser(
@@ -92,7 +97,7 @@ def run_index(args: argparse.Namespace, settings: Settings) -> int:
     )
     try:
         policy = ChunkingPolicy(args.chunk_tokens, args.overlap)
-        source = open_source(args.source, args.format, fields)
+        source = open_source(args.source, args.format, fields, args.follow_symlinks)
     except (FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

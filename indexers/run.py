@@ -41,17 +41,25 @@ def source_format(path: Path, chosen: str) -> str:
     return "csv" if path.suffix.lower() == ".csv" else "jsonl"
 
 
-def open_source(path: Path, chosen: str, fields: Fields) -> Source:
-    """The records of a source and how many to expect; FileNotFoundError when there is no such source."""
+def open_source(path: Path, chosen: str, fields: Fields, follow_symlinks: bool = False) -> Source:
+    """The records of a source and how many to expect; FileNotFoundError when there is no such source.
+
+    `follow_symlinks` lets a folder's links lead out of it; a file named as the source is read
+    wherever it links to, since the operator chose it.
+    """
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist")
+    if not path.is_dir() and not path.is_file():
+        # A pipe or a device would block the run, or act on being opened.
+        raise FileNotFoundError(f"{path} is not a regular file or a folder")
     kind = source_format(path, chosen)
     if kind == "folder":
         if path.is_file():
-            return Source(iter([read_file(path, path.parent)]), 1)
+            return Source(iter([read_file(path, path.parent, follow_symlinks=True)]), 1)
         if not path.is_dir():
             raise FileNotFoundError(f"{path} is not a folder")
-        return Source(read_folder(path), sum(1 for _ in document_files(path)))
+        files = sum(1 for _ in document_files(path, follow_symlinks))
+        return Source(read_folder(path, follow_symlinks), files)
     if kind == "csv":
         lines = count_lines(path)
         return Source(read_csv(path, fields), None if lines is None else max(0, lines - 1))

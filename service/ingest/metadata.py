@@ -45,7 +45,9 @@ def _value_problem(value: Any, path: str, depth: int) -> str | None:
 
 
 def _scalar_problem(value: object) -> str | None:
-    if isinstance(value, bool | str | date) or value is None:
+    if isinstance(value, str):
+        return None if _is_utf8(value) else "text is not valid UTF-8 (it holds a lone surrogate)"
+    if isinstance(value, bool | date) or value is None:
         return None
     if isinstance(value, int):
         if INT64_MIN <= value <= INT64_MAX:
@@ -60,10 +62,23 @@ def _object_problem(value: dict[Any, Any], path: str, depth: int) -> str | None:
     for key, item in value.items():
         if not isinstance(key, str) or not all(part.strip() for part in key.split(".")):
             return f"{path}: key {key!r} must be non-empty, with no empty part between dots"
+        if not _is_utf8(key):
+            return f"{path}: key {key!r} is not valid UTF-8 (it holds a lone surrogate)"
         problem = _value_problem(item, f"{path}.{key}", depth + 1)
         if problem is not None:
             return problem
     return None
+
+
+def _is_utf8(text: str) -> bool:
+    """False for text no store can hold: a lone surrogate, as Python keeps a file name's non-UTF-8 bytes."""
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _list_problem(value: list[Any], path: str, depth: int) -> str | None:

@@ -5,6 +5,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
+import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,6 +59,49 @@ def fathom(
         timeout=timeout,
         check=False,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class MeasuredRun:
+    returncode: int
+    stdout: str
+    stderr: str
+    peak_rss_bytes: int  # the process's own peak resident memory (from wait4, not shared with others)
+    seconds: float
+    timed_out: bool
+
+
+def fathom_measured(config: Path, data_dir: Path, *args: str, timeout: float = 300) -> MeasuredRun:
+    """`fathom` as `fathom()` runs it, with its peak memory and wall time; killed after `timeout`."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        started = time.monotonic()
+        process = subprocess.Popen(
+            [FATHOM, "--config", str(config), *args], stdout=out, stderr=err, env=cli_env(data_dir)
+        )
+        killed = threading.Event()
+
+        def kill() -> None:
+            killed.set()
+            process.kill()
+
+        killer = threading.Timer(timeout, kill)
+        killer.start()
+        try:
+            _, status, usage = os.wait4(process.pid, 0)
+        finally:
+            killer.cancel()
+        seconds = time.monotonic() - started
+        process.returncode = os.waitstatus_to_exitcode(status)  # reaped here: tell Popen
+        out.seek(0)
+        err.seek(0)
+        return MeasuredRun(
+            process.returncode,
+            out.read().decode("utf-8", "replace"),
+            err.read().decode("utf-8", "replace"),
+            usage.ru_maxrss * 1024,  # Linux counts it in KiB
+            seconds,
+            killed.is_set(),
+        )
 
 
 def start_fathom(config: Path, data_dir: Path, *args: str) -> subprocess.Popen[str]:
