@@ -36,10 +36,14 @@ def translated(error: sqlite3.Error, path: Path, role: str) -> Exception:
     return error
 
 
-def damaged(path: Path, role: str, detail: str) -> StateDamaged:
+MOVE_ASIDE = "move it aside to start with an empty one"
+
+
+def damaged(path: Path, role: str, detail: str, *, otherwise: str = MOVE_ASIDE) -> StateDamaged:
+    """`otherwise`: what to do without a backup."""
     return StateDamaged(
         f"the {role} file {path} is damaged ({detail}): stop Fathom, then restore it from a backup"
-        " or move it aside to start with an empty one"
+        f" or {otherwise}"
     )
 
 
