@@ -3,13 +3,18 @@ get 507 with a message that names no server path."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
+import msgspec
 import pytest
 
+from service.settings import StateSettings
 from tests.integration.rerank_app import new_key, running
 from tests.integration.search_app import cranfield, search_settings
 
@@ -69,3 +74,56 @@ async def test_a_full_disk_is_not_ready_and_writes_are_507_without_a_path(small_
 
         (small_disk / "filler").unlink()  # space again: ready, and writes work
         assert (await client.get("/readyz")).json()["storage"] == "ok"
+
+
+async def documents_after(
+    client: httpx.AsyncClient, auth: dict[str, str], collection: str, wanted: int, within: float
+) -> bool:
+    """Whether the collection holds `wanted` committed documents within `within` seconds."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        answer = await client.get(f"/v1/collections/{collection}", headers=auth)
+        assert answer.status_code == 200, answer.text
+        if answer.json()["documents"] == wanted:
+            return True
+        await asyncio.sleep(0.2)
+    return False
+
+
+async def test_an_upsert_the_vector_store_has_no_room_for_is_507_and_then_written(
+    tmp_path: Path, small_disk: Path
+) -> None:
+    """Qdrant's folder on its own full volume: the journal records the batch, Tantivy takes it, and
+    Qdrant local cannot. The 507 says the batch is kept and will be written; once space returns it is,
+    whole, in both stores, with no second request."""
+    settings = msgspec.structs.replace(
+        search_settings(tmp_path / "data", qdrant={"path": str(small_disk / "qdrant")}),
+        state=StateSettings(lease_seconds=1.0),
+    )
+    auth = {"Authorization": f"Bearer {new_key(settings, 'admin')}"}
+    documents = cranfield(limit=3)
+    body = {"documents": [{"id": d.id, "title": d.title, "text": d.text} for d in documents]}
+    async with running(settings) as client:
+        assert (await client.put("/v1/collections/site", headers=auth)).status_code == 201
+        fill(small_disk)
+        answer = await client.post("/v1/collections/site/documents", json=body, headers=auth)
+        assert answer.status_code == 507, answer.text
+        error = answer.json()["error"]
+        assert error["type"] == "insufficient_storage", error
+        assert "will be written once space is freed" in error["message"], error
+        assert str(small_disk) not in answer.text and str(tmp_path) not in answer.text, answer.text
+        # Kept, as the answer says: pending in the journal, not yet committed.
+        info = (await client.get("/v1/collections/site", headers=auth)).json()
+        assert (info["pending"], info["documents"]) == (3, 0), info
+
+        (small_disk / "filler").unlink()
+        # The server's background recovery (every half lease) applies them: no request asks it to.
+        assert await documents_after(client, auth, "site", 3, within=30)
+        info = (await client.get("/v1/collections/site", headers=auth)).json()
+        assert info["pending"] == 0, info
+        assert info["stores"]["journal"] == info["stores"]["lexical"] == info["stores"]["vector"], info
+        search = await client.post(
+            "/v1/search", json={"query": documents[1].title, "collection": "site"}, headers=auth
+        )
+        assert search.status_code == 200 and not search.json().get("degraded"), search.text
+        assert documents[1].id in {hit["id"] for hit in search.json()["hits"]}, search.text
