@@ -14,7 +14,8 @@ import httpx
 import msgspec
 import pytest
 
-from service.settings import StateSettings
+from service.settings import Settings, StateSettings
+from service.state.stores import open_keys
 from tests.integration.rerank_app import new_key, running
 from tests.integration.search_app import cranfield, search_settings
 
@@ -127,3 +128,53 @@ async def test_an_upsert_the_vector_store_has_no_room_for_is_507_and_then_writte
         )
         assert search.status_code == 200 and not search.json().get("degraded"), search.text
         assert documents[1].id in {hit["id"] for hit in search.json()["hits"]}, search.text
+
+
+def metric(text: str, name: str) -> float:
+    [value] = [float(line.split()[-1]) for line in text.splitlines() if line.startswith(f"{name} ")]
+    return value
+
+
+def used(settings: Settings, name: str) -> int:
+    """The key's usage as stored, read as `fathom keys list` reads it."""
+    store = open_keys(settings)
+    try:
+        return next(key.used for key in store.list() if key.name == name)
+    finally:
+        store.close()
+
+
+async def test_with_the_disk_full_reads_answer_within_quota_and_their_usage_is_written_later(
+    small_disk: Path,
+) -> None:
+    settings = search_settings(small_disk)
+    admin = {"Authorization": f"Bearer {new_key(settings, 'admin')}"}
+    reader = {"Authorization": f"Bearer {new_key(settings, 'reader', quota=4, rate_limit=600)}"}
+    documents = [{"id": d.id, "title": d.title, "text": d.text} for d in cranfield(limit=3)]
+    search = ("/v1/search", {"query": "boundary layer", "collection": "site"})
+    rerank = ("/v1/rerank", {"query": "boundary layer", "documents": ["a boundary layer", "a wing"]})
+    async with running(settings) as client:
+        assert (await client.put("/v1/collections/site", headers=admin)).status_code == 201
+        body = {"documents": documents}
+        posted = await client.post("/v1/collections/site/documents", json=body, headers=admin)
+        assert posted.status_code == 200, posted.text
+        fill(small_disk)
+
+        # One unit each, four in the quota: all four answer, though none of it can be stored.
+        for path, request in (search, rerank, search, rerank):
+            answer = await client.post(path, json=request, headers=reader)
+            assert answer.status_code == 200, (path, answer.text)
+        assert used(settings, "reader") == 0
+        metrics = (await client.get("/metrics")).text
+        assert metric(metrics, "fathom_key_usage_unwritten_units") == 4, metrics
+        assert metric(metrics, "fathom_key_usage_deferred_units_total") == 4, metrics
+        # The quota still holds, counted from what is held in memory.
+        over = await client.post(search[0], json=search[1], headers=reader)
+        assert over.status_code == 402 and "0 of 4 left" in over.json()["error"]["message"], over.text
+
+        (small_disk / "filler").unlink()
+        await asyncio.sleep(1.1)  # past the pause between tries at writing held usage
+        assert (await client.post(search[0], json=search[1], headers=admin)).status_code == 200
+        assert used(settings, "reader") == 4 and used(settings, "admin") == 2  # the upsert, this search
+        metrics = (await client.get("/metrics")).text
+        assert metric(metrics, "fathom_key_usage_unwritten_units") == 0, metrics
