@@ -5,26 +5,32 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import subprocess
+import tempfile
 import time
+import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import msgspec
+import psycopg
 import pytest
 
 from service.settings import Settings, StateSettings
 from service.state.stores import open_keys
-from tests.integration.rerank_app import new_key, running
+from tests.integration.rerank_app import new_key, rerank_settings, running
 from tests.integration.search_app import cranfield, search_settings
+from tests.integration.state_db import POSTGRES_URL, fresh_database
 
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    mount = tmp_path / "disk"
+@contextmanager
+def mounted(mount: Path) -> Iterator[Path]:
+    """A small tmpfs at `mount` (a new folder), unmounted on exit."""
     mount.mkdir()
     done = subprocess.run(
         ["mount", "-t", "tmpfs", "-o", "size=48m", "tmpfs", str(mount)],
@@ -38,6 +44,24 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
         yield mount
     finally:
         subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    with mounted(tmp_path / "disk") as mount:
+        yield mount
+
+
+@pytest.fixture
+def server_disk() -> Iterator[Path]:
+    """A small disk the database server's user can reach (pytest's tmp_path is root's alone)."""
+    folder = Path(tempfile.mkdtemp(prefix="fathom-full-"))
+    folder.chmod(0o755)
+    try:
+        with mounted(folder / "disk") as mount:
+            yield mount
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def fill(disk: Path) -> None:
@@ -178,3 +202,70 @@ async def test_with_the_disk_full_reads_answer_within_quota_and_their_usage_is_w
         assert used(settings, "reader") == 4 and used(settings, "admin") == 2  # the upsert, this search
         metrics = (await client.get("/metrics")).text
         assert metric(metrics, "fathom_key_usage_unwritten_units") == 0, metrics
+
+
+@contextmanager
+def tablespace_on(folder: Path) -> Iterator[str]:
+    """A tablespace of the test server in `folder`, dropped on exit; skips unless the server is local."""
+    name = f"fathom_full_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as admin:
+        row = admin.execute("SHOW data_directory").fetchone()
+        server_data = Path(str(row[0])) if row else Path()
+        if not server_data.is_dir():
+            pytest.skip("the PostgreSQL server is not on this machine: its disk cannot be filled here")
+        owner = server_data.stat()
+        os.chown(folder, owner.st_uid, owner.st_gid)
+        admin.execute(f"CREATE TABLESPACE {name} LOCATION '{folder}'".encode())
+    try:
+        yield name
+    finally:
+        with psycopg.connect(POSTGRES_URL, autocommit=True) as admin:
+            admin.execute(f"DROP TABLESPACE IF EXISTS {name}".encode())
+
+
+def fill_table(url: str, table: str) -> psycopg.Connection[tuple[object, ...]]:
+    """Update a row until PostgreSQL cannot extend the table. An open snapshot (returned: close it to
+    let go) keeps it from reusing the page's dead row versions, as a long report query would."""
+    reader = psycopg.connect(url)
+    reader.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+    reader.execute(f"SELECT count(*) FROM {table}".encode())
+    with psycopg.connect(url, autocommit=True) as writer:
+        for _ in range(5000):
+            try:
+                writer.execute(f"UPDATE {table} SET rate_tat = rate_tat + 1 WHERE name = 'filler'".encode())
+            except psycopg.errors.DiskFull:
+                return reader
+    reader.close()
+    raise AssertionError(f"{table} never ran out of room")
+
+
+@pytest.mark.postgres
+@pytest.mark.skipif(not POSTGRES_URL, reason="FATHOM_TEST_POSTGRES_URL is not set")
+async def test_with_the_state_database_full_reranks_answer_and_their_usage_is_written_later(
+    tmp_path: Path, server_disk: Path
+) -> None:
+    small_disk = server_disk
+    with tablespace_on(small_disk) as tablespace, fresh_database() as url:
+        settings = msgspec.structs.replace(rerank_settings(tmp_path), state=StateSettings(url=url))
+        reader = {"Authorization": f"Bearer {new_key(settings, 'reader', quota=3, rate_limit=600)}"}
+        new_key(settings, "filler")
+        with psycopg.connect(url, autocommit=True) as db:
+            db.execute(f"ALTER TABLE api_keys SET TABLESPACE {tablespace}".encode())
+        fill(small_disk)
+        snapshot = fill_table(url, "api_keys")
+        rerank = {"query": "boundary layer", "documents": ["a boundary layer", "a wing"]}
+        async with running(settings) as client:
+            for _ in range(3):
+                answer = await client.post("/v1/rerank", json=rerank, headers=reader)
+                assert answer.status_code == 200, answer.text
+            over = await client.post("/v1/rerank", json=rerank, headers=reader)
+            assert over.status_code == 402 and "0 of 3 left" in over.text, over.text
+            metrics = (await client.get("/metrics")).text
+            assert metric(metrics, "fathom_key_usage_unwritten_units") == 3, metrics
+
+            snapshot.close()
+            (small_disk / "filler").unlink()
+            await asyncio.sleep(1.1)  # past the pause between tries at writing held usage
+            over = await client.post("/v1/rerank", json=rerank, headers=reader)
+            assert over.status_code == 402, over.text  # now refused by the database's own count
+            assert used(settings, "reader") == 3
