@@ -501,7 +501,7 @@ class IngestWriter:
             self._stopped_by_full_disk.add(collection)
             raise ChangesKept(
                 f"{exc}. {changes} document change(s) in it are recorded in the journal and will be"
-                " written once space is freed (by the server in the background, or by the next write"
+                " applied once space is freed (by the server in the background, or by the next write"
                 " to the collection); they need not be sent again"
             ) from exc
 

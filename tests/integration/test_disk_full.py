@@ -135,7 +135,7 @@ async def test_an_upsert_the_vector_store_has_no_room_for_is_507_and_then_writte
         assert answer.status_code == 507, answer.text
         error = answer.json()["error"]
         assert error["type"] == "insufficient_storage", error
-        assert "will be written once space is freed" in error["message"], error
+        assert "will be applied once space is freed" in error["message"], error
         assert str(small_disk) not in answer.text and str(tmp_path) not in answer.text, answer.text
         # Kept, as the answer says: pending in the journal, not yet committed.
         info = (await client.get("/v1/collections/site", headers=auth)).json()
@@ -152,6 +152,17 @@ async def test_an_upsert_the_vector_store_has_no_room_for_is_507_and_then_writte
         )
         assert search.status_code == 200 and not search.json().get("degraded"), search.text
         assert documents[1].id in {hit["id"] for hit in search.json()["hits"]}, search.text
+
+        # A delete the vector store has no room for is kept and finished the same way.
+        fill(small_disk)
+        deleted = await client.delete(f"/v1/collections/site/documents/{documents[0].id}", headers=auth)
+        assert deleted.status_code == 507 and "will be applied once space is freed" in deleted.text, (
+            deleted.text
+        )
+        (small_disk / "filler").unlink()
+        assert await documents_after(client, auth, "site", 2, within=30)
+        info = (await client.get("/v1/collections/site", headers=auth)).json()
+        assert info["stores"]["journal"] == info["stores"]["lexical"] == info["stores"]["vector"], info
 
 
 def metric(text: str, name: str) -> float:
