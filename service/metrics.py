@@ -65,6 +65,17 @@ class Metrics:
             "Searches stopped because their client disconnected before the answer was ready",
             registry=self.registry,
         )
+        # service/auth/deferred_usage.py: usage the key store had no room for.
+        self.usage_unwritten = Gauge(
+            "fathom_key_usage_unwritten_units",
+            "Search units charged in memory while the key store's disk is full, not written yet",
+            registry=self.registry,
+        )
+        self.usage_deferred = Counter(
+            "fathom_key_usage_deferred_units",
+            "Search units that could not be written to the key store at once (its disk was full)",
+            registry=self.registry,
+        )
 
     def batch_observer(self, model: str) -> Callable[[int, int], None]:
         """A callback for the rerank engine: pairs in a batch, requests in its cycle."""

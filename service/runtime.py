@@ -29,6 +29,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from service.auth.deferred_usage import DeferredUsage
 from service.auth.keys import Keys
 from service.backends.http_reranker import HttpReranker
 from service.backends.stack import SearchStack, open_stack
@@ -119,7 +120,13 @@ def new_runtime(settings: Settings, *, keys: bool = True, models: bool = True) -
     return Runtime(
         settings=settings,
         metrics=metrics,
-        keys=open_keys(settings) if keys else None,
+        keys=(
+            DeferredUsage(
+                open_keys(settings), unwritten=metrics.usage_unwritten, deferred=metrics.usage_deferred
+            )
+            if keys
+            else None
+        ),
         models=(
             ModelRegistry(
                 settings.rerank,

@@ -23,8 +23,7 @@ def translated(error: sqlite3.Error, path: Path, role: str) -> Exception:
     Damage names the file (operators run the CLI and read /readyz; it is their file); a full disk
     says so without a path, since that message also goes to API clients.
     """
-    # The primary result code is the low byte of the extended one Python reports.
-    code = getattr(error, "sqlite_errorcode", 0) & 0xFF
+    code = primary_code(error)
     if code in _DAMAGED:
         return damaged(path, role, str(error))
     if code in _FULL:
@@ -36,10 +35,24 @@ def translated(error: sqlite3.Error, path: Path, role: str) -> Exception:
     return error
 
 
-def damaged(path: Path, role: str, detail: str) -> StateDamaged:
+MOVE_ASIDE = "move it aside to start with an empty one"
+
+
+def primary_code(error: sqlite3.Error) -> int:
+    """The primary result code: the low byte of the extended one Python reports."""
+    return int(getattr(error, "sqlite_errorcode", 0)) & 0xFF
+
+
+def is_full(error: sqlite3.Error) -> bool:
+    """A write the disk had no room for (SQLite reports a full disk as FULL, or as an I/O error)."""
+    return primary_code(error) in _FULL
+
+
+def damaged(path: Path, role: str, detail: str, *, otherwise: str = MOVE_ASIDE) -> StateDamaged:
+    """`otherwise`: what to do without a backup."""
     return StateDamaged(
         f"the {role} file {path} is damaged ({detail}): stop Fathom, then restore it from a backup"
-        " or move it aside to start with an empty one"
+        f" or {otherwise}"
     )
 
 

@@ -133,6 +133,10 @@ class Keys(Protocol):
 
     def refund(self, name: str, units: int) -> None: ...
 
+    def add_usage(self, name: str, units: int) -> None:
+        """Add units already spent, past the quota if need be (usage held while the disk was full)."""
+        ...
+
 
 class KeyStore:
     """All key state in SQLite; every method is one short transaction, safe from any thread."""
@@ -236,6 +240,11 @@ class KeyStore:
         """Give back units charged for a request that then failed on our side."""
         with self._transaction() as db:
             db.execute("UPDATE api_keys SET used = MAX(used - ?, 0) WHERE name = ?", (units, name))
+
+    def add_usage(self, name: str, units: int) -> None:
+        """Add units already spent (held while the disk was full): no quota check, they are spent."""
+        with self._transaction() as db:
+            db.execute("UPDATE api_keys SET used = MAX(used + ?, 0) WHERE name = ?", (units, name))
 
 
 # The columns a new key is inserted with, in new_key_row's order.

@@ -130,6 +130,10 @@ class PostgresKeyStore:
         with self._db.connection() as conn:
             conn.execute("UPDATE api_keys SET used = GREATEST(used - %s, 0) WHERE name = %s", (units, name))
 
+    def add_usage(self, name: str, units: int) -> None:
+        with self._db.connection() as conn:
+            conn.execute("UPDATE api_keys SET used = GREATEST(used + %s, 0) WHERE name = %s", (units, name))
+
     def _rows(self, sql: str, params: tuple[object, ...] = ()) -> builtins.list[tuple[object, ...]]:
         with self._db.connection() as conn:
             return conn.execute(sql.encode(), params).fetchall()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import sqlite3
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Sequence
@@ -22,11 +24,13 @@ from service.errors import (
     FathomError,
     InvalidRequest,
     NotFound,
+    StorageFull,
     StoreLocked,
 )
 from service.search.collections import checked_collection_name
 from service.search.models import AnyOf, Chunk, Condition, Equals, Filter, Hit, Range, Scalar
 from service.settings import QdrantSettings
+from service.sqlite_store import is_full
 
 # Qdrant takes only integers and UUIDs as point ids: chunk ids map to a UUID under this fixed namespace,
 # so re-indexing a chunk overwrites its point. The chunk id itself travels in the payload.
@@ -207,7 +211,14 @@ class QdrantIndex:
             if collection is None or await self._client.collection_exists(self._name(collection)):
                 raise
             raise missing(collection) from None
-        except (UnexpectedResponse, ResponseHandlingException, httpx.HTTPError, OSError) as exc:
+        except sqlite3.Error as exc:
+            # Local mode keeps its points in SQLite: a full disk is SQLITE_FULL there, not ENOSPC.
+            if not is_full(exc):
+                raise
+            raise no_room(collection) from exc
+        except OSError as exc:
+            raise (no_room(collection) if exc.errno == errno.ENOSPC else translate(exc, collection)) from exc
+        except (UnexpectedResponse, ResponseHandlingException, httpx.HTTPError) as exc:
             raise translate(exc, collection) from exc
         except grpc.RpcError as exc:
             raise translate_grpc(exc, collection) from exc
@@ -230,6 +241,12 @@ def open_client(settings: QdrantSettings, local_path: Path | None) -> AsyncQdran
         return ThreadedLocalClient(local_path)
     except RuntimeError as exc:  # the folder's lock is held by another client
         raise StoreLocked(f"qdrant local storage {local_path} is in use by another process: {exc}") from exc
+
+
+def no_room(collection: str | None) -> StorageFull:
+    """Local mode's full disk; no path, as this goes to clients."""
+    what = f'collection "{collection}"' if collection else "the vector store"
+    return StorageFull(f"the server's disk is full: {what} cannot be written")
 
 
 def missing(collection: str) -> NotFound:

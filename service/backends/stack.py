@@ -28,6 +28,22 @@ def qdrant_path(settings: Settings) -> Path:
     return Path(settings.qdrant.path) if settings.qdrant.path else settings.data_path / "qdrant"
 
 
+def embedded_collections(settings: Settings) -> dict[Path, list[str]]:
+    """The embedded stores' folders that hold collections, with the names found there.
+
+    A store on a server (Elasticsearch, a Qdrant url) is not looked at: asking it needs it up.
+    """
+    folders: list[Path] = []
+    if settings.search.lexical != "elasticsearch":
+        folders.append(settings.data_path / "tantivy")
+    if not settings.qdrant.url:
+        # Qdrant's local mode keeps each collection in <path>/collection/<name>/.
+        folders.append(qdrant_path(settings) / "collection")
+    folders = [folder for folder in folders if folder.is_dir()]
+    found = {folder: sorted(p.name for p in folder.iterdir() if p.is_dir()) for folder in folders}
+    return {folder: names for folder, names in found.items() if names}
+
+
 def open_lexical(settings: Settings) -> LexicalStore:
     """Elasticsearch when configured, else the embedded Tantivy index under data_dir."""
     if settings.search.lexical == "elasticsearch":

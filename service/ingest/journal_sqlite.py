@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from service.ingest.journal import Committed, Held, Intent, lease_lost
-from service.sqlite_store import SqliteFile
+from service.sqlite_store import SqliteFile, damaged
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS collections (
@@ -325,6 +325,29 @@ class SqliteJournal:
 
 def journal_path(data_path: Path) -> Path:
     return data_path / "journal.sqlite3"
+
+
+def refuse_lost_journal(path: Path, stores: dict[Path, list[str]]) -> None:
+    """StateDamaged when the journal is missing or empty while the stores hold collections.
+
+    Opened as it is, it would be a new, empty journal: the collections would answer searches but be
+    unknown to every write and management call, and their unfinished changes never redone. A journal
+    that has ever been opened is never empty (the first PRAGMA writes its header), so zero bytes is a
+    file truncated or replaced, not one being created.
+    """
+    if not stores:
+        return
+    wal = Path(f"{path}-wal")
+    if path.exists() and (path.stat().st_size > 0 or (wal.exists() and wal.stat().st_size > 0)):
+        return
+    state = "empty (0 bytes)" if path.exists() else "missing"
+    held = "; ".join(f"{folder} holds {', '.join(names)}" for folder, names in stores.items())
+    raise damaged(
+        path,
+        "journal",
+        f"it is {state}, but the stores hold collections: {held}",
+        otherwise="move the store folders aside as well, to start empty and index again",
+    )
 
 
 def owner_file(owner: str) -> str:

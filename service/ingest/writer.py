@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import ParamSpec, TypeVar
 
 from service.backends.stack import SearchStack
-from service.errors import FathomError, InvalidRequest, NotFound
+from service.errors import FathomError, InvalidRequest, NotFound, StorageFull
 from service.ingest.chunking import Chunker, embedding_text
 from service.ingest.documents import Document
 from service.ingest.journal import Held, Intent, Journal
@@ -39,6 +39,11 @@ DELETE_BATCH = 500
 # Waiting for a collection another process writes: how long one try waits (a cancelled request waits
 # at most this long for its try to end).
 HOLD_WAIT = 2.0
+
+
+class ChangesKept(StorageFull):
+    """The disk filled up after the change's intents were recorded: they stay pending and are applied
+    once space returns (see IngestWriter._rolled_forward); the message tells the client so."""
 
 
 @dataclass(slots=True)
@@ -146,6 +151,9 @@ class IngestWriter:
         self._journal = journal
         self._chunker = chunker
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        # Collections whose changes a full disk stopped after their intents were recorded: the
+        # background recovery retries them, so they are applied once space returns.
+        self._stopped_by_full_disk: set[str] = set()
 
     @property
     def journal(self) -> Journal:
@@ -195,11 +203,12 @@ class IngestWriter:
         return await self._recover_each(await self._off_loop(self._journal.collections))
 
     async def recover_expired(self) -> IngestReport:
-        """Finish what other writers left: intents whose lease ran out, and drops nobody is doing."""
+        """Finish what other writers left (intents whose lease ran out, drops nobody is doing), and this
+        writer's own changes a full disk stopped."""
         collections = await self._off_loop(self._journal.collections)
-        stale = await self._off_loop(self._journal.claimable)
+        redo = set(await self._off_loop(self._journal.claimable)) | self._stopped_by_full_disk
         return await self._recover_each(
-            {name: state for name, state in collections.items() if state == "dropping" or name in stale}
+            {name: state for name, state in collections.items() if state == "dropping" or name in redo}
         )
 
     @asynccontextmanager
@@ -254,10 +263,14 @@ class IngestWriter:
         """
         async with self._holding(collection):
             pending = await self._off_loop(self._journal.claim, collection)
+            self._stopped_by_full_disk.discard(collection)
             if not pending:
                 return IngestReport()
             # Held from the claim on: embedding the rewrites may take longer than a lease.
-            async with self._leased(collection, [i.doc_id for i in pending]):
+            async with (
+                self._rolled_forward(collection, len(pending)),
+                self._leased(collection, [i.doc_id for i in pending]),
+            ):
                 deletes = [i.doc_id for i in pending if i.action == "delete"]
                 await self._delete_in_stores(collection, deletes)
                 await self._off_loop(self._journal.commit_deletes, collection, deletes)
@@ -330,9 +343,10 @@ class IngestWriter:
                 await self._off_loop(
                     self._journal.begin, collection, [Intent(doc_id, "delete") for doc_id in part]
                 )
-                async with self._leased(collection, part):
-                    await self._delete_in_stores(collection, part)
-                await self._off_loop(self._journal.commit_deletes, collection, part)
+                async with self._rolled_forward(collection, len(part)):
+                    async with self._leased(collection, part):
+                        await self._delete_in_stores(collection, part)
+                    await self._off_loop(self._journal.commit_deletes, collection, part)
             return len(held)
 
     async def purge(self, collection: str, doc_ids: Sequence[str]) -> None:
@@ -397,6 +411,7 @@ class IngestWriter:
         self, collection: str, batch: Batch, clear_first: Sequence[str], run: int
     ) -> IngestReport:
         documents = batch.documents
+        # A full disk here is a plain StorageFull: nothing is recorded, nothing written.
         await self._off_loop(
             self._journal.begin,
             collection,
@@ -404,14 +419,15 @@ class IngestWriter:
         )
         ids = {d.id for d in documents}
         flat = [chunk for d in documents for chunk in batch.chunks[d.id]]
-        async with self._leased(collection, list(ids)):
-            await self._delete_in_stores(collection, [doc_id for doc_id in clear_first if doc_id in ids])
-            await gathered(
-                self._stack.lexical.upsert(collection, flat),
-                self._stack.vectors.upsert(collection, flat, [batch.vectors[c.id] for c in flat]),
-            )
-        written = [(d.id, d.content_hash(), len(batch.chunks[d.id])) for d in documents]
-        await self._off_loop(self._journal.commit_writes, collection, written, run)
+        async with self._rolled_forward(collection, len(documents)):
+            async with self._leased(collection, list(ids)):
+                await self._delete_in_stores(collection, [doc_id for doc_id in clear_first if doc_id in ids])
+                await gathered(
+                    self._stack.lexical.upsert(collection, flat),
+                    self._stack.vectors.upsert(collection, flat, [batch.vectors[c.id] for c in flat]),
+                )
+            written = [(d.id, d.content_hash(), len(batch.chunks[d.id])) for d in documents]
+            await self._off_loop(self._journal.commit_writes, collection, written, run)
         return IngestReport(chunks=len(flat))
 
     async def _store_one_by_one(
@@ -466,6 +482,28 @@ class IngestWriter:
             if held is not None:
                 held.release()
             raise
+
+    @asynccontextmanager
+    async def _rolled_forward(self, collection: str, changes: int) -> AsyncIterator[None]:
+        """Around the stores' writes and the commit of changes whose intents are recorded.
+
+        A full disk there cannot be undone: the journal holds only the new version, a store may
+        already hold part of it in place of the old, and taking that out needs room too. So the
+        intents stay pending and the change is rolled forward once space returns (the background
+        recovery retries it; so does the next write to the collection), and ChangesKept tells the
+        client it will be applied rather than that it failed.
+        """
+        try:
+            yield
+        except ChangesKept:
+            raise
+        except StorageFull as exc:
+            self._stopped_by_full_disk.add(collection)
+            raise ChangesKept(
+                f"{exc}. {changes} document change(s) in it are recorded in the journal and will be"
+                " applied once space is freed (by the server in the background, or by the next write"
+                " to the collection); they need not be sent again"
+            ) from exc
 
     @asynccontextmanager
     async def _leased(self, collection: str, doc_ids: Sequence[str]) -> AsyncIterator[None]:

@@ -8,13 +8,16 @@ deployment; `fathom serve` applies any that are missing at start.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import psycopg
 from psycopg_pool import ConnectionPool
 
-from service.errors import BackendUnavailable
+from service.errors import BackendUnavailable, StorageFull
+
+log = logging.getLogger("fathom")
 
 # (version, what it does, SQL). Append only: a released migration is never edited.
 MIGRATIONS: list[tuple[int, str, str]] = [
@@ -100,6 +103,13 @@ class Postgres:
         try:
             with self._pool.connection(timeout=10.0) as conn:
                 yield conn
+        except psycopg.errors.DiskFull as exc:
+            # Its message names files on the database server: that stays in the log.
+            log.warning("the state database has no room: %s", exc)
+            raise StorageFull(
+                "the state database's disk is full: what this request changes cannot be written;"
+                " free space on the database server and retry"
+            ) from exc
         except psycopg.OperationalError as exc:
             raise BackendUnavailable(f"the state database is unavailable: {exc}") from exc
 

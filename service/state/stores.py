@@ -26,9 +26,12 @@ def open_journal(settings: Settings) -> Journal:
     owner = replica_id(settings.state.replica_name)
     lease = settings.state.lease_seconds
     if not settings.state.url:
-        from service.ingest.journal_sqlite import SqliteJournal, journal_path
+        from service.backends.stack import embedded_collections
+        from service.ingest.journal_sqlite import SqliteJournal, journal_path, refuse_lost_journal
 
-        return SqliteJournal(journal_path(settings.data_path), owner=owner, lease_seconds=lease)
+        path = journal_path(settings.data_path)
+        refuse_lost_journal(path, embedded_collections(settings))
+        return SqliteJournal(path, owner=owner, lease_seconds=lease)
     from service.ingest.journal_postgres import PostgresJournal
 
     # Each collection being written holds a connection for the write (its advisory lock): room for

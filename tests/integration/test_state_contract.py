@@ -71,6 +71,15 @@ def test_quota_is_all_or_nothing_and_refundable(opener: Opener) -> None:
     assert store.list()[0].used == 5
 
 
+def test_usage_held_while_the_disk_was_full_is_added_past_the_quota(opener: Opener) -> None:
+    store = opener()
+    store.create("q", quota=5)
+    store.charge("q", 4)
+    store.add_usage("q", 3)  # already spent: the quota decided when it was charged in memory
+    store.add_usage("q", -1)
+    assert store.list()[0].used == 6
+
+
 def test_concurrent_charges_never_overspend(opener: Opener) -> None:
     """100 charges of one unit against a quota of 50, from two stores and 16 threads: exactly 50 pass."""
     stores = [opener(), opener()]

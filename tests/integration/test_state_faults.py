@@ -60,3 +60,41 @@ def test_a_damaged_key_store_is_one_line_naming_the_file(tmp_path: Path) -> None
         assert result.returncode == 1, (command, result.stderr)
         assert "Traceback" not in result.stderr
         assert f"error: the key store file {store} is damaged" in result.stderr, result.stderr
+
+
+def lose(journal: Path, how: str) -> Path:
+    for leftover in ("-wal", "-shm"):
+        Path(f"{journal}{leftover}").unlink(missing_ok=True)
+    if how == "emptied":
+        journal.write_bytes(b"")
+    else:
+        journal.unlink()
+    return journal
+
+
+@pytest.mark.parametrize("how", ["emptied", "missing"])
+async def test_a_lost_journal_beside_stores_with_collections_is_refused(tmp_path: Path, how: str) -> None:
+    """Opened as a new empty journal, the collection would be searchable yet unknown (404) to writes."""
+    settings = search_settings(tmp_path)
+    assert (await index_documents(settings, "site", cranfield(limit=5))).added == 5
+    journal = lose(journal_path(tmp_path), how)
+    auth = {"Authorization": f"Bearer {new_key(settings, 'k')}"}
+    async with running(settings) as client:
+        ready = await client.get("/readyz")
+        assert ready.status_code == 503, ready.text
+        status = ready.json()["search"]
+        assert status.startswith(f"failed: the journal file {journal} is damaged"), status
+        assert ("empty (0 bytes)" if how == "emptied" else "missing") in status, status
+        assert str(tmp_path / "tantivy") in status and "holds site" in status, status
+        assert "restore it from a backup or move the store folders aside" in status, status
+        for answer in (
+            await client.post("/v1/search", json={"query": "wing", "collection": "site"}, headers=auth),
+            await client.get("/v1/collections/site", headers=auth),
+        ):
+            assert answer.status_code == 503 and "damaged" in answer.json()["error"]["message"], answer.text
+    verify = fathom(write_config(tmp_path), tmp_path, "verify", "--collection", "site")
+    assert verify.returncode == 1 and "Traceback" not in verify.stderr
+    assert f"the journal file {journal} is damaged" in verify.stderr, verify.stderr
+    # Refused, not replaced by a new empty journal: what the operator finds is what was there.
+    assert journal.exists() == (how == "emptied")
+    assert how == "missing" or journal.stat().st_size == 0
