@@ -120,6 +120,8 @@ class Burst:
 def burst(server: Served, workload: Workload, clients: int) -> Burst:
     """`clients` requests of the whole workload sent at once, at the server's own time limit: the case
     where most of them cannot be answered in time and should hear so at once."""
+    with client_for(server) as client:  # the server measures its cost per token before the burst
+        rerank_request(client, workload)
     outcomes: list[tuple[int, float, str | None]] = []
     lock = threading.Lock()
     barrier = threading.Barrier(clients)
