@@ -14,9 +14,14 @@ from collections.abc import Coroutine, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
+import anyio
+import mcp_types
 import msgspec
+import pydantic
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.stdio import stdio_server
+from mcp.shared.message import SessionMessage
 
 from service.api.context import SEARCH_UNITS_PER_CONTEXT, URL_KEYS, ContextRequest, gather_context
 from service.api.disconnect import cancel_on_disconnect
@@ -181,4 +186,73 @@ async def serve_stdio(settings: Settings) -> None:
         if runtime.pipeline is None:
             raise runtime.unavailable("search is")
         await runtime.wait_started()
-        await build_mcp_server(runtime).run_stdio_async()
+        server = build_mcp_server(runtime)
+        async with stdio_server() as (read_stream, write_stream):
+            lowlevel = server._lowlevel_server
+            answered = AnsweringBadLines(read_stream, write_stream)
+            await lowlevel.run(answered, write_stream, lowlevel.create_initialization_options())
+
+
+class AnsweringBadLines:
+    """The stdio read stream, answering each line that is not a JSON-RPC message with a JSON-RPC error.
+
+    The SDK's stdio transport hands such lines to the server as exceptions, which it only logs: the
+    client waited for an answer that never came. JSON-RPC 2.0 asks for -32700 (parse error) for a line
+    that is not JSON and -32600 (invalid request) for JSON that is not a request, with id null unless
+    the id could be read. Everything else passes through, and the server keeps reading.
+    """
+
+    def __init__(self, inner: Any, write_stream: Any) -> None:
+        self._inner = inner
+        self._write = write_stream
+
+    @property
+    def last_context(self) -> Any:
+        # The server runs each message in the context its sender had: pass the transport's on.
+        return getattr(self._inner, "last_context", None)
+
+    async def receive(self) -> SessionMessage | Exception:
+        while True:
+            item = await self._inner.receive()
+            if not isinstance(item, Exception):
+                return item  # type: ignore[no-any-return]
+            await self._write.send(SessionMessage(error_answer(item)))
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+    def __aiter__(self) -> AnsweringBadLines:
+        return self
+
+    async def __anext__(self) -> SessionMessage | Exception:
+        try:
+            return await self.receive()
+        except (anyio.EndOfStream, anyio.ClosedResourceError):
+            raise StopAsyncIteration from None
+
+    async def __aenter__(self) -> AnsweringBadLines:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+
+def error_answer(exc: Exception) -> mcp_types.JSONRPCError:
+    """-32700 when the line was not JSON, else -32600, with the request's id when it had a usable one."""
+    problems = exc.errors() if isinstance(exc, pydantic.ValidationError) else []
+    if not problems or any(problem["type"] == "json_invalid" for problem in problems):
+        code, message = mcp_types.PARSE_ERROR, "Parse error: the line is not JSON"
+    else:
+        code, message = (
+            mcp_types.INVALID_REQUEST,
+            'Invalid Request: send a JSON-RPC 2.0 object with "jsonrpc": "2.0", a "method" and an "id"',
+        )
+    request_id = next((found for p in problems if (found := usable_id(p.get("input"))) is not None), None)
+    error = mcp_types.ErrorData(code=code, message=message)
+    return mcp_types.JSONRPCError(jsonrpc="2.0", id=request_id, error=error)
+
+
+def usable_id(value: object) -> str | int | None:
+    """The `id` of a JSON object, when it is one JSON-RPC allows (a string or a whole number)."""
+    request_id = value.get("id") if isinstance(value, dict) else None
+    return request_id if isinstance(request_id, str | int) and not isinstance(request_id, bool) else None

@@ -69,6 +69,7 @@ class EmbeddingSettings(msgspec.Struct, forbid_unknown_fields=True):
     model: str = "sentence-transformers/all-MiniLM-L6-v2"
     path: str | None = None
     max_length: int = 256
+    max_input_chars: int = 10_000
     batch_size: int = 32
     query_cache_size: int = 1024
     query_cache_bytes: int = 33_554_432

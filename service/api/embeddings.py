@@ -1,7 +1,9 @@
 """POST /v1/embeddings: OpenAI's embeddings API on the configured embedding model, for OpenAI clients.
 
 Inputs longer than the model's token limit are refused, as OpenAI refuses them, rather than cut
-silently: a vector of half a text would look like a vector of all of it.
+silently: a vector of half a text would look like a vector of all of it. Before any of that, an input
+longer than [embedding] max_input_chars is refused by its length alone: tokenising costs time and memory
+by the character, and a 9 MB word is only 3 tokens, so the token limit bounds neither.
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ from service.settings import Settings
 
 # As OpenAI: at most this many inputs per request.
 MAX_INPUTS = 2048
+# Inputs tokenised at once when counting: counting stops at the first batch holding a text that is too
+# long, so a request of many long texts never has all their tokens in memory together.
+COUNT_BATCH = 32
 
 
 class EmbeddingsRequest(msgspec.Struct, kw_only=True):
@@ -57,8 +62,9 @@ class EmbeddingsResponse(msgspec.Struct):
     object: str = "list"
 
 
-def input_texts(request: EmbeddingsRequest) -> list[str]:
-    """The inputs as a list of non-empty strings; token-id inputs name another model's vocabulary."""
+def input_texts(request: EmbeddingsRequest, max_chars: int) -> list[str]:
+    """The inputs as a list of non-empty strings of at most `max_chars` characters; token-id inputs name
+    another model's vocabulary."""
     texts = [request.input] if isinstance(request.input, str) else request.input
     if not texts:
         raise InvalidRequest("input must hold at least one text")
@@ -67,10 +73,21 @@ def input_texts(request: EmbeddingsRequest) -> list[str]:
     if len(texts) > MAX_INPUTS:
         raise InvalidRequest(f"input holds {len(texts)} texts; at most {MAX_INPUTS} per request")
     strings = [str(text) for text in texts]
+    check_lengths(strings, max_chars)
     empty = [index for index, text in enumerate(strings) if not text.strip()]
     if empty:
         raise InvalidRequest(f"input[{empty[0]}] is empty; every input must hold some text")
     return strings
+
+
+def check_lengths(texts: list[str], max_chars: int) -> None:
+    """InvalidRequest naming the first text longer than `max_chars` characters, and the limit."""
+    for index, text in enumerate(texts):
+        if len(text) > max_chars:
+            raise InvalidRequest(
+                f"input[{index}] is {len(text)} characters long; the limit is {max_chars}:"
+                " split it into shorter texts"
+            )
 
 
 def validate(request: EmbeddingsRequest, embedder: FastembedEmbedder, model: str) -> None:
@@ -84,13 +101,15 @@ def validate(request: EmbeddingsRequest, embedder: FastembedEmbedder, model: str
 
 def token_counts(embedder: FastembedEmbedder, texts: list[str]) -> list[int]:
     """Tokens per input, special tokens included; InvalidRequest naming the first one that is too long."""
-    counts = [embedder.count_tokens(text) for text in texts]
-    for index, count in enumerate(counts):
-        if count > embedder.max_length:
-            raise InvalidRequest(
-                f"input[{index}] is {count} tokens long; the model reads at most {embedder.max_length}:"
-                " split it into shorter texts"
-            )
+    counts: list[int] = []
+    for start in range(0, len(texts), COUNT_BATCH):
+        counts += embedder.token_counts(texts[start : start + COUNT_BATCH])
+        for index, count in enumerate(counts[start:], start):
+            if count > embedder.max_length:
+                raise InvalidRequest(
+                    f"input[{index}] is {count} tokens long; the model reads at most {embedder.max_length}:"
+                    " split it into shorter texts"
+                )
     return counts
 
 
@@ -118,14 +137,14 @@ async def embeddings(
 ) -> EmbeddingsResponse:
     model = settings.embedding.model
     validate(data, embedder, model)
-    texts = input_texts(data)
-    tokens = sum(await asyncio.to_thread(token_counts, embedder, texts))
+    texts = input_texts(data, settings.embedding.max_input_chars)
+    counts = await asyncio.to_thread(token_counts, embedder, texts)
     async with billed(keys, api_key, embedding_search_units(len(texts))):
-        vectors = await embedder.embed_passages(texts)
+        vectors = await embedder.embed_passages(texts, lengths=counts)
     return EmbeddingsResponse(
         data=[
             Embedding(index, encoded(vector, data.encoding_format)) for index, vector in enumerate(vectors)
         ],
         model=model,
-        usage=EmbeddingsUsage(prompt_tokens=tokens, total_tokens=tokens),
+        usage=EmbeddingsUsage(prompt_tokens=sum(counts), total_tokens=sum(counts)),
     )

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 import msgspec
 from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, SerializationException, ValidationException
+from litestar.handlers import HTTPRouteHandler
 from litestar.types import ExceptionHandlersMap
 
 from service import errors
@@ -38,6 +39,12 @@ STATUS: dict[type[errors.FathomError], tuple[int, str]] = {
 }
 
 _HTTP_TYPES = {400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error"}
+HTTP_CODES = {
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+}
 
 
 class ErrorDetail(msgspec.Struct):
@@ -179,12 +186,21 @@ def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -
     elif status == 405:
         message = f"{request.method} is not allowed on {request.url.path}"
     elif status == 413:
-        message = "the request body is too large; send fewer or shorter documents"
+        message = too_large(request)
     else:
         message = str(exc.detail)
-    code = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}.get(status, "http_error")
+    code = HTTP_CODES.get(status, "http_error")
     error_type = _HTTP_TYPES.get(status, "invalid_request_error" if status < 500 else "internal_error")
     return error_response(status, message, error_type, code, exc.headers)
+
+
+def too_large(request: Request[Any, Any, Any]) -> str:
+    """The 413's message, naming the limit: the route's own, else the server's [server] max_body_bytes."""
+    handler = request.scope.get("route_handler")
+    limit = handler.resolve_request_max_body_size() if isinstance(handler, HTTPRouteHandler) else None
+    if limit is None:
+        return "the request body is too large; send fewer or shorter texts"
+    return f"the request body is larger than the limit of {limit} bytes; send fewer or shorter texts"
 
 
 def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[ErrorResponse]:

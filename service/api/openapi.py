@@ -96,8 +96,9 @@ RAISES: dict[HTTPRouteHandler, tuple[type[errors.FathomError], ...]] = {
     web.widget_css: (),
 }
 
-# Statuses answered outside the error table: an over-long body, anything unexpected.
+# Statuses answered outside the error table: an over-long body, a body that is not JSON, anything unexpected.
 PAYLOAD_TOO_LARGE = 413
+UNSUPPORTED_MEDIA_TYPE = 415
 INTERNAL_ERROR = 500
 
 DESCRIPTIONS = {
@@ -106,7 +107,8 @@ DESCRIPTIONS = {
     402: "The key's quota of search units is used up",
     403: "The key lacks the scope or the collection this request needs",
     404: "Unknown collection or document",
-    413: "The request body is too large",
+    413: "The request body is larger than the server's limit ([server] max_body_bytes)",
+    415: "The body is not sent as JSON: send Content-Type: application/json",
     429: "Over the key's rate limit; see Retry-After",
     499: "The client hung up before the answer: its queued work was dropped (logged, never read)",
     500: "Something unexpected; the operator's log has the details",
@@ -126,7 +128,7 @@ def error_statuses(handler: HTTPRouteHandler) -> set[int]:
         raises.extend(KEY_GUARD_RAISES)
     found = statuses_of(raises) | {INTERNAL_ERROR}
     if "data" in handler.parsed_fn_signature.parameters:
-        found |= {400, PAYLOAD_TOO_LARGE}
+        found |= {400, PAYLOAD_TOO_LARGE, UNSUPPORTED_MEDIA_TYPE}
     return found
 
 

@@ -117,7 +117,16 @@ class FastembedEmbedder:
 
     def count_tokens(self, text: str) -> int:
         """Tokens the model would see, special tokens included: `<= max_length` means nothing is cut."""
-        return len(self._tokenizer.encode(text).ids)
+        return self.token_counts([text])[0]
+
+    def token_counts(self, texts: Sequence[str]) -> list[int]:
+        """count_tokens of each text.
+
+        encode_batch even for one text: it lets go of the GIL while it works, where `encode` holds it, so
+        a long text tokenised on a worker thread stalled the event loop with it (a 1 MB text: /healthz
+        took 1.9 s).
+        """
+        return [len(encoding.ids) for encoding in self._tokenizer.encode_batch(list(texts))]
 
     async def embed_query(self, text: str) -> list[float]:
         cached = self._cache.get(text)
@@ -128,13 +137,20 @@ class FastembedEmbedder:
         return vector
 
     async def embed_passages(
-        self, texts: Sequence[str], on_embedded: Callable[[int], object] | None = None
+        self,
+        texts: Sequence[str],
+        on_embedded: Callable[[int], object] | None = None,
+        lengths: Sequence[int] | None = None,
     ) -> list[list[float]]:
         """On the one inference thread, queued behind (or ahead of) query embeddings, never beside them."""
-        return await self._in_worker(partial(self.embed_passages_sync, on_embedded=on_embedded), texts)
+        work = partial(self.embed_passages_sync, on_embedded=on_embedded, lengths=lengths)
+        return await self._in_worker(work, texts)
 
     def embed_passages_sync(
-        self, texts: Sequence[str], on_embedded: Callable[[int], object] | None = None
+        self,
+        texts: Sequence[str],
+        on_embedded: Callable[[int], object] | None = None,
+        lengths: Sequence[int] | None = None,
     ) -> list[list[float]]:
         """One vector per text, in order, on the calling thread.
 
@@ -142,8 +158,10 @@ class FastembedEmbedder:
         back in order. (By characters, CACM's chunks ran 1.27x the tokens they needed against 1.02x, and
         tokenising them once more costs a fraction of a percent of embedding them.)
         `on_embedded(index)` is called as each text's vector arrives (for an indexer's progress bar).
+        `lengths`, the texts' token_counts when the caller has them already, spares tokenising them again.
         """
-        lengths = [len(encoding.ids) for encoding in self._tokenizer.encode_batch(list(texts))]
+        if lengths is None:
+            lengths = self.token_counts(texts)
         order = sorted(range(len(texts)), key=lambda index: lengths[index])
         vectors = self._model.embed([texts[index] for index in order], batch_size=self._settings.batch_size)
         result: list[list[float]] = [[] for _ in texts]
@@ -199,6 +217,8 @@ def load_text_embedding(settings: EmbeddingSettings, cache_dir: Path) -> TextEmb
         # No outlier channels in fp32 here: on the MiniLM embedder they brought cosine to fp32 from
         # 0.9991 to 0.9996 but cost 13% of its int8 speed, and indexing speed is why int8 is chosen.
         calibration=Calibration(inner.tokenizer, pairs=False, outlier_channels=0),
+        # A request's largest batch would otherwise stay allocated after it (see ShrinkingSession).
+        release_memory=True,
     )
     return model
 

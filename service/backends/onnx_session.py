@@ -79,9 +79,11 @@ def open_session(
     cache_dir: Path,
     calibration: Calibration | None = None,
     allow_spinning: bool = False,
+    release_memory: bool = False,
 ) -> Any:
     """A CPU session on the model file, or on its int8 copy (`calibration` says how to feed the model
-    the text that sets the smoothing scales; int8 needs it)."""
+    the text that sets the smoothing scales; int8 needs it). With `release_memory` each run hands the
+    memory it grew back (see ShrinkingSession)."""
     if quantize == "none":
         path = model_file
     elif calibration is None:
@@ -90,9 +92,33 @@ def open_session(
         path = quantized(model_file, cache_dir, calibration)
     options = session_options(threads, allow_spinning=allow_spinning)
     try:
-        return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph classes
         raise ModelUnavailable(f"ONNX Runtime cannot open {path}: {exc}") from exc
+    return ShrinkingSession(session) if release_memory else session
+
+
+class ShrinkingSession:
+    """An InferenceSession whose runs give back the CPU arena memory they grew once they end.
+
+    ONNX Runtime's arena keeps the peak of the largest run for good: one batch of 32 texts of 243
+    tokens left the MiniLM embedder 540 MB larger (187 -> 729 MB) for the rest of the process; with
+    shrinking it ended 33 MB above its start. The arena is kept (it reuses memory within a run): without
+    it that batch ran 15.6-16.4 s against 11.3-11.5 s, where shrinking measured 11.2-18.0 s on a loaded
+    2-core machine, within its noise.
+    """
+
+    def __init__(self, session: Any) -> None:
+        self._session = session
+        self._options = ort.RunOptions()
+        self._options.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
+
+    def run(self, output_names: Any, input_feed: Any, run_options: Any = None) -> Any:
+        return self._session.run(output_names, input_feed, run_options or self._options)
+
+    def __getattr__(self, name: str) -> Any:
+        # Everything else (get_inputs, get_providers, ...) is the session's own.
+        return getattr(self._session, name)
 
 
 def quantized(model_file: Path, cache_dir: Path, calibration: Calibration) -> Path:

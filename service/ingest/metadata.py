@@ -14,9 +14,10 @@ import math
 from datetime import date
 from typing import Any
 
+from service.search.models import INT64_MAX, INT64_MIN
+
 MAX_DEPTH = 16
 MAX_METADATA_BYTES = 65_536
-INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 
 def metadata_problem(metadata: object) -> str | None:

@@ -17,7 +17,7 @@ from datetime import date, datetime
 from typing import Any
 
 from service.errors import InvalidRequest
-from service.search.models import AnyOf, Condition, Equals, Filter, Range, Scalar
+from service.search.models import INT64_MAX, INT64_MIN, AnyOf, Condition, Equals, Filter, Range, Scalar
 
 # Dot-separated paths into the metadata object; the characters both stores accept in a field path.
 FIELD_NAME = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*")
@@ -77,9 +77,21 @@ def parse_scalar(name: str, value: object) -> Scalar:
     if isinstance(value, bool | str):
         return value
     if isinstance(value, int | float) and math.isfinite(value):
-        return value
+        return in_range(name, value)
     raise InvalidRequest(
         f'filter "{name}": values must be strings, finite numbers or booleans, not {value!r}'
+    )
+
+
+def in_range(name: str, number: int | float) -> int | float:
+    """The number, if the stores can compare with it: Tantivy refuses an integer past 64 bits (the
+    lexical stage failed) and reads a range bound past them as text, matching the wrong documents.
+    No stored integer lies outside, and stored floats that do are too rare to be worth wrong answers."""
+    if INT64_MIN <= number <= INT64_MAX:
+        return number
+    raise InvalidRequest(
+        f'filter "{name}": {number!r} is out of range; numbers must lie between {INT64_MIN} and'
+        f" {INT64_MAX} (64-bit integers)"
     )
 
 
@@ -119,7 +131,7 @@ def parse_range(name: str, spec: Mapping[str, object]) -> Range:
 
 def parse_bound(name: str, op: str, value: object) -> Bound:
     if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
-        return float(value)
+        return float(in_range(name, value))
     if isinstance(value, str) and (moment := parse_iso_date(value)) is not None:
         return moment
     raise InvalidRequest(

@@ -8,6 +8,8 @@ from typing import Any
 
 # Metadata values the stores can filter on; dates travel as ISO strings.
 Scalar = str | int | float | bool
+# The integers every store holds: Elasticsearch's `long`, Tantivy's i64, Qdrant's integer.
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
+import select
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -165,3 +168,46 @@ async def test_stdio_from_another_folder_with_relative_paths_in_the_config(
     server = StdioServerParameters(command=FATHOM, args=args, env=env, cwd="/")
     async with Client(server, read_timeout_seconds=120) as client:
         await check_tools(client)
+
+
+def answer(server: subprocess.Popen[bytes], line: bytes, seconds: float = 180) -> dict[str, Any]:
+    """Write one line to `fathom mcp` and read the JSON-RPC message it answers with."""
+    assert server.stdin is not None and server.stdout is not None
+    server.stdin.write(line + b"\n")
+    server.stdin.flush()
+    ready, _, _ = select.select([server.stdout], [], [], seconds)
+    assert ready, f"no answer to {line!r} within {seconds} s"
+    message: dict[str, Any] = json.loads(server.stdout.readline())
+    return message
+
+
+def test_stdio_answers_lines_that_are_not_json_rpc_and_keeps_serving(
+    indexed: tuple[Path, Path, Settings],
+) -> None:
+    """Such lines were once met with silence: the client waited for an answer that never came."""
+    config, data, _ = indexed
+    command = [FATHOM, "--config", str(config), "mcp"]
+    with subprocess.Popen(
+        command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=cli_env(data)
+    ) as server:
+        try:
+            not_json = answer(server, b'{"jsonrpc": "2.0", "id": 1, "method": ')
+            assert not_json["id"] is None and not_json["error"]["code"] == -32700, not_json
+            no_method = answer(server, b'{"jsonrpc": "2.0", "id": 7}')
+            assert no_method["id"] == 7 and no_method["error"]["code"] == -32600, no_method
+            not_an_object = answer(server, b"[1, 2]")
+            assert not_an_object["id"] is None and not_an_object["error"]["code"] == -32600, not_an_object
+            initialize = {
+                "jsonrpc": "2.0",
+                "id": 2,
+                "method": "initialize",
+                "params": {
+                    "protocolVersion": "2025-06-18",
+                    "capabilities": {},
+                    "clientInfo": {"name": "test", "version": "1"},
+                },
+            }
+            answered = answer(server, json.dumps(initialize).encode())
+            assert answered["id"] == 2 and answered["result"]["serverInfo"]["name"] == "fathom", answered
+        finally:
+            server.terminate()

@@ -91,6 +91,37 @@ async def test_undecodable_bodies_are_400_on_every_json_route(tmp_path: Path) ->
 
 
 @pytest.mark.anyio
+async def test_bodies_not_sent_as_json_are_415_on_every_json_route(tmp_path: Path) -> None:
+    """Once parsed as JSON whatever they claimed to be: curl's `-d` sends a form's Content-Type."""
+    settings = rerank_settings(tmp_path)
+    auth = {"Authorization": f"Bearer {new_key(settings, 'k')}"}
+    body = b'{"query": "q", "documents": ["d"]}'
+    sent = {
+        "text/plain": 'Content-Type "text/plain"',
+        "application/x-www-form-urlencoded": 'Content-Type "application/x-www-form-urlencoded"',
+        None: "no Content-Type",
+    }
+    async with running(settings) as client:
+        for route in JSON_ROUTES:
+            for content_type, named in sent.items():
+                headers = auth | ({"Content-Type": content_type} if content_type else {})
+                response = await client.post(route, content=body, headers=headers)
+                assert response.status_code == 415, (route, content_type, response.text)
+                error = response.json()["error"]
+                assert error["code"] == "unsupported_media_type", error
+                assert "Content-Type: application/json" in error["message"] and named in error["message"]
+        for content_type in (
+            "application/json",
+            "application/json; charset=utf-8",
+            "application/vnd.api+json",
+        ):
+            response = await client.post(
+                "/v1/rerank", content=body, headers=auth | {"Content-Type": content_type}
+            )
+            assert response.status_code == 200, (content_type, response.text)
+
+
+@pytest.mark.anyio
 async def test_numbers_sent_as_strings_are_refused(tmp_path: Path) -> None:
     settings = rerank_settings(tmp_path)
     auth = {"Authorization": f"Bearer {new_key(settings, 'k')}"}

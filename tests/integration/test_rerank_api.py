@@ -136,7 +136,11 @@ async def test_malformed_json_and_wrong_routes(tmp_path: Path) -> None:
     settings = rerank_settings(tmp_path)
     key = new_key(settings, "json")
     async with running(settings) as client:
-        broken = await client.post("/v1/rerank", content=b'{"query": "q", ', headers=bearer(key))
+        broken = await client.post(
+            "/v1/rerank",
+            content=b'{"query": "q", ',
+            headers=bearer(key) | {"Content-Type": "application/json"},
+        )
         missing = await client.get("/v1/nothing-here")
         wrong_method = await client.get("/v1/rerank", headers=bearer(key))
         empty = await client.post("/v1/rerank", content=b"", headers=bearer(key))

@@ -221,3 +221,32 @@ async def test_search_on_a_rerank_only_replica_is_503(tmp_path: Path) -> None:
         ready = await http.get("/readyz")
     assert response.status_code == 503 and "switched off" in response.json()["error"]["message"]
     assert ready.status_code == 200 and ready.json()["search"] == "disabled"
+
+
+@pytest.mark.parametrize(
+    "filter_",
+    [
+        {"year": 2**64},
+        {"year": 2**63},
+        {"year": -(2**63) - 1},
+        {"year": {"in": [1950, 2**64]}},
+        {"year": {"gte": 2**64}},
+        {"year": {"lt": -(2**70)}},
+        {"year": {"lte": 1e19}},
+    ],
+)
+async def test_numbers_past_64_bits_in_a_filter_are_400(
+    client: tuple[httpx.AsyncClient, str], filter_: dict[str, Any]
+) -> None:
+    """Once a 200 with the lexical stage degraded (equality), or with Tantivy matching the wrong years
+    (a range bound it read as text)."""
+    response = await search(client, query="wing", collection="cran", filter=filter_)
+    assert response.status_code == 400, response.text
+    message = response.json()["error"]["message"]
+    assert message.startswith('filter "year": ') and "out of range" in message, message
+
+
+async def test_numbers_at_the_64_bit_limits_filter_normally(client: tuple[httpx.AsyncClient, str]) -> None:
+    for filter_ in ({"year": 2**63 - 1}, {"year": {"gte": -(2**63)}}):
+        response = await search(client, query="wing", collection="cran", filter=filter_)
+        assert response.status_code == 200 and response.json()["degraded"] == [], response.text
