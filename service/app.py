@@ -67,7 +67,8 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
                     web.search_page,
                     web.widget_js,
                     web.widget_css,
-                ]
+                ],
+                metrics_keyed=settings.auth.enabled and settings.auth.metrics_admin_only,
             ),
             # The MCP transport is an ASGI app of its own; its schema is MCP's, not OpenAPI's.
             mcp_transport,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 from litestar import Response, delete, get, post, put
@@ -11,6 +11,7 @@ from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, JSONBody, SkipValidation
 
+from service.api.fields import CollectionPath, text
 from service.api.guard import require_api_key
 from service.auth.billing import billed, rerank_search_units
 from service.auth.keys import ApiKey, Keys
@@ -26,14 +27,21 @@ WRITE_BATCH = 64
 
 
 class DocumentIn(msgspec.Struct, forbid_unknown_fields=True):
-    id: str
+    id: Annotated[str, text("The document's id: sending it again replaces the document.")]
     text: str = ""
     title: str = ""
     metadata: dict[str, Any] = msgspec.field(default_factory=dict)
 
 
 class UpsertRequest(msgspec.Struct, forbid_unknown_fields=True):
-    documents: list[DocumentIn]
+    documents: Annotated[
+        list[DocumentIn],
+        msgspec.Meta(
+            min_length=1,
+            max_length=MAX_DOCUMENTS_PER_REQUEST,
+            description=f"1 to {MAX_DOCUMENTS_PER_REQUEST} documents.",
+        ),
+    ]
 
 
 class UpsertResponse(msgspec.Struct):
@@ -125,7 +133,7 @@ async def list_collections(
     summary="Collection counts",
     tags=["collections"],
 )
-async def get_collection(writer: NamedDependency[IngestWriter], name: FromPath[str]) -> CollectionInfo:
+async def get_collection(writer: NamedDependency[IngestWriter], name: CollectionPath) -> CollectionInfo:
     """Documents and chunks in the journal and in each store: a quick look for drift."""
     await writer.require(name)
     lexical, vector = await asyncio.gather(
@@ -158,7 +166,7 @@ async def get_collection(writer: NamedDependency[IngestWriter], name: FromPath[s
     tags=["collections"],
 )
 async def put_collection(
-    writer: NamedDependency[IngestWriter], name: FromPath[str]
+    writer: NamedDependency[IngestWriter], name: CollectionPath
 ) -> Response[CollectionCreated]:
     """201 when created, 200 when it already existed."""
     created = await writer.create_collection(name)
@@ -173,7 +181,7 @@ async def put_collection(
     summary="Delete a collection",
     tags=["collections"],
 )
-async def delete_collection(writer: NamedDependency[IngestWriter], name: FromPath[str]) -> CollectionDeleted:
+async def delete_collection(writer: NamedDependency[IngestWriter], name: CollectionPath) -> CollectionDeleted:
     await writer.drop_collection(name)
     return CollectionDeleted(name, deleted=True)
 
@@ -187,7 +195,7 @@ async def delete_collection(writer: NamedDependency[IngestWriter], name: FromPat
     tags=["collections"],
 )
 async def upsert_documents(
-    name: FromPath[str],
+    name: CollectionPath,
     data: JSONBody[UpsertRequest],
     *,
     writer: NamedDependency[IngestWriter],
@@ -221,7 +229,7 @@ async def upsert_documents(
     tags=["collections"],
 )
 async def delete_document(
-    name: FromPath[str],
+    name: CollectionPath,
     doc_id: FromPath[str],
     *,
     writer: NamedDependency[IngestWriter],

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Sequence
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 from litestar import Request, post
@@ -17,6 +17,7 @@ from litestar.di import NamedDependency
 from litestar.params import JSONBody, SkipValidation
 
 from service.api.disconnect import cancel_on_disconnect
+from service.api.fields import collection, text
 from service.api.guard import require_api_key
 from service.api.search import DegradedStage, HitEvidence, hit_evidence
 from service.auth.access import check_collection
@@ -40,8 +41,8 @@ URL_KEYS = ("url", "source_url", "link")
 
 
 class ContextRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    query: str
-    collection: str
+    query: Annotated[str, text("What to find passages for.")]
+    collection: Annotated[str, collection("The collection to search.")]
     max_tokens: int | None = None
     filter: dict[str, Any] | None = None
     min_score: float | None = None

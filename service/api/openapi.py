@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Sequence
+from copy import copy
 from importlib import metadata, resources
 from pathlib import Path
 
@@ -118,9 +119,16 @@ def statuses_of(raises: Sequence[type[errors.FathomError]]) -> set[int]:
     return {status for cls, (status, _) in STATUS.items() if issubclass(cls, tuple(raises))}
 
 
-def error_statuses(handler: HTTPRouteHandler) -> set[int]:
+def keyed(handler: HTTPRouteHandler, metrics_keyed: bool) -> bool:
+    """Whether the route asks for a key: /metrics only when [auth] metrics_admin_only is set."""
+    if handler is health.metrics:
+        return metrics_keyed
+    return bool(handler.guards)
+
+
+def error_statuses(handler: HTTPRouteHandler, metrics_keyed: bool = False) -> set[int]:
     raises = list(RAISES[handler])
-    if handler.guards:
+    if keyed(handler, metrics_keyed):
         raises.extend(KEY_GUARD_RAISES)
     found = statuses_of(raises) | {INTERNAL_ERROR}
     if "data" in handler.parsed_fn_signature.parameters:
@@ -128,12 +136,18 @@ def error_statuses(handler: HTTPRouteHandler) -> set[int]:
     return found
 
 
-def document(handler: HTTPRouteHandler) -> HTTPRouteHandler:
-    """The handler with its error answers and, when keyed, the Bearer scheme in the schema."""
+def document(handler: HTTPRouteHandler, metrics_keyed: bool = False) -> HTTPRouteHandler:
+    """A copy of the handler with its error answers and, when keyed, the Bearer scheme in the schema.
+
+    A copy: the handlers are module-level, and apps built with other settings must not share answers.
+    """
     if handler not in RAISES:
         raise LookupError(f"{handler.handler_name}: add the errors it raises to RAISES in {__name__}")
+    statuses = error_statuses(handler, metrics_keyed)
+    needs_key = keyed(handler, metrics_keyed)
+    handler = copy(handler)
     responses = dict(handler.responses or {})
-    for status in sorted(error_statuses(handler)):
+    for status in sorted(statuses):
         responses.setdefault(
             status,
             ResponseSpec(
@@ -141,15 +155,18 @@ def document(handler: HTTPRouteHandler) -> HTTPRouteHandler:
             ),
         )
     handler.responses = responses
-    if handler.guards:
+    if needs_key:
         handler.security = [{BEARER: []}]
     return handler
 
 
-def documented(handlers: Sequence[HTTPRouteHandler]) -> list[HTTPRouteHandler | Router]:
+def documented(
+    handlers: Sequence[HTTPRouteHandler], metrics_keyed: bool = False
+) -> list[HTTPRouteHandler | Router]:
     """The app's routes, each documented, with a true OPTIONS where a path has several handlers, and
-    Swagger UI's files."""
-    return [*options_handlers(handlers), *map(document, handlers), assets_router()]
+    Swagger UI's files. `metrics_keyed`: /metrics asks for a key ([auth] metrics_admin_only)."""
+    documents = [document(handler, metrics_keyed) for handler in handlers]
+    return [*options_handlers(handlers), *documents, assets_router()]
 
 
 def options_handlers(handlers: Sequence[HTTPRouteHandler]) -> list[HTTPRouteHandler]:

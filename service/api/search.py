@@ -11,6 +11,7 @@ from litestar.di import NamedDependency
 from litestar.params import JSONBody, SkipValidation
 
 from service.api.disconnect import cancel_on_disconnect
+from service.api.fields import collection, text
 from service.api.guard import require_api_key
 from service.auth.access import check_collection
 from service.auth.billing import billed
@@ -48,7 +49,9 @@ class RerankOptions(msgspec.Struct, forbid_unknown_fields=True):
         None
     )
     depth: Annotated[int, described("How many fused hits to rerank; 0: none.", ge=0)] | None = None
-    model: Annotated[str, described("A rerank model id of GET /v1/models.")] | None = None
+    model: (
+        Annotated[str, msgspec.Meta(min_length=1, description="A rerank model id of GET /v1/models.")] | None
+    ) = None
     budget_ms: (
         Annotated[
             float,
@@ -66,8 +69,8 @@ class RerankOptions(msgspec.Struct, forbid_unknown_fields=True):
 class SearchRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Unknown fields are refused: a misspelt option silently ignored would be worse than a 400."""
 
-    query: Annotated[str, msgspec.Meta(min_length=1, description="What to search for.")]
-    collection: Annotated[str, msgspec.Meta(min_length=1, description="The collection to search.")]
+    query: Annotated[str, text("What to search for.")]
+    collection: Annotated[str, collection("The collection to search.")]
     top_k: (
         Annotated[int, described("Hits to return: 1 to [search] max_top_k (100 by default).", ge=1)] | None
     ) = None
@@ -88,7 +91,12 @@ class SearchRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         Annotated[list[str], described("Metadata fields to count values of; [] counts only the total.")]
         | None
     ) = None
-    cursor: Annotated[str, described("The previous response's cursor, for the next page.")] | None = None
+    cursor: (
+        Annotated[
+            str, msgspec.Meta(min_length=1, description="The previous response's cursor, for the next page.")
+        ]
+        | None
+    ) = None
 
 
 class Evidence(msgspec.Struct, omit_defaults=True):
