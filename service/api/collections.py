@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from typing import Annotated, Any
 
 import msgspec
@@ -24,6 +25,8 @@ from service.ingest.writer import IngestWriter
 MAX_DOCUMENTS_PER_REQUEST = 1000
 # Documents per write through the journal, as the CLI's batches: bounds what one failure redoes.
 WRITE_BATCH = 64
+# Duplicated ids a 400 names before it says "and N more": enough to find them, short enough to read.
+MAX_NAMED_IDS = 10
 
 
 class DocumentIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -39,7 +42,7 @@ class UpsertRequest(msgspec.Struct, forbid_unknown_fields=True):
         msgspec.Meta(
             min_length=1,
             max_length=MAX_DOCUMENTS_PER_REQUEST,
-            description=f"1 to {MAX_DOCUMENTS_PER_REQUEST} documents.",
+            description=f"1 to {MAX_DOCUMENTS_PER_REQUEST} documents, each id once.",
         ),
     ]
 
@@ -102,7 +105,21 @@ def to_documents(body: UpsertRequest) -> list[Document]:
         problem = metadata_problem(document.metadata)
         if problem is not None:
             raise InvalidRequest(f"documents[{number}].{problem}")
+    check_unique_ids(body.documents)
     return [Document(d.id, d.title, d.text, d.metadata) for d in body.documents]
+
+
+def check_unique_ids(documents: list[DocumentIn]) -> None:
+    """InvalidRequest naming ids sent more than once: which copy should win is the client's to say, and
+    writing the last one silently would hide the client's bug."""
+    repeated = [doc_id for doc_id, count in Counter(d.id for d in documents).items() if count > 1]
+    if repeated:
+        named = ", ".join(repr(doc_id) for doc_id in repeated[:MAX_NAMED_IDS])
+        more = f" and {len(repeated) - MAX_NAMED_IDS} more" if len(repeated) > MAX_NAMED_IDS else ""
+        raise InvalidRequest(
+            f"documents: each id may appear once per request; sent more than once: {named}{more};"
+            " nothing was written"
+        )
 
 
 @get(
