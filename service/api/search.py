@@ -16,6 +16,7 @@ from service.api.guard import require_api_key
 from service.auth.access import check_collection
 from service.auth.billing import billed
 from service.auth.keys import ApiKey, Keys
+from service.auth.public import check_public_rerank
 from service.auth.scopes import SEARCH
 from service.errors import ClientGone
 from service.metrics import Metrics
@@ -234,6 +235,8 @@ async def search(
     api_key: NamedDependency[ApiKey | None],
 ) -> SearchResponse:
     check_collection(api_key, data.collection)
+    if api_key is not None and api_key.public and data.rerank is not None:
+        check_public_rerank(data.rerank.depth, data.rerank.budget_ms, runtime.settings.search.rerank)
     request.state.collection = data.collection  # for a 404's nearest existing name (api/errors.py)
     query = to_query(data)
     reranker = runtime.reranker_for(data.rerank.model if data.rerank else None)
