@@ -21,7 +21,7 @@ from service.auth.scopes import SEARCH
 from service.errors import ClientGone
 from service.metrics import Metrics
 from service.runtime import Runtime
-from service.search.facets import FacetCounts, parse_facet_fields
+from service.search.facets import MAX_FACET_FIELDS, FacetCounts, parse_facet_fields
 from service.search.filters import parse_filter
 from service.search.fusion import StageEvidence
 from service.search.pipeline import SearchPipeline, SearchQuery
@@ -32,7 +32,9 @@ SEARCH_UNITS_PER_QUERY = 1
 
 def described(description: str, ge: float | None = None, le: float | None = None) -> msgspec.Meta:
     """A field's description and bounds, for the OpenAPI schema and for parsing alike."""
-    return msgspec.Meta(description=description, ge=ge, le=le)
+    # Litestar leaves a lower bound of 0 out of the schema (it tests the bound's truth): stated again.
+    extra = {"extra": {"minimum": ge}} if ge == 0 else None
+    return msgspec.Meta(description=description, ge=ge, le=le, extra_json_schema=extra)
 
 
 class Weights(msgspec.Struct, forbid_unknown_fields=True):
@@ -89,7 +91,14 @@ class SearchRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     ) = None
     passages: Annotated[bool, described("One hit per matching passage instead of per document.")] = False
     facets: (
-        Annotated[list[str], described("Metadata fields to count values of; [] counts only the total.")]
+        Annotated[
+            list[str],
+            msgspec.Meta(
+                max_length=MAX_FACET_FIELDS,
+                description=f"Metadata fields to count values of (at most {MAX_FACET_FIELDS}); [] counts only"
+                " the total.",
+            ),
+        ]
         | None
     ) = None
     cursor: (
