@@ -46,30 +46,31 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
                 await start(runtime, exits, background=True, recover=True)
             yield
 
-    return Litestar(
+    handlers = [
+        rerank.rerank,
+        search.search,
+        embeddings.embeddings,
+        context.context,
+        collections.list_collections,
+        collections.get_collection,
+        collections.put_collection,
+        collections.delete_collection,
+        collections.upsert_documents,
+        collections.delete_document,
+        models.list_models,
+        health.healthz,
+        health.readyz,
+        health.metrics,
+        web.search_page,
+        web.page_js,
+        web.page_css,
+        web.widget_js,
+        web.widget_css,
+    ]
+    app = Litestar(
         route_handlers=[
             *openapi.documented(
-                [
-                    rerank.rerank,
-                    search.search,
-                    embeddings.embeddings,
-                    context.context,
-                    collections.list_collections,
-                    collections.get_collection,
-                    collections.put_collection,
-                    collections.delete_collection,
-                    collections.upsert_documents,
-                    collections.delete_document,
-                    models.list_models,
-                    health.healthz,
-                    health.readyz,
-                    health.metrics,
-                    web.search_page,
-                    web.page_js,
-                    web.page_css,
-                    web.widget_js,
-                    web.widget_css,
-                ]
+                handlers, metrics_keyed=settings.auth.enabled and settings.auth.metrics_admin_only
             ),
             # The MCP transport is an ASGI app of its own; its schema is MCP's, not OpenAPI's.
             mcp_transport,
@@ -86,3 +87,5 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
         # replace the root handlers, and our error handlers already log unexpected errors once.
         logging_config=None,
     )
+    openapi.close_strict_objects(app, handlers)
+    return app

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from collections import Counter
+from typing import Annotated, Any
 
 import msgspec
 from litestar import Response, delete, get, post, put
@@ -11,6 +12,7 @@ from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, JSONBody, SkipValidation
 
+from service.api.fields import CollectionPath, text
 from service.api.guard import require_api_key
 from service.auth.billing import billed, rerank_search_units
 from service.auth.keys import ApiKey, Keys
@@ -23,17 +25,26 @@ from service.ingest.writer import IngestWriter
 MAX_DOCUMENTS_PER_REQUEST = 1000
 # Documents per write through the journal, as the CLI's batches: bounds what one failure redoes.
 WRITE_BATCH = 64
+# Duplicated ids a 400 names before it says "and N more": enough to find them, short enough to read.
+MAX_NAMED_IDS = 10
 
 
 class DocumentIn(msgspec.Struct, forbid_unknown_fields=True):
-    id: str
+    id: Annotated[str, text("The document's id: sending it again replaces the document.")]
     text: str = ""
     title: str = ""
     metadata: dict[str, Any] = msgspec.field(default_factory=dict)
 
 
 class UpsertRequest(msgspec.Struct, forbid_unknown_fields=True):
-    documents: list[DocumentIn]
+    documents: Annotated[
+        list[DocumentIn],
+        msgspec.Meta(
+            min_length=1,
+            max_length=MAX_DOCUMENTS_PER_REQUEST,
+            description=f"1 to {MAX_DOCUMENTS_PER_REQUEST} documents, each id once.",
+        ),
+    ]
 
 
 class UpsertResponse(msgspec.Struct):
@@ -94,7 +105,21 @@ def to_documents(body: UpsertRequest) -> list[Document]:
         problem = metadata_problem(document.metadata)
         if problem is not None:
             raise InvalidRequest(f"documents[{number}].{problem}")
+    check_unique_ids(body.documents)
     return [Document(d.id, d.title, d.text, d.metadata) for d in body.documents]
+
+
+def check_unique_ids(documents: list[DocumentIn]) -> None:
+    """InvalidRequest naming ids sent more than once: which copy should win is the client's to say, and
+    writing the last one silently would hide the client's bug."""
+    repeated = [doc_id for doc_id, count in Counter(d.id for d in documents).items() if count > 1]
+    if repeated:
+        named = ", ".join(repr(doc_id) for doc_id in repeated[:MAX_NAMED_IDS])
+        more = f" and {len(repeated) - MAX_NAMED_IDS} more" if len(repeated) > MAX_NAMED_IDS else ""
+        raise InvalidRequest(
+            f"documents: each id may appear once per request; sent more than once: {named}{more};"
+            " nothing was written"
+        )
 
 
 @get(
@@ -125,7 +150,7 @@ async def list_collections(
     summary="Collection counts",
     tags=["collections"],
 )
-async def get_collection(writer: NamedDependency[IngestWriter], name: FromPath[str]) -> CollectionInfo:
+async def get_collection(writer: NamedDependency[IngestWriter], name: CollectionPath) -> CollectionInfo:
     """Documents and chunks in the journal and in each store: a quick look for drift."""
     await writer.require(name)
     lexical, vector = await asyncio.gather(
@@ -158,7 +183,7 @@ async def get_collection(writer: NamedDependency[IngestWriter], name: FromPath[s
     tags=["collections"],
 )
 async def put_collection(
-    writer: NamedDependency[IngestWriter], name: FromPath[str]
+    writer: NamedDependency[IngestWriter], name: CollectionPath
 ) -> Response[CollectionCreated]:
     """201 when created, 200 when it already existed."""
     created = await writer.create_collection(name)
@@ -173,7 +198,7 @@ async def put_collection(
     summary="Delete a collection",
     tags=["collections"],
 )
-async def delete_collection(writer: NamedDependency[IngestWriter], name: FromPath[str]) -> CollectionDeleted:
+async def delete_collection(writer: NamedDependency[IngestWriter], name: CollectionPath) -> CollectionDeleted:
     await writer.drop_collection(name)
     return CollectionDeleted(name, deleted=True)
 
@@ -187,7 +212,7 @@ async def delete_collection(writer: NamedDependency[IngestWriter], name: FromPat
     tags=["collections"],
 )
 async def upsert_documents(
-    name: FromPath[str],
+    name: CollectionPath,
     data: JSONBody[UpsertRequest],
     *,
     writer: NamedDependency[IngestWriter],
@@ -221,7 +246,7 @@ async def upsert_documents(
     tags=["collections"],
 )
 async def delete_document(
-    name: FromPath[str],
+    name: CollectionPath,
     doc_id: FromPath[str],
     *,
     writer: NamedDependency[IngestWriter],

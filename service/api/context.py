@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Sequence
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 from litestar import Request, post
@@ -17,8 +17,9 @@ from litestar.di import NamedDependency
 from litestar.params import JSONBody, SkipValidation
 
 from service.api.disconnect import cancel_on_disconnect
+from service.api.fields import collection, text
 from service.api.guard import require_api_key
-from service.api.search import DegradedStage, HitEvidence, hit_evidence
+from service.api.search import DegradedStage, HitEvidence, described, hit_evidence
 from service.auth.access import check_collection
 from service.auth.billing import billed
 from service.auth.keys import ApiKey, Keys
@@ -40,11 +41,23 @@ URL_KEYS = ("url", "source_url", "link")
 
 
 class ContextRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    query: str
-    collection: str
-    max_tokens: int | None = None
+    query: Annotated[str, text("What to find passages for.")]
+    collection: Annotated[str, collection("The collection to search.")]
+    # budget() checks both ends, its 400 naming the configured maximum; the schema states the minimum.
+    max_tokens: (
+        Annotated[
+            int,
+            msgspec.Meta(
+                description="Tokens the passages may fill: 1 to [context] max_tokens.",
+                extra_json_schema={"extra": {"minimum": 1}},
+            ),
+        ]
+        | None
+    ) = None
     filter: dict[str, Any] | None = None
-    min_score: float | None = None
+    min_score: (
+        Annotated[float, described("Drop passages whose rerank score is below this.", ge=0, le=1)] | None
+    ) = None
     tokenizer: str | None = None
 
 

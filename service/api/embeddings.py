@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 import numpy as np
@@ -36,7 +36,7 @@ COUNT_BATCH = 32
 class EmbeddingsRequest(msgspec.Struct, kw_only=True):
     """OpenAI's request. `user` is accepted and ignored; `dimensions` must be the model's own."""
 
-    model: str
+    model: Annotated[str, msgspec.Meta(min_length=1, description="The embedding model of GET /v1/models.")]
     # OpenAI also takes token ids (lists of ints); msgspec allows one list type in a union.
     input: str | list[Any]
     encoding_format: Literal["float", "base64"] = "float"
@@ -57,7 +57,7 @@ class EmbeddingsUsage(msgspec.Struct):
 
 class EmbeddingsResponse(msgspec.Struct):
     data: list[Embedding]
-    model: str
+    model: Annotated[str, msgspec.Meta(min_length=1, description="The embedding model of GET /v1/models.")]
     usage: EmbeddingsUsage
     object: str = "list"
 

@@ -17,6 +17,7 @@ from litestar.types import ExceptionHandlersMap
 
 from service import errors
 from service.api.dependencies import runtime_of
+from service.api.fields import PATTERN_PROBLEMS
 from service.api.mcp import JSONRPC_ERRORS
 from service.search.collections import nearest_name
 
@@ -146,6 +147,7 @@ _FRIENDLY = [
     (re.compile(r"Expected `(?:int|number)` >= (\S+)"), r"must be at least \1"),
     (re.compile(r"Expected `(?:int|number)` <= (\S+)"), r"must be at most \1"),
 ]
+_PATTERN = re.compile(r"Expected `str` matching regex (.*)")
 _UNKNOWN_FIELD = re.compile(r"Object contains unknown field `([^`]*)`")
 
 
@@ -157,10 +159,21 @@ def problem_text(key: object, text: str) -> str:
         return f"unknown field `{inside}{unknown.group(1)}`"
     if key == "data":  # the body as a whole: empty, or not an object
         return f"the request body must be a JSON object ({text})"
+    broken = _PATTERN.fullmatch(text)
+    if broken:
+        return f"{key} {pattern_problem(broken.group(1))}" if key else pattern_problem(broken.group(1))
     for pattern, friendly in _FRIENDLY:
         if pattern.fullmatch(text):
             return f"{key} {pattern.sub(friendly, text)}" if key else pattern.sub(friendly, text)
     return f"{key}: {text}" if key else text
+
+
+def pattern_problem(quoted: str) -> str:
+    """The words for a pattern msgspec names (as its repr), or the pattern itself."""
+    for pattern, problem in PATTERN_PROBLEMS.items():
+        if quoted == repr(pattern):
+            return problem
+    return f"must match the pattern {quoted}"
 
 
 def validation_message(exc: ValidationException) -> str:

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Sequence
+from copy import copy
 from importlib import metadata, resources
 from pathlib import Path
 
-from litestar import MediaType, Response, route
+import msgspec
+from litestar import Litestar, MediaType, Response, route
 from litestar.enums import HttpMethod
 from litestar.handlers import HTTPRouteHandler
 from litestar.openapi import OpenAPIConfig
@@ -122,9 +124,16 @@ def statuses_of(raises: Sequence[type[errors.FathomError]]) -> set[int]:
     return {status for cls, (status, _) in STATUS.items() if issubclass(cls, tuple(raises))}
 
 
-def error_statuses(handler: HTTPRouteHandler) -> set[int]:
+def keyed(handler: HTTPRouteHandler, metrics_keyed: bool) -> bool:
+    """Whether the route asks for a key: /metrics only when [auth] metrics_admin_only is set."""
+    if handler is health.metrics:
+        return metrics_keyed
+    return bool(handler.guards)
+
+
+def error_statuses(handler: HTTPRouteHandler, metrics_keyed: bool = False) -> set[int]:
     raises = list(RAISES[handler])
-    if handler.guards:
+    if keyed(handler, metrics_keyed):
         raises.extend(KEY_GUARD_RAISES)
     found = statuses_of(raises) | {INTERNAL_ERROR}
     if "data" in handler.parsed_fn_signature.parameters:
@@ -132,12 +141,18 @@ def error_statuses(handler: HTTPRouteHandler) -> set[int]:
     return found
 
 
-def document(handler: HTTPRouteHandler) -> HTTPRouteHandler:
-    """The handler with its error answers and, when keyed, the Bearer scheme in the schema."""
+def document(handler: HTTPRouteHandler, metrics_keyed: bool = False) -> HTTPRouteHandler:
+    """A copy of the handler with its error answers and, when keyed, the Bearer scheme in the schema.
+
+    A copy: the handlers are module-level, and apps built with other settings must not share answers.
+    """
     if handler not in RAISES:
         raise LookupError(f"{handler.handler_name}: add the errors it raises to RAISES in {__name__}")
+    statuses = error_statuses(handler, metrics_keyed)
+    needs_key = keyed(handler, metrics_keyed)
+    handler = copy(handler)
     responses = dict(handler.responses or {})
-    for status in sorted(error_statuses(handler)):
+    for status in sorted(statuses):
         responses.setdefault(
             status,
             ResponseSpec(
@@ -145,15 +160,54 @@ def document(handler: HTTPRouteHandler) -> HTTPRouteHandler:
             ),
         )
     handler.responses = responses
-    if handler.guards:
+    if needs_key:
         handler.security = [{BEARER: []}]
     return handler
 
 
-def documented(handlers: Sequence[HTTPRouteHandler]) -> list[HTTPRouteHandler | Router]:
+def documented(
+    handlers: Sequence[HTTPRouteHandler], metrics_keyed: bool = False
+) -> list[HTTPRouteHandler | Router]:
     """The app's routes, each documented, with a true OPTIONS where a path has several handlers, and
-    Swagger UI's files."""
-    return [*options_handlers(handlers), *map(document, handlers), assets_router()]
+    Swagger UI's files. `metrics_keyed`: /metrics asks for a key ([auth] metrics_admin_only)."""
+    documents = [document(handler, metrics_keyed) for handler in handlers]
+    return [*options_handlers(handlers), *documents, assets_router()]
+
+
+def strict_structs(handlers: Sequence[HTTPRouteHandler]) -> set[str]:
+    """Names of the request body structs (and those nested in them) that refuse unknown fields."""
+    found: set[str] = set()
+    for handler in handlers:
+        data = handler.parsed_fn_signature.parameters.get("data")
+        if data is not None:
+            for info in struct_types(msgspec.inspect.type_info(data.annotation)):
+                if info.forbid_unknown_fields:
+                    found.add(info.cls.__name__)
+    return found
+
+
+def struct_types(info: msgspec.inspect.Type) -> list[msgspec.inspect.StructType]:
+    """Every struct type within `info`: its fields', its items', its union's arms'."""
+    if isinstance(info, msgspec.inspect.StructType):
+        nested = [struct for field in info.fields for struct in struct_types(field.type)]
+        return [info, *nested]
+    if isinstance(info, msgspec.inspect.Metadata | msgspec.inspect.ListType):
+        return struct_types(info.type if isinstance(info, msgspec.inspect.Metadata) else info.item_type)
+    if isinstance(info, msgspec.inspect.UnionType):
+        return [struct for arm in info.types for struct in struct_types(arm)]
+    return []
+
+
+def close_strict_objects(app: Litestar, handlers: Sequence[HTTPRouteHandler]) -> None:
+    """additionalProperties: false on the schemas of structs that refuse unknown fields.
+
+    Litestar leaves it out, so the schema allowed fields the server answers 400 for; read from the
+    structs' own forbid_unknown_fields, not listed again.
+    """
+    schemas = (app.openapi_schema.components.schemas or {}) if app.openapi_schema.components else {}
+    for name in strict_structs(handlers):
+        if name in schemas:
+            schemas[name].additional_properties = False
 
 
 def options_handlers(handlers: Sequence[HTTPRouteHandler]) -> list[HTTPRouteHandler]:

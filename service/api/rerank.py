@@ -44,9 +44,15 @@ class RerankRequest(msgspec.Struct, kw_only=True):
             " (1000 by default) per request.",
         ),
     ]
-    model: Annotated[
-        str | None, msgspec.Meta(description="A model id of GET /v1/models; default: the configured one.")
-    ] = None
+    model: (
+        Annotated[
+            str,
+            msgspec.Meta(
+                min_length=1, description="A model id of GET /v1/models; default: the configured one."
+            ),
+        ]
+        | None
+    ) = None
     top_n: Annotated[int, msgspec.Meta(ge=1, description="Return only the best top_n results.")] | None = None
     return_documents: Annotated[
         bool, msgspec.Meta(description="Return each document with its result (as {text} for a string).")
@@ -56,10 +62,12 @@ class RerankRequest(msgspec.Struct, kw_only=True):
     ) = None
     rank_fields: (
         Annotated[
-            list[str],
+            list[Annotated[str, msgspec.Meta(min_length=1)]],
             msgspec.Meta(
                 min_length=1,
                 description="For object documents: the fields scored, joined in this order (default: text).",
+                # Litestar's schema leaves out the items' own constraint: stated again for the document.
+                extra_json_schema={"extra": {"items": {"type": "string", "minLength": 1}}},
             ),
         ]
         | None

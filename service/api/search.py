@@ -11,15 +11,17 @@ from litestar.di import NamedDependency
 from litestar.params import JSONBody, SkipValidation
 
 from service.api.disconnect import cancel_on_disconnect
+from service.api.fields import collection, text
 from service.api.guard import require_api_key
 from service.auth.access import check_collection
 from service.auth.billing import billed
 from service.auth.keys import ApiKey, Keys
+from service.auth.public import check_public_rerank
 from service.auth.scopes import SEARCH
 from service.errors import ClientGone
 from service.metrics import Metrics
 from service.runtime import Runtime
-from service.search.facets import FacetCounts, parse_facet_fields
+from service.search.facets import MAX_FACET_FIELDS, FacetCounts, parse_facet_fields
 from service.search.filters import parse_filter
 from service.search.fusion import StageEvidence
 from service.search.pipeline import SearchPipeline, SearchQuery
@@ -30,7 +32,9 @@ SEARCH_UNITS_PER_QUERY = 1
 
 def described(description: str, ge: float | None = None, le: float | None = None) -> msgspec.Meta:
     """A field's description and bounds, for the OpenAPI schema and for parsing alike."""
-    return msgspec.Meta(description=description, ge=ge, le=le)
+    # Litestar leaves a lower bound of 0 out of the schema (it tests the bound's truth): stated again.
+    extra = {"extra": {"minimum": ge}} if ge == 0 else None
+    return msgspec.Meta(description=description, ge=ge, le=le, extra_json_schema=extra)
 
 
 class Weights(msgspec.Struct, forbid_unknown_fields=True):
@@ -48,7 +52,9 @@ class RerankOptions(msgspec.Struct, forbid_unknown_fields=True):
         None
     )
     depth: Annotated[int, described("How many fused hits to rerank; 0: none.", ge=0)] | None = None
-    model: Annotated[str, described("A rerank model id of GET /v1/models.")] | None = None
+    model: (
+        Annotated[str, msgspec.Meta(min_length=1, description="A rerank model id of GET /v1/models.")] | None
+    ) = None
     budget_ms: (
         Annotated[
             float,
@@ -66,8 +72,8 @@ class RerankOptions(msgspec.Struct, forbid_unknown_fields=True):
 class SearchRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Unknown fields are refused: a misspelt option silently ignored would be worse than a 400."""
 
-    query: Annotated[str, msgspec.Meta(min_length=1, description="What to search for.")]
-    collection: Annotated[str, msgspec.Meta(min_length=1, description="The collection to search.")]
+    query: Annotated[str, text("What to search for.")]
+    collection: Annotated[str, collection("The collection to search.")]
     top_k: (
         Annotated[int, described("Hits to return: 1 to [search] max_top_k (100 by default).", ge=1)] | None
     ) = None
@@ -85,10 +91,22 @@ class SearchRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     ) = None
     passages: Annotated[bool, described("One hit per matching passage instead of per document.")] = False
     facets: (
-        Annotated[list[str], described("Metadata fields to count values of; [] counts only the total.")]
+        Annotated[
+            list[str],
+            msgspec.Meta(
+                max_length=MAX_FACET_FIELDS,
+                description=f"Metadata fields to count values of (at most {MAX_FACET_FIELDS}); [] counts only"
+                " the total.",
+            ),
+        ]
         | None
     ) = None
-    cursor: Annotated[str, described("The previous response's cursor, for the next page.")] | None = None
+    cursor: (
+        Annotated[
+            str, msgspec.Meta(min_length=1, description="The previous response's cursor, for the next page.")
+        ]
+        | None
+    ) = None
 
 
 class Evidence(msgspec.Struct, omit_defaults=True):
@@ -226,6 +244,8 @@ async def search(
     api_key: NamedDependency[ApiKey | None],
 ) -> SearchResponse:
     check_collection(api_key, data.collection)
+    if api_key is not None and api_key.public and data.rerank is not None:
+        check_public_rerank(data.rerank.depth, data.rerank.budget_ms, runtime.settings.search.rerank)
     request.state.collection = data.collection  # for a 404's nearest existing name (api/errors.py)
     query = to_query(data)
     reranker = runtime.reranker_for(data.rerank.model if data.rerank else None)

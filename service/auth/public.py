@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from urllib.parse import urlsplit
 
 from service.errors import Forbidden, InvalidRequest
+from service.settings import SearchRerankSettings
 
 # Requests per minute a public key gets when it is created without --rate-limit.
 PUBLIC_RATE_LIMIT = 600
@@ -48,4 +49,28 @@ def check_public_use(origins: frozenset[str], origin: str | None, public_route: 
         )
         raise Forbidden(
             f"this public key may be used only from {', '.join(sorted(origins))}; this request {came_from}"
+        )
+
+
+def check_public_rerank(depth: int | None, budget_ms: float | None, defaults: SearchRerankSettings) -> None:
+    """Forbidden when a public key asks for more rerank work than the server does by default.
+
+    Rerank is the costly stage, and anyone can copy the key from the page: a deeper head or a longer
+    budget is the operator's to grant with a secret key. Asking for less (a shallower head, a shorter
+    budget) is allowed. A budget of 0 means none (the whole head is reranked, however long it takes),
+    so it is refused unless the server's own default is no budget either.
+    """
+    if depth is not None and depth > defaults.depth:
+        raise Forbidden(
+            f"rerank.depth {depth} is over this server's default of {defaults.depth}, the most a public key"
+            f" may ask for; send rerank.depth 0 to {defaults.depth}, or leave it out"
+        )
+    if budget_ms is None or defaults.budget_ms == 0:
+        return
+    if budget_ms == 0 or budget_ms > defaults.budget_ms:
+        asked = "0 (no budget)" if budget_ms == 0 else f"{budget_ms:g}"
+        raise Forbidden(
+            f"rerank.budget_ms {asked} is over this server's default of {defaults.budget_ms:g} ms, the most a"
+            f" public key may ask for; send rerank.budget_ms above 0 and at most {defaults.budget_ms:g},"
+            " or leave it out"
         )

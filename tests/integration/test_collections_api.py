@@ -85,6 +85,24 @@ async def test_errors_use_the_common_body(collections_api: Api) -> None:
     assert (await client.post("/v1/collections/site/documents", json=documents_body(DOCS))).status_code == 401
 
 
+async def test_an_upsert_repeating_an_id_is_refused_and_writes_nothing(collections_api: Api) -> None:
+    client, auth = collections_api
+    await client.put("/v1/collections/site", headers=auth)
+    first = Document(DOCS[0].id, DOCS[0].title, "the first copy", {})
+    second = Document(DOCS[0].id, DOCS[0].title, "the second copy", {})
+    body = documents_body([first, DOCS[1], second, DOCS[2], DOCS[2]])
+
+    response = await client.post("/v1/collections/site/documents", json=body, headers=auth)
+
+    assert response.status_code == 400, response.text
+    message = response.json()["error"]["message"]
+    assert f"{DOCS[0].id!r}" in message and f"{DOCS[2].id!r}" in message
+    assert f"{DOCS[1].id!r}" not in message and "once per request" in message
+    info = (await client.get("/v1/collections/site", headers=auth)).json()
+    assert info["documents"] == 0 and info["pending"] == 0
+    assert info["stores"]["lexical"]["chunks"] == info["stores"]["vector"]["chunks"] == 0
+
+
 class CrashingVectors:
     """The real vector store, except that upserts fail as if the process died before Qdrant wrote."""
 

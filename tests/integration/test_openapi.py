@@ -167,3 +167,56 @@ async def test_swagger_ui_is_served_from_the_package(
     for asset in assets:
         response = await client.get(asset)
         assert response.status_code == 200 and len(response.content) > 1000, asset
+
+
+REFUSED_BODIES = [
+    ("/v1/search", {"query": "   ", "collection": "cran"}),
+    ("/v1/search", {"query": "wing", "collection": "crän"}),
+    ("/v1/search", {"query": "wing", "collection": "Cran"}),
+    ("/v1/search", {"query": "wing", "collection": ""}),
+    ("/v1/search", {"query": "wing", "collection": "cran", "cursor": ""}),
+    ("/v1/search", {"query": "wing", "collection": "cran", "rerank": {"model": ""}}),
+    ("/v1/rerank", {"query": "q", "documents": []}),
+    ("/v1/rerank", {"query": "q", "documents": ["a"], "model": ""}),
+    ("/v1/rerank", {"query": "q", "documents": [{"text": "a"}], "rank_fields": [""]}),
+    ("/v1/embeddings", {"model": "", "input": "a"}),
+    ("/v1/context", {"query": " ", "collection": "cran"}),
+    ("/v1/context", {"query": "wing", "collection": "crän"}),
+    ("/v1/collections/cran/documents", {"documents": []}),
+    ("/v1/collections/cran/documents", {"documents": [{"id": ""}]}),
+]
+
+
+def request_schema(spec: dict[str, Any], path: str) -> Draft202012Validator:
+    """The validator of a POST body as the schema declares it, its $refs read from the document."""
+    templated = re.sub(r"/collections/[^/]+/", "/collections/{name}/", path)
+    content = spec["paths"][templated]["post"]["requestBody"]["content"]["application/json"]
+    return Draft202012Validator({**content["schema"], "components": spec["components"]})
+
+
+@pytest.mark.parametrize(("path", "body"), REFUSED_BODIES)
+async def test_what_the_server_refuses_the_schema_refuses(
+    served: tuple[httpx.AsyncClient, str, dict[str, Any]], path: str, body: dict[str, Any]
+) -> None:
+    client, key, spec = served
+    response = await client.post(path, json=body, headers={"Authorization": f"Bearer {key}"})
+
+    assert response.status_code == 400, response.text
+    assert not request_schema(spec, path).is_valid(body), f"the schema allows {body}"
+
+
+async def test_collection_names_in_paths_and_an_open_metrics_are_as_documented(
+    served: tuple[httpx.AsyncClient, str, dict[str, Any]],
+) -> None:
+    client, key, spec = served
+    refused = await client.put("/v1/collections/cr%C3%A4n", headers={"Authorization": f"Bearer {key}"})
+    name = next(
+        p for p in spec["paths"]["/v1/collections/{name}"]["put"]["parameters"] if p["name"] == "name"
+    )
+    metrics = spec["paths"]["/metrics"]["get"]
+
+    assert refused.status_code == 400 and "not a valid collection name" in refused.json()["error"]["message"]
+    assert not Draft202012Validator(name["schema"]).is_valid("crän")
+    assert Draft202012Validator(name["schema"]).is_valid("cran-2")
+    assert (await client.get("/metrics")).status_code == 200  # open: [auth] metrics_admin_only is off
+    assert "security" not in metrics and "401" not in metrics["responses"]

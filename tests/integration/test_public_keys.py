@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from service.auth.keys import KeyStore
-from service.settings import Settings
+from service.settings import SearchRerankSettings, Settings
 from tests.integration.rerank_app import running
 from tests.integration.search_app import cranfield, index_documents, search_settings
 
@@ -22,6 +22,9 @@ OTHER = "https://evil.example.net"
 class Keys:
     public: str
     secret: str
+    # A second public key for the site, with room in its rate limit for the tests that need many calls.
+    roomy: str
+    rerank_defaults: SearchRerankSettings
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +38,10 @@ def create_keys(settings: Settings) -> Keys:
         public = store.create(
             "site", rate_limit=3, collections=frozenset({"site"}), origins=frozenset({SITE})
         )
-        return Keys(public=public, secret=store.create("backend"))
+        roomy = store.create(
+            "widget", rate_limit=100, collections=frozenset({"site"}), origins=frozenset({SITE})
+        )
+        return Keys(public, store.create("backend"), roomy, settings.search.rerank)
     finally:
         store.close()
 
@@ -59,10 +65,15 @@ def preflight(origin: str) -> dict[str, str]:
 
 
 async def search(
-    http: httpx.AsyncClient, key: str, origin: str | None, collection: str = "site"
+    http: httpx.AsyncClient,
+    key: str,
+    origin: str | None,
+    collection: str = "site",
+    rerank: dict[str, float] | None = None,
 ) -> httpx.Response:
     headers = {"Authorization": f"Bearer {key}", **({"Origin": origin} if origin else {})}
-    return await http.post("/v1/search", json={"query": "wing", "collection": collection}, headers=headers)
+    body = {"query": "wing", "collection": collection, **({"rerank": rerank} if rerank is not None else {})}
+    return await http.post("/v1/search", json=body, headers=headers)
 
 
 async def test_cors_answers_only_the_origins_public_keys_name(served: tuple[httpx.AsyncClient, Keys]) -> None:
@@ -114,3 +125,56 @@ async def test_a_public_key_has_its_own_rate_limit(served: tuple[httpx.AsyncClie
     limited = await search(http, keys.public, SITE)
     assert limited.status_code == 429 and limited.headers["access-control-allow-origin"] == SITE
     assert secret == [200] * 4
+
+
+async def test_a_public_key_cannot_ask_for_more_rerank_than_the_server_default(
+    served: tuple[httpx.AsyncClient, Keys],
+) -> None:
+    http, keys = served
+    depth, budget = keys.rerank_defaults.depth, keys.rerank_defaults.budget_ms
+    assert depth > 0 and budget > 0  # the cases below need a server whose default has a depth and a budget
+
+    deeper = await search(http, keys.roomy, SITE, rerank={"depth": depth + 1})
+    unbudgeted = await search(http, keys.roomy, SITE, rerank={"budget_ms": 0, "depth": 1000})
+    no_budget = await search(http, keys.roomy, SITE, rerank={"budget_ms": 0})
+    longer = await search(http, keys.roomy, SITE, rerank={"budget_ms": budget + 1})
+
+    assert [deeper.status_code, unbudgeted.status_code, no_budget.status_code, longer.status_code] == [
+        403
+    ] * 4
+    assert deeper.headers["access-control-allow-origin"] == SITE  # the widget can read why
+    assert "rerank.depth" in deeper.json()["error"]["message"]
+    assert f"default of {depth}" in deeper.json()["error"]["message"]
+    for refused in (no_budget, longer):
+        message = refused.json()["error"]["message"]
+        assert "rerank.budget_ms" in message and f"default of {budget:g} ms" in message
+    assert "0 (no budget)" in no_budget.json()["error"]["message"]
+
+
+async def test_a_public_key_may_ask_for_the_default_rerank_or_less(
+    served: tuple[httpx.AsyncClient, Keys],
+) -> None:
+    http, keys = served
+    depth, budget = keys.rerank_defaults.depth, keys.rerank_defaults.budget_ms
+    asks: list[dict[str, float]] = [
+        {"depth": depth, "budget_ms": budget},
+        {"depth": 0},
+        {"depth": 3, "budget_ms": budget / 2},
+        {},
+    ]
+    for rerank in asks:
+        response = await search(http, keys.roomy, SITE, rerank=rerank)
+        assert response.status_code == 200, (rerank, response.text)
+    shallow = await search(http, keys.roomy, SITE, rerank={"depth": 0})
+    assert shallow.json()["reranked"] == 0
+
+
+async def test_a_secret_key_still_sets_any_rerank_depth_and_budget(
+    served: tuple[httpx.AsyncClient, Keys],
+) -> None:
+    http, keys = served
+    response = await search(
+        http, keys.secret, None, collection="private", rerank={"budget_ms": 0, "depth": 1000}
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["reranked"] >= len(response.json()["hits"]) > 0
