@@ -67,7 +67,15 @@ async def collection_key(runtime: Runtime, context: Context[Any, Any], collectio
     return key
 
 
-def build_mcp_server(runtime: Runtime) -> MCPServer[Any]:
+def build_mcp_server(runtime: Runtime, *, patient: bool = False) -> MCPServer[Any]:
+    """The tools on `runtime`. `patient` (stdio): a tool waits for what it needs to finish opening, so
+    the assistant's `initialize` is answered at once; over HTTP the server's /readyz says when it is
+    ready, and a tool called before then answers that search is still starting."""
+
+    async def opened(everything: bool) -> None:
+        if patient:
+            await (runtime.wait_started() if everything else runtime.wait_search_opened())
+
     with logging_left_alone():
         server: MCPServer[Any] = MCPServer(
             "fathom", instructions=INSTRUCTIONS, version="0.1.0", warn_on_duplicate_tools=False
@@ -88,6 +96,7 @@ def build_mcp_server(runtime: Runtime) -> MCPServer[Any]:
         """
         request = ContextRequest(query=query, collection=collection, max_tokens=max_tokens, filter=filter)
         with tool_errors():
+            await opened(everything=True)  # the reranker too
             key = await collection_key(runtime, context, collection)
             async with billed(runtime.key_store, key, SEARCH_UNITS_PER_CONTEXT):
                 response = await searched(runtime, context, gather_context(runtime, request))
@@ -103,6 +112,7 @@ def build_mcp_server(runtime: Runtime) -> MCPServer[Any]:
         Text past `max_chars` characters is left out and `truncated` is true.
         """
         with tool_errors():
+            await opened(everything=False)
             await collection_key(runtime, context, collection)
             return await read_document(runtime, collection, id, max_chars)
 
@@ -110,6 +120,7 @@ def build_mcp_server(runtime: Runtime) -> MCPServer[Any]:
     async def list_collections(context: Context[Any, Any]) -> list[str]:
         """The names of the collections that can be searched."""
         with tool_errors():
+            await opened(everything=False)
             key = await caller_key(runtime, context)
             if runtime.writer is None:
                 raise runtime.unavailable("search is")
@@ -180,13 +191,12 @@ async def serve_stdio(settings: Settings) -> None:
 
     The stores are opened in this process, as `fathom serve` opens them; in the embedded setup
     Qdrant's local files take one process at a time, so run it against servers, or with the service
-    stopped.
+    stopped. They open in the background, as the models load: `initialize` is answered at once (an
+    assistant gives up on a server that is silent for long), and each tool waits for what it needs;
+    a store that cannot be opened (another process holds it) is the tools' error message.
     """
-    async with open_runtime(settings) as runtime:
-        if runtime.pipeline is None:
-            raise runtime.unavailable("search is")
-        await runtime.wait_started()
-        server = build_mcp_server(runtime)
+    async with open_runtime(settings, background=True) as runtime:
+        server = build_mcp_server(runtime, patient=True)
         async with stdio_server() as (read_stream, write_stream):
             lowlevel = server._lowlevel_server
             answered = AnsweringBadLines(read_stream, write_stream)

@@ -110,6 +110,10 @@ class Runtime:
         """Until every model has loaded or failed and search has opened or failed."""
         if self.models is not None:
             await self.models.wait_loaded()
+        await self.wait_search_opened()
+
+    async def wait_search_opened(self) -> None:
+        """Until search (the stores, the embedder, the journal) has opened or failed; not the rerankers."""
         if self.opening is not None:
             await asyncio.shield(self.opening)
 

@@ -6,6 +6,7 @@ import json
 import os
 import select
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from service.auth.keys import KeyStore
 from service.settings import Settings
 from tests.conftest import MODELS
 from tests.integration.ingest_app import FATHOM, cli_env, fathom
-from tests.integration.rerank_app import TINY, new_key
+from tests.integration.rerank_app import BENCH, TINY, new_key
 from tests.integration.search_app import cranfield, search_settings
 from tests.integration.served import served, served_config
 from tests.integration.test_indexer_cli import write_jsonl
@@ -211,3 +212,51 @@ def test_stdio_answers_lines_that_are_not_json_rpc_and_keeps_serving(
             assert answered["id"] == 2 and answered["result"]["serverInfo"]["name"] == "fathom", answered
         finally:
             server.terminate()
+
+
+def test_stdio_answers_initialize_before_the_reranker_has_loaded(
+    indexed: tuple[Path, Path, Settings], tmp_path: Path
+) -> None:
+    """An assistant gives up on a server silent for long: `initialize` is answered while the reranker
+    is still being made (an int8 copy quantised on first use, which takes far longer than starting),
+    and the tools wait for what they need."""
+    config, data, _ = indexed
+    slow = tmp_path / "int8.toml"
+    slow.write_text(
+        config.read_text(encoding="utf-8").replace(f'default_model = "{TINY}"', f'default_model = "{BENCH}"')
+        + f'[rerank.models."{BENCH}"]\npath = "{MODELS / BENCH}"\nquantize = "int8"\n',
+        encoding="utf-8",
+    )
+    env = cli_env(data)
+    with subprocess.Popen(
+        [FATHOM, "--config", str(slow), "mcp"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    ) as server:
+        try:
+            started = time.monotonic()
+            initialize = {
+                "jsonrpc": "2.0",
+                "id": 1,
+                "method": "initialize",
+                "params": {
+                    "protocolVersion": "2025-06-18",
+                    "capabilities": {},
+                    "clientInfo": {"name": "test", "version": "1"},
+                },
+            }
+            assert answer(server, json.dumps(initialize).encode())["id"] == 1
+            initialized = time.monotonic() - started
+            server.stdin.write(b'{"jsonrpc": "2.0", "method": "notifications/initialized"}\n')  # type: ignore[union-attr]
+            call = {"jsonrpc": "2.0", "id": 2, "method": "tools/call"}
+            search = {"name": "search", "arguments": {"query": DOCS[3].title, "collection": "cran"}}
+            found = answer(server, json.dumps(call | {"params": search}).encode(), seconds=900)
+            searched = time.monotonic() - started
+        finally:
+            server.terminate()
+    assert not found["result"].get("isError"), found
+    assert found["result"]["structuredContent"]["passages"], found
+    print(f"initialize answered after {initialized:.1f} s; the first search after {searched:.1f} s")
+    assert initialized < searched / 2, (initialized, searched)
