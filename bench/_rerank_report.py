@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from _rerank_measure import Agreement
 
 SCORE_TOLERANCE = 1e-4
-# What int8 must keep of fp32's ranking, per query (issue 10).
+# What int8 must keep of fp32's ranking, per query: enough that a search's first page stays as fp32
+# would order it.
 MIN_SPEARMAN = 0.95
 MIN_TOP10 = 0.9
 

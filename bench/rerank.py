@@ -152,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--target",
         type=float,
-        help="pairs/s ratio to reach (default: issue 10's, 2.2 for int8, 1.2 under --noise, else 1.3)",
+        help="pairs/s ratio to reach (default: 2.2 for int8, 1.2 under --noise, else 1.3)",
     )
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON ('-' for stdout)")
     parser.add_argument(

@@ -156,7 +156,7 @@ async def get_collection(writer: NamedDependency[IngestWriter], name: Collection
     lexical, vector = await asyncio.gather(
         writer.stack.lexical.chunk_counts(name), writer.stack.vectors.chunk_counts(name)
     )
-    # Off the loop: a journal locked by another process must not stall /healthz (issue 7, defect 8).
+    # Off the loop: a journal locked by another process must not stall /healthz.
     journal = await asyncio.to_thread(writer.journal.chunk_counts, name)
     pending = await asyncio.to_thread(writer.journal.pending, name)
     return CollectionInfo(

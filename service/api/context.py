@@ -210,7 +210,7 @@ async def context(
     check_collection(api_key, data.collection)
     async with billed(keys, api_key, SEARCH_UNITS_PER_CONTEXT):
         try:
-            # As /v1/search: the work stops when the client hangs up (issue 7).
+            # As /v1/search: the work stops when the client hangs up.
             response = await cancel_on_disconnect(request, gather_context(runtime, data))
         except ClientGone:
             metrics.searches_cancelled.inc()

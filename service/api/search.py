@@ -251,7 +251,7 @@ async def search(
     reranker = runtime.reranker_for(data.rerank.model if data.rerank else None)
     async with billed(keys, api_key, SEARCH_UNITS_PER_QUERY):
         try:
-            # Every stage stops when the client hangs up (issue 7, defect 1); a Tantivy search already
+            # Every stage stops when the client hangs up; a Tantivy search already
             # in its worker thread cannot be interrupted, but the query limits bound what it does.
             outcome = await cancel_on_disconnect(request, pipeline.search(query, reranker=reranker))
         except ClientGone:

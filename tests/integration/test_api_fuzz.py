@@ -1,4 +1,4 @@
-"""A bounded property-based run against the OpenAPI schema (issue 7): schemathesis generates requests for
+"""A bounded property-based run against the OpenAPI schema: schemathesis generates requests for
 every operation from the schema the server publishes; no answer may be a 5xx, and every answer must be
 one the schema documents, with the documented body. Against a real `fathom serve` on the embedded stores,
 with an admin key so every route is reached; a few examples per operation keep it to a minute or two.

@@ -1,4 +1,4 @@
-"""Writes that once wedged, orphaned or resurrected collections (issue 7, defects 2, 3 and 6), over HTTP
+"""Writes that once wedged, orphaned or resurrected collections, over HTTP
 and the CLI, on real stores."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""A full disk under data_dir (issue 7, defect 9), on a real small tmpfs: /readyz says so, and writes
+"""A full disk under data_dir, on a real small tmpfs: /readyz says so, and writes
 get 507 with a message that names no server path."""
 
 from __future__ import annotations

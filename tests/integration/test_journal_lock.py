@@ -1,4 +1,4 @@
-"""The ingest journal waits off the event loop (issue 7, defect 8): while another process holds the
+"""The ingest journal waits off the event loop: while another process holds the
 journal's write lock, an upsert waits for it and /healthz still answers at once."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Requests that once crashed or exhausted the server (issue 7, defects 1, 4 and 10): oversized queries,
+"""Requests that once crashed or exhausted the server: oversized queries,
 bodies that cannot be decoded, numbers sent as strings. Each is a 400 with the usual error body."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""A search whose client hangs up is cancelled, not computed for nobody (issue 7, defect 1): /v1/search,
+"""A search whose client hangs up is cancelled, not computed for nobody: /v1/search,
 /v1/context and the MCP search tool over HTTP."""
 
 from __future__ import annotations

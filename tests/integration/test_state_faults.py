@@ -1,4 +1,4 @@
-"""Damaged state files (issue 7, defect 5): a corrupt or truncated journal, a corrupt key store. Each
+"""Damaged state files: a corrupt or truncated journal, a corrupt key store. Each
 is named, with what to do, in /readyz, in the API's 503 and on the command line; nothing hangs."""
 
 from __future__ import annotations
