@@ -44,7 +44,7 @@ from service.errors import ModelUnavailable
 log = logging.getLogger("fathom.models")
 Quantize = Literal["none", "int8"]
 # Part of the cache key (with the number of outlier channels kept fp32): a new recipe quantises again.
-RECIPE = f"smooth{ALPHA}-per-token-int8-v4"
+RECIPE = f"smooth{ALPHA}-per-token-int8-v5"
 
 
 def recipe(calibration: Calibration) -> str:
