@@ -173,7 +173,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve_parser.set_defaults(handler=serve)
 
     mcp_parser = commands.add_parser(
-        "mcp", help="serve the MCP tools (list_collections, search, get_document) over stdio", parents=[config]
+        "mcp",
+        help="serve the MCP tools (list_collections, search, get_document) over stdio",
+        parents=[config],
     )
     mcp_parser.set_defaults(handler=mcp)
 
