@@ -6,7 +6,9 @@ For every Cranfield and CACM document whose title has at least 4 words, its firs
 - exact:  as typed;
 - typo:   one deterministic-random edit (swap, deletion, insertion or substitution, never on the
           first letter) in each word of 5 letters or more;
-- prefix: the first 3 words and the first half of the 4th, sent as unfinished (prefix mode).
+- prefix: the first 3 words and the first half of the 4th, sent as unfinished (prefix mode);
+- four:   (a reference, no target) the first 4 words whole: what the prefix query could at best find,
+          since it carries less of the title than `exact` does.
 
 Each is searched twice, "before" (exact matching only, what the stores did before typo tolerance) and
 "after" (typo tolerance on, as by default, and prefix mode on for the half-typed query), interleaved
@@ -43,7 +45,7 @@ TITLE_WORDS = 5
 DEPTH = 100  # passages asked for; documents ranked by their best passage
 TARGET_RATIO = 0.9
 TARGET_EXTRA_MS = 10.0
-VARIANTS = ("exact", "typo", "prefix")
+VARIANTS = ("exact", "typo", "prefix", "four")
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +54,7 @@ class KnownItem:
     exact: str
     typo: str
     prefix: str
+    four: str
 
 
 def with_typo(word: str, rng: random.Random) -> str:
@@ -87,7 +90,11 @@ def known_items(collection: str) -> list[KnownItem]:
             typos = [with_typo(w, rng) if len(w) >= 5 else w for w in words]
             fourth = words[3]
             half = [*words[:3], fourth[: (len(fourth) + 1) // 2]]
-            items.append(KnownItem(str(record["_id"]), " ".join(words), " ".join(typos), " ".join(half)))
+            items.append(
+                KnownItem(
+                    str(record["_id"]), " ".join(words), " ".join(typos), " ".join(half), " ".join(words[:4])
+                )
+            )
     return items
 
 
@@ -127,8 +134,13 @@ async def run(settings: Any, collection: str, items: list[KnownItem]) -> dict[st
 
     typos_on = Matching(typos=True)
     modes = {
-        "before": {"exact": EXACT, "typo": EXACT, "prefix": EXACT},
-        "after": {"exact": typos_on, "typo": typos_on, "prefix": Matching(typos=True, prefix=True)},
+        "before": {"exact": EXACT, "typo": EXACT, "prefix": EXACT, "four": EXACT},
+        "after": {
+            "exact": typos_on,
+            "typo": typos_on,
+            "prefix": Matching(typos=True, prefix=True),
+            "four": typos_on,
+        },
     }
     ranks: dict[str, dict[str, list[int | None]]] = {m: {v: [] for v in VARIANTS} for m in modes}
     millis: dict[str, list[float]] = {m: [] for m in modes}
@@ -162,7 +174,7 @@ def summarise(backend: str, collection: str, items: int, measured: dict[str, Any
     for mode in ("before", "after"):
         figures = {variant: scores(measured["ranks"][mode][variant]) for variant in VARIANTS}
         exact = figures["exact"]
-        for variant in ("typo", "prefix"):
+        for variant in ("typo", "prefix", "four"):
             figures[f"{variant}/exact"] = {
                 metric: (figures[variant][metric] / exact[metric]) if exact[metric] else 0.0
                 for metric in exact
@@ -179,7 +191,7 @@ def report(r: dict[str, Any]) -> None:
     )
     print(f"  {'':<7} {'variant':<14} {'success@10':>10} {'MRR@10':>8}")
     for mode in ("before", "after"):
-        for variant in (*VARIANTS, "typo/exact", "prefix/exact"):
+        for variant in (*VARIANTS, "typo/exact", "prefix/exact", "four/exact"):
             f = r[mode][variant]
             print(f"  {mode:<7} {variant:<14} {f['success@10']:>10.3f} {f['mrr@10']:>8.3f}")
         print(f"  {mode:<7} {'lexical p50':<14} {r[mode]['p50_ms']['all']:>8.2f} ms")

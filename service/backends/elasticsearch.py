@@ -30,7 +30,9 @@ from service.search.typos import (
     PREFIX_WEIGHT,
     TYPO_WEIGHT,
     Matching,
+    allowed_edits,
     fuzzy_terms,
+    typed_words,
     unfinished_word,
 )
 from service.settings import ElasticsearchSettings
@@ -154,7 +156,8 @@ class ElasticsearchIndex:
         clauses: list[dict[str, Any]] = []
         expand_on = self._expand_on[self._index(collection)]
         unstemmed = expand_on == [WORDS_FIELD]
-        if matching.typos:
+        # No word long enough to carry a typo: no round trip to read document frequencies.
+        if matching.typos and any(allowed_edits(word) for word, _, _ in typed_words(text)):
             words = [
                 (word, word.lower() if unstemmed else term, doc_freq)
                 for word, term, doc_freq in await self._unknown_words(collection, text, fields)
