@@ -156,6 +156,9 @@ class SearchSettings(msgspec.Struct, forbid_unknown_fields=True):
     max_query_chars: int = 8192
     max_query_terms: int = 1024
     rrf_k: int = 60
+    # Lexical words the collection does not hold also match within a typo (service/search/typos.py);
+    # a request's `typo_tolerance` overrides it.
+    typo_tolerance: bool = True
     lexical_timeout: float = 5.0
     vector_timeout: float = 5.0
     rerank: SearchRerankSettings = msgspec.field(default_factory=SearchRerankSettings)

@@ -107,6 +107,23 @@ class SearchRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         ]
         | None
     ) = None
+    typo_tolerance: (
+        Annotated[
+            bool,
+            described(
+                "Query words the collection does not hold also match within 1 typo (5 to 8 letters) or 2"
+                " (9 or more; Elasticsearch keeps the first letter), by default ([search] typo_tolerance)."
+            ),
+        ]
+        | None
+    ) = None
+    prefix: Annotated[
+        bool,
+        described(
+            "The last word is still being typed: it also matches words it begins (3 letters or more,"
+            " at most 50 of them), as a search-as-you-type box needs."
+        ),
+    ] = False
 
 
 class Evidence(msgspec.Struct, omit_defaults=True):
@@ -176,6 +193,8 @@ def to_query(data: SearchRequest) -> SearchQuery:
         passages=data.passages,
         facets=parse_facet_fields(data.facets),
         cursor=data.cursor,
+        typo_tolerance=data.typo_tolerance,
+        prefix=data.prefix,
     )
 
 

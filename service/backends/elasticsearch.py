@@ -24,6 +24,17 @@ from service.packaged import packaged
 from service.search.collections import checked_collection_name
 from service.search.facets import FACET_VALUES, FacetCounts, FacetValue
 from service.search.models import AnyOf, Chunk, Condition, Equals, Filter, Hit, Range, Scalar
+from service.search.typos import (
+    EXACT,
+    MAX_EXPANSIONS,
+    PREFIX_WEIGHT,
+    TYPO_WEIGHT,
+    Matching,
+    allowed_edits,
+    fuzzy_terms,
+    typed_words,
+    unfinished_word,
+)
 from service.settings import ElasticsearchSettings
 
 logger = logging.getLogger(__name__)
@@ -33,7 +44,10 @@ PASSAGES_CONFIG = packaged("elasticsearch", "passages.json")
 # Indexes created before content existed are searched over title and text until re-created.
 RANK_FIELD = "content"
 LEGACY_FIELDS = ["title", "text"]
-SEARCH_FIELDS = [*LEGACY_FIELDS, RANK_FIELD]  # every analysed field
+SEARCH_FIELDS = [*LEGACY_FIELDS, RANK_FIELD]  # every analysed field with the english analyzer
+# Title and text unstemmed, for typo and prefix matching (see tantivy.py for why); indexes created
+# before it existed match on the stems of the ranked fields instead.
+WORDS_FIELD = "words"
 SNIPPET_CHARS = 200
 # Bulk request size and the page size when collecting a document's chunks to delete.
 BATCH_SIZE = 500
@@ -80,18 +94,26 @@ class ElasticsearchIndex:
         self._body = with_layout(load_index_body(), settings)
         self._fallback_body = with_layout(load_index_body(analyzer=FALLBACK_ANALYZER), settings)
         self._ranked_on: dict[str, list[str]] = {}  # index -> fields BM25 ranks on
+        self._expand_on: dict[str, list[str]] = {}  # index -> fields typo and prefix clauses match
 
     async def close(self) -> None:
         await self._client.close()
 
     async def search(
-        self, collection: str, text: str, *, limit: int, filter: Filter | None = None
+        self,
+        collection: str,
+        text: str,
+        *,
+        limit: int,
+        filter: Filter | None = None,
+        matching: Matching = EXACT,
     ) -> list[Hit]:
         with self._translated(collection):
             ranked = await self._rank_fields(collection)
+            expansions = await self._expansions(collection, text, ranked, matching)
             response = await self._client.search(
                 index=self._index(collection),
-                query=search_query(text, filter, ranked),
+                query=search_query(text, filter, ranked, expansions),
                 highlight=HIGHLIGHT,
                 size=limit,
                 track_total_hits=False,
@@ -99,14 +121,21 @@ class ElasticsearchIndex:
         return [hit_from_response(hit) for hit in response["hits"]["hits"]]
 
     async def facets(
-        self, collection: str, text: str, fields: Sequence[str], *, filter: Filter | None = None
+        self,
+        collection: str,
+        text: str,
+        fields: Sequence[str],
+        *,
+        filter: Filter | None = None,
+        matching: Matching = EXACT,
     ) -> FacetCounts:
         """Documents matched and per-value document counts, from aggregations: no hit is fetched."""
         with self._translated(collection):
             ranked = await self._rank_fields(collection)
+            expansions = await self._expansions(collection, text, ranked, matching)
             response = await self._client.search(
                 index=self._index(collection),
-                query=search_query(text, filter, ranked),
+                query=search_query(text, filter, ranked, expansions),
                 size=0,
                 track_total_hits=False,
                 aggs=facet_aggregations(fields),
@@ -120,6 +149,54 @@ class ElasticsearchIndex:
             },
         )
 
+    async def _expansions(
+        self, collection: str, text: str, fields: Sequence[str], matching: Matching
+    ) -> list[dict[str, Any]]:
+        """Typo and prefix clauses the query adds to its BM25 match (service/search/typos.py)."""
+        clauses: list[dict[str, Any]] = []
+        expand_on = self._expand_on[self._index(collection)]
+        unstemmed = expand_on == [WORDS_FIELD]
+        # No word long enough to carry a typo: no round trip to read document frequencies.
+        if matching.typos and any(allowed_edits(word) for word, _, _ in typed_words(text)):
+            words = [
+                (word, word.lower() if unstemmed else term, doc_freq)
+                for word, term, doc_freq in await self._unknown_words(collection, text, fields)
+            ]
+            clauses.extend(typo_clauses(words, expand_on))
+        if matching.prefix and (word := unfinished_word(text)) is not None:
+            clauses.extend(prefix_clauses(word, expand_on))
+        return clauses
+
+    async def _unknown_words(
+        self, collection: str, text: str, fields: Sequence[str]
+    ) -> list[tuple[str, str, int]]:
+        """(word as typed, analysed term, document frequency) for every query term, from one
+        _termvectors call on the query as an artificial document: the fields' own analysers cut it,
+        and term_statistics give each term's document frequency without searching.
+
+        The statistics are those of the shard the artificial document routes to: with one shard (the
+        default) exact; with several, a word held only by other shards may be fuzzed too, which can
+        only add documents below its exact matches.
+        """
+        response = await self._client.termvectors(
+            index=self._index(collection),
+            doc=dict.fromkeys(fields, text),
+            fields=list(fields),
+            term_statistics=True,
+            field_statistics=False,
+            positions=False,
+            offsets=True,
+            realtime=False,
+        )
+        doc_freqs: dict[str, int] = {}
+        typed: dict[str, str] = {}
+        for vector in response.get("term_vectors", {}).values():
+            for term, info in vector.get("terms", {}).items():
+                doc_freqs[term] = doc_freqs.get(term, 0) + int(info.get("doc_freq", 0))
+                token = info["tokens"][0]
+                typed[term] = text[token["start_offset"] : token["end_offset"]]
+        return [(typed[term], term, doc_freq) for term, doc_freq in doc_freqs.items()]
+
     async def _rank_fields(self, collection: str) -> list[str]:
         """content, or title and text in an index created before content existed; read once per index."""
         index = self._index(collection)
@@ -127,6 +204,7 @@ class ElasticsearchIndex:
             mappings = await self._client.indices.get_mapping(index=index)
             properties = next(iter(mappings.body.values()))["mappings"].get("properties", {})
             self._ranked_on[index] = [RANK_FIELD] if RANK_FIELD in properties else LEGACY_FIELDS
+            self._expand_on[index] = [WORDS_FIELD] if WORDS_FIELD in properties else self._ranked_on[index]
         return self._ranked_on[index]
 
     async def upsert(self, collection: str, chunks: Sequence[Chunk]) -> None:
@@ -201,6 +279,7 @@ class ElasticsearchIndex:
 
     async def drop_collection(self, collection: str) -> None:
         self._ranked_on.pop(self._index(collection), None)  # a new index of that name gets content
+        self._expand_on.pop(self._index(collection), None)
         with self._translated(collection):
             await self._client.indices.delete(index=self._index(collection), ignore_unavailable=True)
 
@@ -264,8 +343,54 @@ HIGHLIGHT: dict[str, Any] = {
 }
 
 
-def search_query(text: str, filter: Filter | None, fields: Sequence[str] = (RANK_FIELD,)) -> dict[str, Any]:
-    """BM25 over the ranked fields; filter clauses restrict the candidates without scoring them."""
+def typo_clauses(words: list[tuple[str, str, int]], fields: Sequence[str]) -> list[dict[str, Any]]:
+    """Fuzzy clauses for the words the collection does not hold, first letter kept, a swap one edit;
+    each match scores the constant TYPO_WEIGHT, as on Tantivy."""
+    return [
+        {
+            "constant_score": {
+                "filter": {
+                    "fuzzy": {
+                        field: {
+                            "value": fuzzy.term,
+                            "fuzziness": fuzzy.edits,
+                            "prefix_length": 1,
+                            "transpositions": True,
+                            "max_expansions": MAX_EXPANSIONS,
+                        }
+                    }
+                },
+                "boost": TYPO_WEIGHT,
+            }
+        }
+        for fuzzy in fuzzy_terms(words)
+        for field in fields
+    ]
+
+
+def prefix_clauses(word: str, fields: Sequence[str]) -> list[dict[str, Any]]:
+    """The unfinished last word as a prefix of at most MAX_EXPANSIONS terms (top_terms_N keeps the
+    first N of the term dictionary), scoring the constant PREFIX_WEIGHT."""
+    rewrite = f"top_terms_{MAX_EXPANSIONS}"
+    return [
+        {
+            "constant_score": {
+                "filter": {"prefix": {field: {"value": word, "rewrite": rewrite}}},
+                "boost": PREFIX_WEIGHT,
+            }
+        }
+        for field in fields
+    ]
+
+
+def search_query(
+    text: str,
+    filter: Filter | None,
+    fields: Sequence[str] = (RANK_FIELD,),
+    expansions: Sequence[dict[str, Any]] = (),
+) -> dict[str, Any]:
+    """BM25 over the ranked fields, plus any typo and prefix clauses (each may match alone); filter
+    clauses restrict the candidates without scoring them."""
     match: dict[str, Any] = (
         {"match": {fields[0]: {"query": text}}}
         if len(fields) == 1
@@ -274,6 +399,8 @@ def search_query(text: str, filter: Filter | None, fields: Sequence[str] = (RANK
         }
     )
     clauses = [filter_clause(condition) for condition in filter.conditions] if filter else []
+    if expansions:
+        return {"bool": {"should": [match, *expansions], "minimum_should_match": 1, "filter": clauses}}
     return {"bool": {"must": [match], "filter": clauses}}
 
 

@@ -25,6 +25,16 @@ from service.search.facets import FacetCounts, count_documents
 from service.search.filters import parse_iso_date
 from service.search.models import AnyOf, Chunk, Condition, Equals, Filter, Hit, Range, Scalar
 from service.search.redact import for_clients
+from service.search.typos import (
+    EXACT,
+    MAX_EXPANSIONS,
+    PREFIX_WEIGHT,
+    TYPO_WEIGHT,
+    Matching,
+    fuzzy_terms,
+    typed_words,
+    unfinished_word,
+)
 
 log = logging.getLogger(__name__)
 P = ParamSpec("P")
@@ -45,6 +55,13 @@ SNIPPET_CHARS = 200
 # no query syntax for user text to trip over. On CACM's long natural-language queries, stop words and
 # repeats move nDCG@10 from 0.42 to 0.47 (Cranfield: 0.37 to 0.38).
 ANALYZER = "fathom_english"
+# Typo and prefix matching compare what was typed with the words of the text, not with their stems: a
+# typo changes where the stemmer cuts ("transiton" stays whole, "transition" becomes "transit") and a
+# half-typed word is no word to stem. `words` holds title and text lowercased, stop words out, unstemmed;
+# only which documents hold a word (no frequencies or positions), since those matches score a constant.
+# Indexes written before it existed fall back to matching the stems until re-indexed.
+WORDS_FIELD = "words"
+WORDS_ANALYZER = "fathom_words"
 WRITER_HEAP_BYTES = 64_000_000
 
 
@@ -64,6 +81,7 @@ def passage_schema() -> tantivy.Schema:
     builder.add_bytes_field("metadata_source", stored=True)
     # Last, so the fields before it keep the numbers they have in indexes written without it.
     builder.add_text_field("content", stored=False, tokenizer_name=ANALYZER)
+    builder.add_text_field("words", stored=False, tokenizer_name=WORDS_ANALYZER, index_option="basic")
     return builder.build()
 
 
@@ -78,26 +96,115 @@ def english_analyzer() -> tantivy.TextAnalyzer:
     )
 
 
+def words_analyzer() -> tantivy.TextAnalyzer:
+    """The English analyser without its stemmer, for the `words` field."""
+    return (
+        tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.simple())
+        .filter(tantivy.Filter.remove_long(40))
+        .filter(tantivy.Filter.lowercase())
+        .filter(tantivy.Filter.stopword("english"))
+        .build()
+    )
+
+
 SCHEMA = passage_schema()
 QUERY_ANALYZER = english_analyzer()
 
 
 def text_query(
-    text: str, fields: Sequence[str] = RANK_FIELDS, schema: tantivy.Schema = SCHEMA
+    text: str,
+    fields: Sequence[str] = RANK_FIELDS,
+    schema: tantivy.Schema = SCHEMA,
+    *,
+    matching: Matching = EXACT,
+    searcher: tantivy.Searcher | None = None,
+    words_field: str | None = WORDS_FIELD,
 ) -> tantivy.Query | None:
-    """Every analysed query token against each field, summed; None when no token survives."""
+    """Every analysed query token against each field, summed; None when no token survives.
+
+    With a searcher to read the term dictionary, `matching` adds typo and prefix clauses, on
+    `words_field` (unstemmed), or on the stems of `fields` when the index has no such field.
+    """
     terms = QUERY_ANALYZER.analyze(text)
-    clauses = [(tantivy.Occur.Should, tantivy.Query.term_query(schema, f, t)) for t in terms for f in fields]
+    queries = [tantivy.Query.term_query(schema, f, t) for t in terms for f in fields]
+    expand_on = [words_field] if words_field else list(fields)
+    if searcher is not None and matching.typos:
+        queries.extend(typo_queries(text, fields, expand_on, schema, searcher))
+    if searcher is not None and matching.prefix:
+        queries.extend(prefix_queries(text, expand_on, schema, searcher))
+    clauses = [(tantivy.Occur.Should, query) for query in queries]
     return tantivy.Query.boolean_query(clauses) if clauses else None
+
+
+def typo_queries(
+    text: str,
+    fields: Sequence[str],
+    expand_on: Sequence[str],
+    schema: tantivy.Schema,
+    searcher: tantivy.Searcher,
+) -> list[tantivy.Query]:
+    """Fuzzy clauses on `expand_on` for the query words whose stems BM25 finds nowhere in `fields`
+    (service/search/typos.py): the word as typed on the unstemmed field, else its stem.
+
+    Tantivy's fuzzy query cannot keep the first letter as Elasticsearch's prefix_length does: a typo
+    may be corrected to a word with another first letter. Expanding only words of document frequency
+    0 limits what that can do: a word the collection knows is never turned into another. Its match
+    scores a constant (TYPO_WEIGHT): Tantivy's fuzzy query scores no BM25.
+    """
+    unstemmed = list(expand_on) != list(fields)
+    words = [
+        (word, word.lower() if unstemmed else term, sum(searcher.doc_freq(name, term) for name in fields))
+        for word, _, _ in typed_words(text)
+        for term in QUERY_ANALYZER.analyze(word)
+    ]
+    return [
+        tantivy.Query.const_score_query(
+            tantivy.Query.fuzzy_term_query(schema, name, fuzzy.term, fuzzy.edits, True, False),
+            TYPO_WEIGHT,
+        )
+        for fuzzy in fuzzy_terms(words)
+        for name in expand_on
+    ]
+
+
+# Terms read from the dictionary to pick the MAX_EXPANSIONS most frequent completions of a prefix.
+PREFIX_SCAN = 5_000
+
+
+def prefix_queries(
+    text: str, fields: Sequence[str], schema: tantivy.Schema, searcher: tantivy.Searcher
+) -> list[tantivy.Query]:
+    """The unfinished last word as a prefix of its MAX_EXPANSIONS most frequent completions.
+
+    The word is matched as typed (lowercased), not stemmed: a half-typed word is no word for the
+    stemmer to cut. Its match scores a constant (PREFIX_WEIGHT).
+    """
+    word = unfinished_word(text)
+    if word is None:
+        return []
+    completions: Counter[str] = Counter()
+    for name in fields:
+        completions.update(dict(searcher.terms_with_prefix(name, word, limit=PREFIX_SCAN)))
+    terms = [term for term, _ in completions.most_common(MAX_EXPANSIONS)]
+    if not terms:
+        return []
+    return [
+        tantivy.Query.const_score_query(tantivy.Query.term_set_query(schema, name, terms), PREFIX_WEIGHT)
+        for name in fields
+    ]
+
+
+def has_field(index: tantivy.Index, name: str) -> bool:
+    try:
+        tantivy.Query.term_query(index.schema, name, "")
+    except ValueError:
+        return False
+    return True
 
 
 def rank_fields(index: tantivy.Index) -> list[str]:
     """The fields BM25 ranks on in this index: `content`, or title and text in an older index."""
-    try:
-        tantivy.Query.term_query(index.schema, RANK_FIELDS[0], "")
-    except ValueError:
-        return LEGACY_FIELDS
-    return RANK_FIELDS
+    return RANK_FIELDS if has_field(index, RANK_FIELDS[0]) else LEGACY_FIELDS
 
 
 @dataclass
@@ -108,9 +215,17 @@ class OpenIndex:
     lock: threading.Lock = field(default_factory=threading.Lock)
     writer: tantivy.IndexWriter | None = None
     fields: list[str] = field(default_factory=lambda: RANK_FIELDS)
+    words_field: str | None = WORDS_FIELD
 
-    def query(self, text: str) -> tantivy.Query | None:
-        return text_query(text, self.fields, self.index.schema)
+    def query(self, text: str, searcher: tantivy.Searcher, matching: Matching) -> tantivy.Query | None:
+        return text_query(
+            text,
+            self.fields,
+            self.index.schema,
+            matching=matching,
+            searcher=searcher,
+            words_field=self.words_field,
+        )
 
     def write(self, change: Callable[[tantivy.IndexWriter], None]) -> None:
         """Apply a change and commit it, visible to searchers on return; rolled back if it fails."""
@@ -147,16 +262,28 @@ class TantivyIndex:
         await asyncio.to_thread(self._close_all)
 
     async def search(
-        self, collection: str, text: str, *, limit: int, filter: Filter | None = None
+        self,
+        collection: str,
+        text: str,
+        *,
+        limit: int,
+        filter: Filter | None = None,
+        matching: Matching = EXACT,
     ) -> list[Hit]:
         if limit < 1:  # Tantivy panics on an empty top-k rather than raising
             return []
-        return await self._run(collection, self._search, collection, text, limit, filter)
+        return await self._run(collection, self._search, collection, text, limit, filter, matching)
 
     async def facets(
-        self, collection: str, text: str, fields: Sequence[str], *, filter: Filter | None = None
+        self,
+        collection: str,
+        text: str,
+        fields: Sequence[str],
+        *,
+        filter: Filter | None = None,
+        matching: Matching = EXACT,
     ) -> FacetCounts:
-        return await self._run(collection, self._facets, collection, text, fields, filter)
+        return await self._run(collection, self._facets, collection, text, fields, filter, matching)
 
     async def upsert(self, collection: str, chunks: Sequence[Chunk]) -> None:
         """Add the chunks, replacing any with the same chunk id; creates the collection if needed."""
@@ -197,13 +324,15 @@ class TantivyIndex:
                 f'Tantivy index of collection "{collection}" failed: {for_clients(str(exc))}'
             ) from exc
 
-    def _search(self, collection: str, text: str, limit: int, filter: Filter | None) -> list[Hit]:
+    def _search(
+        self, collection: str, text: str, limit: int, filter: Filter | None, matching: Matching
+    ) -> list[Hit]:
         opened = self._opened(collection)
         index = opened.index
-        query = opened.query(text)
+        searcher = index.searcher()
+        query = opened.query(text, searcher, matching)
         if query is None:  # only stop words or punctuation: nothing for BM25 to rank
             return []
-        searcher = index.searcher()
         result = searcher.search(filtered(index, query, filter), limit=limit)
         # The generator highlights the terms its query holds for the snippet field.
         snippet_query = text_query(text, [SNIPPET_FIELD]) or query
@@ -212,7 +341,12 @@ class TantivyIndex:
         return [hit_from_document(score, searcher.doc(address), snippets) for score, address in result.hits]
 
     def _facets(
-        self, collection: str, text: str, fields: Sequence[str], filter: Filter | None
+        self,
+        collection: str,
+        text: str,
+        fields: Sequence[str],
+        filter: Filter | None,
+        matching: Matching,
     ) -> FacetCounts:
         """Counted from the stored fields of every matching passage: exact, in documents.
 
@@ -222,10 +356,10 @@ class TantivyIndex:
         """
         opened = self._opened(collection)
         index = opened.index
-        query = opened.query(text)
+        searcher = index.searcher()
+        query = opened.query(text, searcher, matching)
         if query is None:
             return FacetCounts(total=0, fields={name: [] for name in fields})
-        searcher = index.searcher()
         matches = searcher.search(
             filtered(index, query, filter), limit=max(searcher.num_docs, 1), count=False
         )
@@ -294,7 +428,9 @@ class TantivyIndex:
             else:
                 raise NotFound(f'collection "{collection}" does not exist')
             index.register_tokenizer(ANALYZER, english_analyzer())
-            opened = self._open[collection] = OpenIndex(index, fields=rank_fields(index))
+            index.register_tokenizer(WORDS_ANALYZER, words_analyzer())
+            words = WORDS_FIELD if has_field(index, WORDS_FIELD) else None
+            opened = self._open[collection] = OpenIndex(index, fields=rank_fields(index), words_field=words)
             return opened
 
     def _path(self, collection: str) -> Path:
@@ -319,6 +455,7 @@ def passage_document(chunk: Chunk) -> tantivy.Document:
     document.add_text("title", chunk.title)
     document.add_text("text", chunk.text)
     document.add_text("content", f"{chunk.title}\n{chunk.text}")
+    document.add_text("words", f"{chunk.title}\n{chunk.text}")
     try:
         document.add_json("metadata", filterable(json.loads(source)))
     except (ValueError, OverflowError, RecursionError) as exc:

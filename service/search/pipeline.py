@@ -27,6 +27,7 @@ from service.search.fusion import FusedHit, collapse_to_documents, reciprocal_ra
 from service.search.models import Filter, Hit
 from service.search.protocols import Embedder, LexicalIndex, Reranker, VectorIndex
 from service.search.results import Degradation, SearchHit, SearchOutcome
+from service.search.typos import EXACT, Matching
 from service.settings import SearchSettings
 
 LEXICAL, VECTOR, RERANK, FACETS = "lexical", "vector", "rerank", "facets"
@@ -43,6 +44,8 @@ class SearchQuery:
 
     `weights` are (lexical, vector); a retriever weighted 0 is not queried at all. `candidates` is
     the depth asked of each retriever. `min_score` is a cut-off on rerank scores (see SearchPipeline).
+    `typo_tolerance` (default [search] typo_tolerance) lets lexical words the collection does not hold
+    match within a typo or two; `prefix` says the last word is still being typed (service/search/typos.py).
     """
 
     query: str
@@ -59,6 +62,8 @@ class SearchQuery:
     passages: bool = False
     facets: tuple[str, ...] | None = None
     cursor: str | None = None
+    typo_tolerance: bool | None = None
+    prefix: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +85,7 @@ class SearchPlan:
     offset: int = 0
     # Milliseconds the rerank stage may take (0: no budget, rerank the whole depth).
     rerank_budget_ms: float = 0.0
+    matching: Matching = EXACT
 
     @property
     def order(self) -> str:
@@ -87,6 +93,7 @@ class SearchPlan:
         return fingerprint(
             self.query, self.collection, self.filter, self.candidates, self.rrf_k, self.weights,
             self.rerank, self.rerank_depth, self.min_score, self.passages,
+            self.matching.typos, self.matching.prefix,
         )  # fmt: skip
 
 
@@ -108,6 +115,10 @@ def validate_query(request: SearchQuery, settings: SearchSettings) -> SearchPlan
         min_score=request.min_score,
         passages=request.passages,
         facets=request.facets,
+        matching=Matching(
+            typos=settings.typo_tolerance if request.typo_tolerance is None else request.typo_tolerance,
+            prefix=request.prefix,
+        ),
     )
     problems = _problems(plan, settings)
     if problems:
@@ -251,7 +262,14 @@ class SearchPipeline:
 
     async def _facets(self, plan: SearchPlan, fields: tuple[str, ...], trace: _Trace) -> FacetCounts | None:
         with trace.timed(FACETS):
-            work = partial(self._lexical.facets, plan.collection, plan.query, fields, filter=plan.filter)
+            work = partial(
+                self._lexical.facets,
+                plan.collection,
+                plan.query,
+                fields,
+                filter=plan.filter,
+                matching=plan.matching,
+            )
             return await _guarded(FACETS, work, self._settings.lexical_timeout, trace)
 
     async def _retrieve(self, plan: SearchPlan, trace: _Trace) -> list[list[Hit]]:
@@ -278,7 +296,11 @@ class SearchPipeline:
             return []
         with trace.timed(LEXICAL):
             return await self._lexical.search(
-                plan.collection, plan.query, limit=plan.candidates, filter=plan.filter
+                plan.collection,
+                plan.query,
+                limit=plan.candidates,
+                filter=plan.filter,
+                matching=plan.matching,
             )
 
     async def _vector_hits(self, plan: SearchPlan, trace: _Trace) -> list[Hit]:

@@ -7,17 +7,30 @@ from typing import Protocol
 
 from service.search.facets import FacetCounts
 from service.search.models import Chunk, Filter, Hit
+from service.search.typos import EXACT, Matching
 
 
 class LexicalIndex(Protocol):
     async def search(
-        self, collection: str, text: str, *, limit: int, filter: Filter | None = None
+        self,
+        collection: str,
+        text: str,
+        *,
+        limit: int,
+        filter: Filter | None = None,
+        matching: Matching = EXACT,
     ) -> list[Hit]:
-        """Best `limit` passages for `text` by BM25, best first."""
+        """Best `limit` passages for `text` by BM25, best first; `matching` adds typo and prefix matches."""
         ...
 
     async def facets(
-        self, collection: str, text: str, fields: Sequence[str], *, filter: Filter | None = None
+        self,
+        collection: str,
+        text: str,
+        fields: Sequence[str],
+        *,
+        filter: Filter | None = None,
+        matching: Matching = EXACT,
     ) -> FacetCounts:
         """Documents `text` matches by BM25 after the filter, and document counts per value of `fields`."""
         ...

@@ -22,6 +22,7 @@ from service.backends.tantivy import TantivyIndex
 from service.errors import BackendUnavailable, InvalidRequest, NotFound
 from service.search.models import AnyOf, Chunk, Equals, Filter, Range
 from service.search.protocols import LexicalStore
+from service.search.typos import MAX_EXPANSIONS, Matching
 from service.settings import ElasticsearchSettings, SearchSettings
 from tests.integration.contract_data import CORPUS, cranfield_chunks
 
@@ -313,3 +314,79 @@ async def test_title_and_text_are_one_bm25_field(backend: Backend) -> None:
     # The snippet still comes from the text, its words highlighted.
     in_text = next(hit for hit in hits if hit.chunk_id == "in-text:0")
     assert in_text.snippet is not None and "<em>zeppelin</em>" in in_text.snippet
+
+
+TYPOS = Matching(typos=True)
+
+
+async def test_a_typo_finds_its_document_only_with_typo_tolerance(store: LexicalStore) -> None:
+    # Document 1 is about "the aerodynamics of a wing in a slipstream": a deletion and a swap.
+    typed = "aerodynamcs slipstraem"
+    assert await store.search(COLLECTION, typed, limit=10) == []
+    assert await store.search(COLLECTION, typed, limit=10, matching=Matching(typos=False)) == []
+    hits = await store.search(COLLECTION, typed, limit=10, matching=TYPOS)
+    holding = [sum(w in f"{h.title} {h.text}".lower() for w in ("aerodynamic", "slipstream")) for h in hits]
+    # Passages holding both corrected words first (document 1 among them), then those holding one.
+    assert "1:0" in ids(hits)[: holding.count(2)]
+    assert holding == sorted(holding, reverse=True) and holding[-1] >= 1
+
+
+async def test_words_under_five_letters_are_not_fuzzed(store: LexicalStore) -> None:
+    assert await store.search(COLLECTION, "wimg", limit=10, matching=TYPOS) == []  # "wing", 4 letters
+    assert await store.search(COLLECTION, "wimgs", limit=10, matching=TYPOS) != []  # 5 letters: one edit
+
+
+async def test_two_edits_only_from_nine_letters(backend: Backend) -> None:
+    chunks = [
+        Chunk(id="z:1", doc_id="z1", position=0, title="", text="quorbitals"),  # 10 letters
+        Chunk(id="z:2", doc_id="z2", position=0, title="", text="quorbit"),  # 7 letters
+    ]
+    await backend.store.upsert(COLLECTION, chunks)
+    # Two edits away from each: found for the 9-letter word typed, not for the 6-letter one.
+    assert ids(await backend.store.search(COLLECTION, "quorbtalls", limit=10, matching=TYPOS)) == ["z:1"]
+    assert await backend.store.search(COLLECTION, "qurbt", limit=10, matching=TYPOS) == []
+
+
+async def test_an_exact_match_outranks_typo_matches(backend: Backend) -> None:
+    exact = Chunk(id="x:1", doc_id="x1", position=0, title="", text="zyphoral manifolds")
+    neighbour = Chunk(id="x:2", doc_id="x2", position=0, title="", text="zyphorel manifolds")
+    await backend.store.upsert(COLLECTION, [neighbour, exact])
+    # A word the collection holds is taken as typed: its exact match first, the neighbour not fuzzed in.
+    assert ids(await backend.store.search(COLLECTION, "zyphoral manifolds", limit=10, matching=TYPOS)) == [
+        "x:1",
+        "x:2",
+    ]
+    # A word it does not hold matches both neighbours, as typos.
+    unknown = await backend.store.search(COLLECTION, "zyphoril", limit=10, matching=TYPOS)
+    assert sorted(ids(unknown)) == ["x:1", "x:2"]
+
+
+async def test_the_unfinished_last_word_matches_as_a_prefix(store: LexicalStore) -> None:
+    typed = "experimental investigation of the aerodyn"
+    with_prefix = await store.search(COLLECTION, typed, limit=10, matching=Matching(prefix=True))
+    assert with_prefix[0].chunk_id == "1:0"
+    # Without prefix mode "aerodyn" matches nothing: the documents come from the other words only.
+    alone = await store.search(COLLECTION, "aerodyn", limit=10)
+    assert alone == []
+    prefixed = await store.search(COLLECTION, "aerodyn", limit=100, matching=Matching(prefix=True))
+    assert prefixed and all("aerodyn" in f"{h.title} {h.text}".lower() for h in prefixed)
+    # Under three letters the last word is not expanded.
+    assert await store.search(COLLECTION, "ae", limit=10, matching=Matching(prefix=True)) == []
+
+
+async def test_a_prefix_expands_to_at_most_max_expansions_terms(backend: Backend) -> None:
+    # 60 passages, each the only holder of one word starting "qqv": the prefix reaches 50 of them.
+    words = [f"qqv{a}{b}" for a in "abcdefghij" for b in "klmnop"]
+    chunks = [Chunk(id=f"p:{i}", doc_id=f"p{i}", position=0, title="", text=w) for i, w in enumerate(words)]
+    await backend.store.upsert(COLLECTION, chunks)
+    hits = await backend.store.search(COLLECTION, "qqv", limit=100, matching=Matching(prefix=True))
+    assert len(hits) == MAX_EXPANSIONS < len(words)
+    assert await backend.store.search(COLLECTION, "qqvak", limit=100, matching=Matching(prefix=True)) != []
+
+
+async def test_facets_count_what_typo_tolerance_matches(store: LexicalStore) -> None:
+    typed = "aerodynamcs slipstraem"
+    hits = await store.search(COLLECTION, typed, limit=100, matching=TYPOS)
+    counts = await store.facets(COLLECTION, typed, [], matching=TYPOS)
+    assert counts.total == len({hit.doc_id for hit in hits}) > 0
+    assert (await store.facets(COLLECTION, typed, [])).total == 0

@@ -250,3 +250,37 @@ async def test_numbers_at_the_64_bit_limits_filter_normally(client: tuple[httpx.
     for filter_ in ({"year": 2**63 - 1}, {"year": {"gte": -(2**63)}}):
         response = await search(client, query="wing", collection="cran", filter=filter_)
         assert response.status_code == 200 and response.json()["degraded"] == [], response.text
+
+
+async def lexical_ids(client: tuple[httpx.AsyncClient, str], query: str, **body: Any) -> list[str]:
+    """Document ids of the BM25 side alone (vector weight 0, no rerank), as /v1/search answers them."""
+    response = await search(
+        client,
+        query=query,
+        collection="cran",
+        top_k=10,
+        fusion={"weights": {"lexical": 1, "vector": 0}},
+        rerank={"enabled": False},
+        **body,
+    )
+    assert response.status_code == 200, response.text
+    return [hit["id"] for hit in response.json()["hits"]]
+
+
+async def test_typos_are_tolerated_unless_the_request_turns_it_off(
+    client: tuple[httpx.AsyncClient, str],
+) -> None:
+    # Document 1's title, "experimental investigation of the aerodynamics of a wing in a slipstream",
+    # with a typo in each long word: nothing matches by BM25 alone.
+    typed = "experimentl invesitgation aerodynamcs slipstraem"
+    assert (await lexical_ids(client, typed))[0] == "1"  # on by default ([search] typo_tolerance)
+    assert await lexical_ids(client, typed, typo_tolerance=False) == []
+
+
+async def test_the_last_word_matches_as_a_prefix_when_the_request_says_so(
+    client: tuple[httpx.AsyncClient, str],
+) -> None:
+    typed = "experimental investigation of the aerodyn"
+    assert (await lexical_ids(client, typed, prefix=True))[0] == "1"
+    assert "1" not in (await lexical_ids(client, "aerodyn wi", prefix=True))  # "wi": under 3 letters
+    assert await lexical_ids(client, "aerodyn") == []

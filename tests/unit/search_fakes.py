@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from service.search.models import Filter, Hit
+from service.search.typos import EXACT, Matching
 
 
 def hit(chunk_id: str, score: float, snippet: str | None = None) -> Hit:
@@ -29,9 +30,17 @@ class FakeLexical:
     calls: list[dict[str, Any]] = field(default_factory=list)
 
     async def search(
-        self, collection: str, text: str, *, limit: int, filter: Filter | None = None
+        self,
+        collection: str,
+        text: str,
+        *,
+        limit: int,
+        filter: Filter | None = None,
+        matching: Matching = EXACT,
     ) -> list[Hit]:
-        self.calls.append({"collection": collection, "text": text, "limit": limit, "filter": filter})
+        self.calls.append(
+            {"collection": collection, "text": text, "limit": limit, "filter": filter, "matching": matching}
+        )
         await asyncio.sleep(self.delay)
         if self.error:
             raise self.error

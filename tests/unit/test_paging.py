@@ -11,6 +11,7 @@ from service.errors import InvalidRequest
 from service.search.facets import FacetCounts, FacetValue
 from service.search.models import Filter
 from service.search.pipeline import SearchQuery
+from service.search.typos import EXACT, Matching
 from tests.unit.test_pipeline import FakeLexical, FakeReranker, FakeVectors, hit, pipeline
 
 pytestmark = pytest.mark.anyio
@@ -24,7 +25,13 @@ class FacetedLexical(FakeLexical):
     facet_calls: list[tuple[str, Sequence[str], Filter | None]] = field(default_factory=list)
 
     async def facets(
-        self, collection: str, text: str, fields: Sequence[str], *, filter: Filter | None = None
+        self,
+        collection: str,
+        text: str,
+        fields: Sequence[str],
+        *,
+        filter: Filter | None = None,
+        matching: Matching = EXACT,
     ) -> FacetCounts:
         self.facet_calls.append((text, fields, filter))
         if self.error:
@@ -91,7 +98,13 @@ async def test_no_facets_unless_asked_for() -> None:
 async def test_failed_facets_degrade_and_hits_still_come() -> None:
     class Broken(FacetedLexical):
         async def facets(
-            self, collection: str, text: str, fields: Sequence[str], *, filter: Filter | None = None
+            self,
+            collection: str,
+            text: str,
+            fields: Sequence[str],
+            *,
+            filter: Filter | None = None,
+            matching: Matching = EXACT,
         ) -> FacetCounts:
             raise RuntimeError("disk on fire")
 

@@ -11,6 +11,7 @@ from service.errors import BackendUnavailable, InvalidRequest, NotFound
 from service.search.models import Equals, Filter, Hit
 from service.search.pipeline import SearchPipeline, SearchQuery, validate_query
 from service.search.results import Degradation, SearchOutcome
+from service.search.typos import Matching
 from service.settings import SearchRerankSettings, SearchSettings
 from tests.unit.search_fakes import (
     FUSED_DOCS,
@@ -83,9 +84,18 @@ async def test_retrievers_get_collection_depth_and_filter() -> None:
     await pipeline(lexical, vectors, embedder).search(query(candidates=7, filter=only_en))
 
     expected = {"collection": "docs", "limit": 7, "filter": only_en}
-    assert lexical.calls == [{**expected, "text": "what is fathom"}]
+    assert lexical.calls == [{**expected, "text": "what is fathom", "matching": Matching(typos=True)}]
     assert vectors.calls == [{**expected, "vector": [0.1, 0.2, 0.3]}]
     assert embedder.queries == ["what is fathom"]
+
+
+@pytest.mark.anyio
+async def test_typo_tolerance_and_prefix_reach_the_lexical_store() -> None:
+    lexical = FakeLexical()
+
+    await pipeline(lexical).search(query(typo_tolerance=False, prefix=True))
+
+    assert lexical.calls[0]["matching"] == Matching(typos=False, prefix=True)
 
 
 @pytest.mark.anyio
