@@ -74,6 +74,8 @@
     var body = { query: query, collection: collection, top_k: pageSize, facets: facetFields };
     if (Object.keys(state.filter).length) body.filter = state.filter;
     if (nextPage) body.cursor = state.cursor;
+    // No space after the last word: the visitor is still typing it, so it also matches as a prefix.
+    if (!/\s$/.test(input.value)) body.prefix = true;
     var headers = { "Content-Type": "application/json" };
     if (key) headers.Authorization = "Bearer " + key;
     root.setAttribute("aria-busy", "true");

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import subprocess
 import sys
@@ -211,6 +212,7 @@ def api_ids(site: Site, query: str, **body: Any) -> list[str]:
         "collection": COLLECTION,
         "top_k": PAGE_SIZE,
         "facets": ["kind", "year"],
+        "prefix": True,  # as the widget asks while the last word has no space after it
         **body,
     }
     headers = {"Authorization": f"Bearer {site.key}", "Origin": site.origin}
@@ -235,7 +237,14 @@ async def wait_for_query(page: Any, query: str) -> None:
 
 async def test_typing_shows_highlighted_linked_results_debounced(page: Any, site: Site) -> None:
     requests: list[str] = []
-    page.on("request", lambda r: requests.append(r.url) if r.url.endswith("/v1/search") else None)
+    bodies: list[dict[str, Any]] = []
+
+    def sent(request: Any) -> None:
+        if request.url.endswith("/v1/search"):
+            requests.append(request.url)
+            bodies.append(json.loads(request.post_data))
+
+    page.on("request", sent)
     box = page.get_by_role("combobox")
     query = "boundary layer transition"
 
@@ -245,6 +254,7 @@ async def test_typing_shows_highlighted_linked_results_debounced(page: Any, site
     # Typed 20 ms apart, the keys fall within one 150 ms debounce; a stalled machine may split them a little.
     assert len(requests) <= len(query) // 4, f"{len(requests)} requests for {len(query)} keystrokes"
     assert await shown_ids(page) == api_ids(site, query)
+    assert bodies[-1]["prefix"] is True  # the last word, still being typed, matches as a prefix
     assert await box.get_attribute("aria-expanded") == "true"
     listbox = page.get_by_role("listbox")
     assert await box.get_attribute("aria-controls") == await listbox.get_attribute("id")
