@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from service.errors import InvalidRequest
-from service.search.filters import FIELD_NAME
+from service.search.filters import FIELD_NAME, FIELD_NAME_RULE
 from service.search.models import Scalar
 
 FACET_VALUES = 20
@@ -43,10 +43,7 @@ def parse_facet_fields(raw: Sequence[object] | None) -> tuple[str, ...] | None:
         raise InvalidRequest(f"facets takes at most {MAX_FACET_FIELDS} fields, got {len(raw)}")
     for name in raw:
         if not isinstance(name, str) or not FIELD_NAME.fullmatch(name):
-            raise InvalidRequest(
-                f"facets: field {name!r} is not valid: use letters, digits, '_' and '-', "
-                "with '.' between the parts of a nested field"
-            )
+            raise InvalidRequest(f"facets: field {name!r} is not valid: {FIELD_NAME_RULE}")
     return tuple(dict.fromkeys(str(name) for name in raw))
 
 

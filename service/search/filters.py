@@ -20,7 +20,11 @@ from service.errors import InvalidRequest
 from service.search.models import INT64_MAX, INT64_MIN, AnyOf, Condition, Equals, Filter, Range, Scalar
 
 # Dot-separated paths into the metadata object; the characters both stores accept in a field path.
-FIELD_NAME = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*")
+# Anchored, and `(?!\n)` so Python's `$` refuses a trailing newline as JSON Schema's does: the OpenAPI
+# document publishes this pattern for facet fields (service/api/fields.py).
+FIELD_NAME_PATTERN = r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*(?!\n)$"
+FIELD_NAME = re.compile(FIELD_NAME_PATTERN)
+FIELD_NAME_RULE = "use letters, digits, '_' and '-', with '.' between the parts of a nested field"
 # What Elasticsearch's dynamic date detection (strict_date_optional_time) also recognises, so a
 # metadata value is a date in both stores or in neither.
 ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
@@ -66,10 +70,7 @@ def parse_condition(field: object, spec: object) -> Condition:
 
 def parse_field_name(field: object) -> str:
     if not isinstance(field, str) or not FIELD_NAME.fullmatch(field):
-        raise InvalidRequest(
-            f"filter field {field!r} is not valid: use letters, digits, '_' and '-', "
-            "with '.' between the parts of a nested field"
-        )
+        raise InvalidRequest(f"filter field {field!r} is not valid: {FIELD_NAME_RULE}")
     return field
 
 
