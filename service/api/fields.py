@@ -41,8 +41,8 @@ def collection(description: str) -> msgspec.Meta:
 CollectionPath = Annotated[
     str,
     PathParameter(
+        # No max_length: the pattern holds the 64, and its message says the whole rule at once.
         min_length=1,
-        max_length=64,
         pattern=COLLECTION_NAME_PATTERN,
         description=f"The collection's name: {COLLECTION_NAME_RULE}.",
     ),

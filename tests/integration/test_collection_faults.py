@@ -107,7 +107,7 @@ async def test_bad_collection_names_touch_no_store(tmp_path: Path) -> None:
         for name in ("%01ctl", "UPPER", "a%20b", "-dash", "x" * 65):
             response = await client.put(f"/v1/collections/{name}", headers=auth)
             assert response.status_code == 400, (name, response.text)
-            assert "is not valid" in response.json()["error"]["message"]
+            assert "is not a valid collection name" in response.json()["error"]["message"]
     qdrant_collections = tmp_path / "qdrant" / "collection"
     assert not qdrant_collections.exists() or not any(qdrant_collections.iterdir())
     tantivy = tmp_path / "tantivy"
