@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -71,34 +72,57 @@ class MeasuredRun:
     timed_out: bool
 
 
+# Runs the command and writes its peak RSS (KiB) to the file named first. A child forked from this test
+# process starts with this process's high-water mark as its ru_maxrss (Linux keeps it across exec), and
+# a test process that has loaded models holds gigabytes: a small wrapper's child starts from the
+# wrapper's few megabytes instead.
+_PEAK_WRAPPER = """
+import os, subprocess, sys
+child = subprocess.Popen(sys.argv[2:])
+_, status, usage = os.wait4(child.pid, 0)
+with open(sys.argv[1], "w") as out:
+    out.write(str(usage.ru_maxrss))
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
 def fathom_measured(config: Path, data_dir: Path, *args: str, timeout: float = 300) -> MeasuredRun:
     """`fathom` as `fathom()` runs it, with its peak memory and wall time; killed after `timeout`."""
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+    with (
+        tempfile.TemporaryFile() as out,
+        tempfile.TemporaryFile() as err,
+        tempfile.TemporaryDirectory() as tmp,
+    ):
+        peak = Path(tmp) / "peak_kib"
         started = time.monotonic()
         process = subprocess.Popen(
-            [FATHOM, "--config", str(config), *args], stdout=out, stderr=err, env=cli_env(data_dir)
+            [sys.executable, "-c", _PEAK_WRAPPER, str(peak), FATHOM, "--config", str(config), *args],
+            stdout=out,
+            stderr=err,
+            env=cli_env(data_dir),
+            start_new_session=True,  # so a timeout kills the wrapper and the indexer together
         )
         killed = threading.Event()
 
         def kill() -> None:
             killed.set()
-            process.kill()
+            os.killpg(process.pid, signal.SIGKILL)
 
         killer = threading.Timer(timeout, kill)
         killer.start()
         try:
-            _, status, usage = os.wait4(process.pid, 0)
+            process.wait()
         finally:
             killer.cancel()
         seconds = time.monotonic() - started
-        process.returncode = os.waitstatus_to_exitcode(status)  # reaped here: tell Popen
         out.seek(0)
         err.seek(0)
+        peak_kib = int(peak.read_text()) if peak.is_file() else 0
         return MeasuredRun(
             process.returncode,
             out.read().decode("utf-8", "replace"),
             err.read().decode("utf-8", "replace"),
-            usage.ru_maxrss * 1024,  # Linux counts it in KiB
+            peak_kib * 1024,  # Linux counts it in KiB
             seconds,
             killed.is_set(),
         )
