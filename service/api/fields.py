@@ -12,7 +12,6 @@ import msgspec
 from litestar.params import PathParameter
 
 from service.search.collections import COLLECTION_NAME_PATTERN, COLLECTION_NAME_RULE
-from service.search.filters import FIELD_NAME_PATTERN, FIELD_NAME_RULE
 
 # At least one character that is not whitespace: "   " is as empty as "".
 NOT_BLANK = r"\S"
@@ -21,11 +20,7 @@ NOT_BLANK = r"\S"
 PATTERN_PROBLEMS = {
     NOT_BLANK: "must not be empty or only whitespace",
     COLLECTION_NAME_PATTERN: f"is not a valid collection name: {COLLECTION_NAME_RULE}",
-    FIELD_NAME_PATTERN: f"is not a valid field name: {FIELD_NAME_RULE}",
 }
-
-# A metadata field named in a request (facets).
-FieldName = Annotated[str, msgspec.Meta(pattern=FIELD_NAME_PATTERN, description="A metadata field")]
 
 
 def text(description: str, max_length: int | None = None) -> msgspec.Meta:

@@ -11,7 +11,7 @@ from litestar.di import NamedDependency
 from litestar.params import JSONBody, SkipValidation
 
 from service.api.disconnect import cancel_on_disconnect
-from service.api.fields import FieldName, collection, text
+from service.api.fields import collection, text
 from service.api.guard import require_api_key
 from service.auth.access import check_collection
 from service.auth.billing import billed
@@ -92,12 +92,13 @@ class SearchRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     passages: Annotated[bool, described("One hit per matching passage instead of per document.")] = False
     facets: (
         Annotated[
-            list[FieldName],
+            list[str],
             msgspec.Meta(
                 max_length=MAX_FACET_FIELDS,
                 description=f"Metadata fields to count values of (at most {MAX_FACET_FIELDS}); [] counts only"
                 " the total.",
-                # Litestar's schema leaves out the items' own constraint: stated again for the document.
+                # Stated for the document only: service.search.facets checks the names as parsed, with a
+                # message that names the field sent.
                 extra_json_schema={"extra": {"items": {"type": "string", "pattern": FIELD_NAME_PATTERN}}},
             ),
         ]
