@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from _stats import load
-from search import DATASETS, SHARED, holds, overrides, settings_for
+from search import DATASETS, SHARED, corpus_chunks, holds, overrides, settings_for
 
 REPO = Path(__file__).resolve().parent.parent
 WORD = re.compile(r"\w+")
@@ -100,17 +100,10 @@ def known_items(collection: str) -> list[KnownItem]:
 
 async def index_lexical(settings: Any, collection: str) -> None:
     """The lexical store only, chunked as `fathom index` chunks: no vectors are needed here."""
-    from indexers.sources import beir_corpus, read_jsonl
     from service.backends.stack import open_stack
-    from service.ingest.chunking import Chunker, ChunkingPolicy
-    from service.ingest.documents import Document
 
     async with open_stack(settings) as stack:
-        chunker = Chunker(stack.embedder.tokenizer, ChunkingPolicy())
-        documents = [
-            r for r in read_jsonl(beir_corpus(SHARED / "data" / collection)) if isinstance(r, Document)
-        ]
-        chunks = [chunk for document in documents for chunk in chunker.chunks(document)]
+        chunks = corpus_chunks(stack, collection)
         if not await holds(stack.lexical, collection, len(chunks)):
             await stack.lexical.drop_collection(collection)
             await stack.lexical.ensure_collection(collection)

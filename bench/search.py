@@ -79,17 +79,11 @@ def settings_for(env: dict[str, str]) -> Any:
 
 async def ensure_indexed(settings: Any, collection: str) -> None:
     """Index the collection once per data dir: both stores for Tantivy, the lexical side only for ES."""
-    from indexers.sources import beir_corpus, read_jsonl
     from service.backends.stack import open_stack
-    from service.ingest.chunking import Chunker, ChunkingPolicy, embedding_text
-    from service.ingest.documents import Document
+    from service.ingest.chunking import embedding_text
 
     async with open_stack(settings) as stack:
-        chunker = Chunker(stack.embedder.tokenizer, ChunkingPolicy())
-        documents = [
-            r for r in read_jsonl(beir_corpus(SHARED / "data" / collection)) if isinstance(r, Document)
-        ]
-        chunks = [chunk for document in documents for chunk in chunker.chunks(document)]
+        chunks = corpus_chunks(stack, collection)
         if not await holds(stack.lexical, collection, len(chunks)):
             await stack.lexical.ensure_collection(collection)
             await stack.lexical.upsert(collection, chunks)
@@ -100,6 +94,17 @@ async def ensure_indexed(settings: Any, collection: str) -> None:
                 stack.embedder.embed_passages_sync, [embedding_text(c) for c in chunks]
             )
             await stack.vectors.upsert(collection, chunks, vectors)
+
+
+def corpus_chunks(stack: Any, collection: str) -> list[Any]:
+    """The collection's documents in ../shared/data, chunked as `fathom index` chunks them."""
+    from indexers.sources import beir_corpus, read_jsonl
+    from service.ingest.chunking import Chunker, ChunkingPolicy
+    from service.ingest.documents import Document
+
+    chunker = Chunker(stack.embedder.tokenizer, ChunkingPolicy())
+    documents = [r for r in read_jsonl(beir_corpus(SHARED / "data" / collection)) if isinstance(r, Document)]
+    return [chunk for document in documents for chunk in chunker.chunks(document)]
 
 
 async def holds(store: Any, collection: str, chunks: int) -> bool:
