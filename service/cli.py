@@ -49,7 +49,11 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
             )
             return 1
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info", access_log=False)
+    # proxy_headers off: uvicorn would otherwise believe X-Forwarded-For from 127.0.0.1 on its own;
+    # which proxies to believe is [server] trusted_proxies' to say (service/auth/client_address.py).
+    uvicorn.run(
+        create_app(settings), host=host, port=port, log_level="info", access_log=False, proxy_headers=False
+    )
     return 0
 
 

@@ -26,11 +26,12 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Coroutine
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from service.auth.deferred_usage import DeferredUsage
 from service.auth.keys import Keys
+from service.auth.visitors import VisitorLimits
 from service.backends.http_reranker import HttpReranker
 from service.backends.stack import SearchStack, open_stack
 from service.backends.token_budget import TokenCounters
@@ -65,6 +66,11 @@ class Runtime:
     search_error: str | None = None
     # The background opening of search (the server's), awaited by wait_started.
     opening: asyncio.Task[None] | None = None
+    # Each visitor's share of a public key's rate limit (service/auth/visitors.py).
+    visitors: VisitorLimits = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.visitors = VisitorLimits(self.settings.auth.visitor_rate_limit)
 
     @property
     def key_store(self) -> Keys:

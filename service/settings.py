@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from collections.abc import Mapping
@@ -26,12 +27,36 @@ class ServerSettings(msgspec.Struct, forbid_unknown_fields=True):
     host: str = "127.0.0.1"
     port: int = 8000
     max_body_bytes: int = 10_485_760
+    # Proxies (addresses or CIDRs) whose X-Forwarded-For names the client; from any other peer it is ignored.
+    trusted_proxies: list[str] = msgspec.field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.proxy_networks()
+
+    def proxy_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        """`trusted_proxies` parsed; ValueError naming an entry that is not an address or CIDR."""
+        networks = []
+        for entry in self.trusted_proxies:
+            try:
+                networks.append(ipaddress.ip_network(entry.strip(), strict=False))
+            except ValueError:
+                raise ValueError(
+                    f"server.trusted_proxies: {entry!r} is not an IP address or CIDR"
+                    " (like 10.0.0.5 or 10.0.0.0/8)"
+                ) from None
+        return tuple(networks)
 
 
 class AuthSettings(msgspec.Struct, forbid_unknown_fields=True):
     enabled: bool = True
     # /metrics is open by default, for scrapers on a private network; true asks for an admin key.
     metrics_admin_only: bool = False
+    # Requests a minute each visitor (client address) may make with one public key; 0: no such limit.
+    visitor_rate_limit: int = 120
+
+    def __post_init__(self) -> None:
+        if self.visitor_rate_limit < 0:
+            raise ValueError("auth.visitor_rate_limit must be 0 (off) or more requests per minute")
 
 
 class ModelSettings(msgspec.Struct, forbid_unknown_fields=True):

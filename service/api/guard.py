@@ -1,5 +1,8 @@
 """The route guard for keyed endpoints: Bearer key (401), its rate limit (429), its scope (403).
 
+A public key's rate limit is counted per visitor too (service/auth/visitors.py), before the key's
+own: a visitor over its share is refused without spending the allowance the other visitors share.
+
 Each route names the scope it needs in its `opt` (`opt={"scope": SEARCH}`); a route that names none
 needs `admin`, so a route added without thought is closed rather than open. A key limited to some
 collections reaches only those, on routes with a `{name}` path parameter here and, for a collection
@@ -16,9 +19,11 @@ from litestar.handlers import BaseRouteHandler
 
 from service.api.dependencies import runtime_of
 from service.auth.access import bearer_token, check_collection, check_scope
+from service.auth.client_address import client_address
 from service.auth.public import check_public_use
 from service.auth.scopes import ADMIN
-from service.errors import Unauthorized
+from service.errors import RateLimited, Unauthorized
+from service.runtime import Runtime
 
 
 def needed_scope(handler: BaseRouteHandler) -> str:
@@ -42,5 +47,21 @@ async def require_api_key(connection: ASGIConnection[Any, Any, Any, Any], handle
         check_public_use(key.origins, connection.headers.get("origin"), bool(handler.opt.get("public")))
     if "name" in connection.path_params:
         check_collection(key, str(connection.path_params["name"]))
-    await asyncio.to_thread(keys.admit, key.name)
+    if key.public:
+        await admit_visitor(connection, runtime, key.name)
+    else:
+        await asyncio.to_thread(keys.admit, key.name)
     connection.state.api_key = key
+
+
+async def admit_visitor(connection: ASGIConnection[Any, Any, Any, Any], runtime: Runtime, name: str) -> None:
+    """The visitor's share of a public key first, then the key's overall limit."""
+    peer = connection.client.host if connection.client else None
+    proxies = runtime.settings.server.proxy_networks()
+    visitor = client_address(peer, connection.headers.get("x-forwarded-for"), proxies)
+    runtime.visitors.admit(name, visitor)
+    try:
+        await asyncio.to_thread(runtime.key_store.admit, name)
+    except RateLimited:
+        runtime.visitors.refund(name, visitor)
+        raise

@@ -57,6 +57,9 @@ def test_elasticsearch_server_major_matches_the_client() -> None:
 def test_docker_config_loads() -> None:
     settings = load_settings(REPO / "config" / "docker.toml", environ={})
     assert settings.search.lexical == "elasticsearch"
+    # The proxy's fixed address is the one whose X-Forwarded-For the replicas believe, and no other.
+    proxy_address = re.findall(r"ipv4_address: (\S+)", (REPO / "docker-compose.yml").read_text())
+    assert settings.server.trusted_proxies == proxy_address
     assert settings.qdrant.url and settings.elasticsearch.url
     assert settings.data_dir == "/data" and settings.server.host == "0.0.0.0"
 
