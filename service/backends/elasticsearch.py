@@ -22,7 +22,7 @@ from elasticsearch.helpers import BulkIndexError, async_bulk
 from service.errors import BackendTimeout, BackendUnavailable, InvalidRequest, NotFound
 from service.packaged import packaged
 from service.search.collections import checked_collection_name
-from service.search.facets import FACET_VALUES, FacetCounts, FacetValue
+from service.search.facets import FACET_VALUES, FacetCounts, FacetValue, disjunctive_counts
 from service.search.models import AnyOf, Chunk, Condition, Equals, Filter, Hit, Range, Scalar
 from service.search.typos import (
     EXACT,
@@ -133,21 +133,25 @@ class ElasticsearchIndex:
         with self._translated(collection):
             ranked = await self._rank_fields(collection)
             expansions = await self._expansions(collection, text, ranked, matching)
-            response = await self._client.search(
-                index=self._index(collection),
-                query=search_query(text, filter, ranked, expansions),
-                size=0,
-                track_total_hits=False,
-                aggs=facet_aggregations(fields),
-            )
-        found = response["aggregations"]
-        return FacetCounts(
-            total=int(found["total"]["value"]),
-            fields={
-                name: [facet_value(bucket) for bucket in found[f"facet{i}"]["buckets"]]
-                for i, name in enumerate(fields)
-            },
-        )
+
+            async def count(names: Sequence[str], narrowed: Filter | None) -> FacetCounts:
+                response = await self._client.search(
+                    index=self._index(collection),
+                    query=search_query(text, narrowed, ranked, expansions),
+                    size=0,
+                    track_total_hits=False,
+                    aggs=facet_aggregations(names),
+                )
+                found = response["aggregations"]
+                return FacetCounts(
+                    total=int(found["total"]["value"]),
+                    fields={
+                        name: [facet_value(bucket) for bucket in found[f"facet{i}"]["buckets"]]
+                        for i, name in enumerate(names)
+                    },
+                )
+
+            return await disjunctive_counts(count, fields, filter)
 
     async def _expansions(
         self, collection: str, text: str, fields: Sequence[str], matching: Matching

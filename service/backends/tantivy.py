@@ -21,7 +21,7 @@ import tantivy
 
 from service.errors import BackendUnavailable, FathomError, InvalidRequest, NotFound, StorageFull
 from service.search.collections import checked_collection_name
-from service.search.facets import FacetCounts, count_documents
+from service.search.facets import FacetCounts, count_documents, disjunctive_counts
 from service.search.filters import parse_iso_date
 from service.search.models import AnyOf, Chunk, Condition, Equals, Filter, Hit, Range, Scalar
 from service.search.redact import for_clients
@@ -283,7 +283,10 @@ class TantivyIndex:
         filter: Filter | None = None,
         matching: Matching = EXACT,
     ) -> FacetCounts:
-        return await self._run(collection, self._facets, collection, text, fields, filter, matching)
+        async def count(names: Sequence[str], narrowed: Filter | None) -> FacetCounts:
+            return await self._run(collection, self._facets, collection, text, names, narrowed, matching)
+
+        return await disjunctive_counts(count, fields, filter)
 
     async def upsert(self, collection: str, chunks: Sequence[Chunk]) -> None:
         """Add the chunks, replacing any with the same chunk id; creates the collection if needed."""

@@ -4,18 +4,23 @@ Counts are of documents, not chunks, over every document the BM25 query matches 
 so a facet value's count is the `total` of the same search filtered on that value. Values are the
 metadata's strings, numbers and booleans; each field lists its FACET_VALUES most frequent values,
 most frequent first, ties by value.
+
+Facets are disjunctive, as Algolia's: a field the filter names is counted without its own condition
+(the rest of the filter still applies), so once a visitor picks a value the field's other values stay
+listed with the counts they would have if picked instead. `total` counts with the whole filter.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from service.errors import InvalidRequest
 from service.search.filters import FIELD_NAME, FIELD_NAME_RULE
-from service.search.models import Scalar
+from service.search.models import Filter, Scalar
 
 FACET_VALUES = 20
 MAX_FACET_FIELDS = 10
@@ -78,3 +83,27 @@ def count_documents(passages: Iterable[tuple[str, Mapping[str, Any]]], names: Se
                 counts[value] += 1
         fields[name] = top_values(counts)
     return FacetCounts(total=len(documents), fields=fields)
+
+
+# Counts `fields` for the query under a filter: one backend's single counting pass.
+CountPass = Callable[[Sequence[str], Filter | None], Awaitable[FacetCounts]]
+
+
+def without_field(filter: Filter, name: str) -> Filter | None:
+    """The filter minus its conditions on `name`; None when nothing is left."""
+    kept = tuple(condition for condition in filter.conditions if condition.field != name)
+    return Filter(kept) if kept else None
+
+
+async def disjunctive_counts(count: CountPass, fields: Sequence[str], filter: Filter | None) -> FacetCounts:
+    """`total` and the fields the filter does not name in one pass with the whole filter, and each
+    field it names in a pass of its own without its condition; the passes run concurrently."""
+    filtered = {condition.field for condition in filter.conditions} if filter else set()
+    own = [name for name in fields if name in filtered]
+    if filter is None or not own:
+        return await count(fields, filter)
+    rest = [name for name in fields if name not in filtered]
+    passes = [count(rest, filter), *(count([name], without_field(filter, name)) for name in own)]
+    whole, *each = await asyncio.gather(*passes)
+    counted = {**whole.fields, **{name: found.fields[name] for name, found in zip(own, each, strict=True)}}
+    return FacetCounts(total=whole.total, fields={name: counted[name] for name in fields})

@@ -32,7 +32,8 @@ class LexicalIndex(Protocol):
         filter: Filter | None = None,
         matching: Matching = EXACT,
     ) -> FacetCounts:
-        """Documents `text` matches by BM25 after the filter, and document counts per value of `fields`."""
+        """Documents `text` matches by BM25 after the filter, and document counts per value of `fields`;
+        a field the filter names is counted without its own condition (disjunctive, service/search/facets.py)."""
         ...
 
 

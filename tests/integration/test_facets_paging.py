@@ -66,12 +66,22 @@ async def test_facet_counts_are_the_totals_of_filtered_searches(client: httpx.As
         assert {hit["metadata"][field] for hit in filtered["hits"]} == {bucket["value"]}
 
 
-async def test_counts_narrow_with_the_filter(client: httpx.AsyncClient) -> None:
-    everything = await search(client, facets=["kind"])
-    even = await search(client, facets=["kind"], filter={"kind": "even"})
+async def test_a_chosen_value_keeps_its_fields_other_values_and_narrows_the_rest(
+    client: httpx.AsyncClient,
+) -> None:
+    everything = await search(client, facets=["kind", "year"])
+    even = await search(client, facets=["kind", "year"], filter={"kind": "even"})
 
-    assert [bucket["value"] for bucket in even["facets"]["kind"]] == ["even"]
-    assert even["total"] < everything["total"]
+    # Disjunctive: the filtered field is counted without its own condition, so "odd" stays, with the
+    # count it would have if chosen instead; the other field and the total follow the filter.
+    assert even["facets"]["kind"] == everything["facets"]["kind"]
+    assert {bucket["value"] for bucket in even["facets"]["kind"]} == {"even", "odd"}
+    counts = {bucket["value"]: bucket["count"] for bucket in everything["facets"]["kind"]}
+    assert even["total"] == counts["even"] < everything["total"]
+    assert sum(bucket["count"] for bucket in even["facets"]["year"]) <= even["total"]
+    year = even["facets"]["year"][0]
+    both = await search(client, facets=[], filter={"kind": "even", "year": year["value"]})
+    assert both["total"] == year["count"]
 
 
 async def test_without_facets_there_are_no_counts(client: httpx.AsyncClient) -> None:

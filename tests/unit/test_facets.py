@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Sequence
+
 import pytest
 
 from service.backends.elasticsearch import facet_aggregations, facet_value
 from service.errors import InvalidRequest
 from service.search.facets import (
     FACET_VALUES,
+    FacetCounts,
     FacetValue,
     count_documents,
+    disjunctive_counts,
     metadata_values,
     parse_facet_fields,
 )
+from service.search.models import Equals, Filter
 
 
 def test_documents_count_once_however_many_chunks_match() -> None:
@@ -86,3 +92,36 @@ def test_elasticsearch_counts_documents_per_value() -> None:
     assert aggregations["total"]["cardinality"]["field"] == "doc_id"
     assert aggregations["facet0"]["terms"]["field"] == "metadata.lang"
     assert aggregations["facet0"]["aggs"]["docs"] == aggregations["total"]
+
+
+DOCS = [
+    ("a", {"kind": "even", "lang": "en"}),
+    ("b", {"kind": "odd", "lang": "en"}),
+    ("c", {"kind": "odd", "lang": "de"}),
+    ("d", {"kind": "even", "lang": "de"}),
+    ("e", {"kind": "odd", "lang": "en"}),
+]
+
+
+def test_a_filtered_field_is_counted_without_its_own_condition() -> None:
+    passes: list[tuple[tuple[str, ...], Filter | None]] = []
+
+    async def count(names: Sequence[str], narrowed: Filter | None) -> FacetCounts:
+        passes.append((tuple(names), narrowed))
+        wanted = {c.field: c.value for c in narrowed.conditions if isinstance(c, Equals)} if narrowed else {}
+        kept = [(i, m) for i, m in DOCS if all(m.get(f) == v for f, v in wanted.items())]
+        return count_documents(kept, names)
+
+    chosen = Filter((Equals("kind", "odd"), Equals("lang", "en")))
+    counts = asyncio.run(disjunctive_counts(count, ["lang", "kind", "year"], chosen))
+
+    assert counts.total == 2  # b and e: the whole filter
+    assert list(counts.fields) == ["lang", "kind", "year"]
+    assert counts.fields["kind"] == [FacetValue("odd", 2), FacetValue("even", 1)]  # lang=en only
+    assert counts.fields["lang"] == [FacetValue("en", 2), FacetValue("de", 1)]  # kind=odd only
+    assert counts.fields["year"] == []
+    assert len(passes) == 3
+    # Without a filter on a faceted field, one pass as before.
+    passes.clear()
+    plain = asyncio.run(disjunctive_counts(count, ["kind"], Filter((Equals("lang", "de"),))))
+    assert plain.total == 2 and len(passes) == 1
