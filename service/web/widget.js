@@ -6,9 +6,14 @@
  * Attributes: data-collection (required), data-key (a public search key), data-facets (metadata
  * fields shown as filters), data-page-size (10), data-placeholder, data-target (id of the element to
  * fill; default: right after the script), data-endpoint (default: where widget.js came from).
- * Choosing a hit follows its metadata `url` when that is an http(s) or relative link (any other url,
- * such as `javascript:`, is neither a link nor followed); the widget first dispatches a cancelable
- * `fathom:select` event (detail: the hit) on its root element, so a page can handle the choice itself.
+ * Choosing a hit (click, or Enter on the active one) follows its metadata `url` when that is an http(s)
+ * or relative link (any other url, such as `javascript:`, is never followed); ctrl-, cmd- or middle-click
+ * opens it in a new tab. The widget first dispatches a cancelable `fathom:select` event (detail: the
+ * hit) on its root element, so a page can handle the choice itself. An option holds no link of its own:
+ * an interactive element inside a listbox option is invisible to screen readers (axe: nested-interactive).
+ *
+ * Searches cost the site's rate limit: a query that is unchanged once trimmed sends nothing, and the
+ * last CACHE_SIZE answers are kept, so typing a word and deleting it again sends no new searches.
  */
 (function () {
   "use strict";
@@ -21,6 +26,8 @@
   var facetFields = attr("facets", "").split(",").map(function (s) { return s.trim(); }).filter(Boolean);
   var pageSize = parseInt(attr("page-size", "10"), 10) || 10;
   var DEBOUNCE_MS = 150;
+  var CACHE_SIZE = 50;
+  var UNAVAILABLE = "Search is unavailable, try again";
   var id = "fathom-" + Math.random().toString(36).slice(2, 8);
 
   function el(tag, props, children) {
@@ -63,68 +70,122 @@
   if (target) target.appendChild(root);
   else script.parentNode.insertBefore(root, script.nextSibling);
 
-  var state = { seq: 0, controller: null, timer: null, filter: {}, cursor: null, hits: [], active: -1 };
+  // shown: the request (query, filter, page) on screen or on its way, so an unchanged one is not sent
+  // again; cache: answers by request, oldest first (a Map keeps insertion order); pending: requests on
+  // their way. An older request is not aborted: its answer is kept for when its query comes back.
+  var state = {
+    seq: 0, timer: null, filter: {}, cursor: null, hits: [], active: -1,
+    shown: "", cache: new Map(), pending: new Map()
+  };
 
   function search(nextPage) {
     var query = input.value.trim();
-    if (state.controller) state.controller.abort();
-    if (!query) return render(null, false);
+    var request = JSON.stringify([query, state.filter, nextPage ? state.cursor : null]);
+    if (request === state.shown) return;  // a trailing space, or a word typed and deleted before the debounce
+    state.shown = request;
     var seq = ++state.seq;  // only the latest request may render: older answers are dropped
-    state.controller = new AbortController();
+    if (!query) { render(null, false); return renderFacets({}); }
     var body = { query: query, collection: collection, top_k: pageSize, facets: facetFields };
     if (Object.keys(state.filter).length) body.filter = state.filter;
     if (nextPage) body.cursor = state.cursor;
     // No space after the last word: the visitor is still typing it, so it also matches as a prefix.
     if (!/\s$/.test(input.value)) body.prefix = true;
-    var headers = { "Content-Type": "application/json" };
-    if (key) headers.Authorization = "Bearer " + key;
     root.setAttribute("aria-busy", "true");
-    fetch(base + "/v1/search", {
-      method: "POST", headers: headers, body: JSON.stringify(body), signal: state.controller.signal
-    }).then(function (response) {
-      return response.json().then(function (data) {
-        if (!response.ok) throw new Error((data.error && data.error.message) || "search failed");
-        return data;
-      });
-    }).then(function (data) {
-      if (seq !== state.seq) return;
-      root.setAttribute("data-query", query);
-      render(data, nextPage);
+    fetched(request, body).then(function (data) {
+      if (seq === state.seq) show(query, data, nextPage);
     }, function (error) {
-      if (seq !== state.seq || error.name === "AbortError") return;
-      root.removeAttribute("aria-busy");
-      status.textContent = "Search failed: " + error.message;
+      if (seq !== state.seq) return;
+      state.shown = "";  // the same query typed again is tried again
+      failed(query, error.message);
     });
   }
 
-  function render(data, append) {
+  function fetched(request, body) {
+    if (state.cache.has(request)) return Promise.resolve(state.cache.get(request));
+    if (state.pending.has(request)) return state.pending.get(request);
+    var headers = { "Content-Type": "application/json" };
+    if (key) headers.Authorization = "Bearer " + key;
+    var sent = fetch(base + "/v1/search", { method: "POST", headers: headers, body: JSON.stringify(body) })
+      .then(answer, function () { throw new Error(UNAVAILABLE); }).then(function (data) {
+        state.pending.delete(request);
+        remember(request, data);
+        return data;
+      }, function (error) { state.pending.delete(request); throw error; });
+    state.pending.set(request, sent);
+    return sent;
+  }
+
+  // The answer's JSON, or an Error whose message a visitor can read: a proxy's HTML error page, a
+  // server error or a lost connection all read the same; a refusal the site owner must fix says why.
+  function answer(response) {
+    return response.json().catch(function () { return null; }).then(function (data) {
+      if (response.ok && data) return data;
+      if (response.status === 429) throw new Error("Too many searches at once, try again in a moment");
+      var message = data && data.error && data.error.message;
+      throw new Error(response.status < 500 && message ? message : UNAVAILABLE);
+    });
+  }
+
+  function remember(request, data) {
+    state.cache.delete(request);
+    state.cache.set(request, data);
+    if (state.cache.size > CACHE_SIZE) state.cache.delete(state.cache.keys().next().value);
+  }
+
+  function show(query, data, nextPage) {
+    root.setAttribute("data-query", query);
+    render(data, nextPage, query);
+  }
+
+  // An error replaces the results shown (they would belong to another query); the filters stay, to
+  // be changed or cleared.
+  function failed(query, message) {
+    render(null, false);
+    root.setAttribute("data-query", query);
+    root.setAttribute("data-state", "error");
+    status.textContent = message;
+  }
+
+  function render(data, append, query) {
     root.removeAttribute("aria-busy");
+    root.setAttribute("data-state", data ? (data.hits.length || append ? "results" : "empty") : "idle");
     if (!append) { list.textContent = ""; state.hits = []; setActive(-1); }
     var hits = data ? data.hits : [];
     hits.forEach(function (hit) { list.appendChild(option(hit, state.hits.length)); state.hits.push(hit); });
     state.cursor = data ? data.cursor : null;
     more.hidden = !state.cursor;
     expand(state.hits.length > 0);
-    if (!data) { status.textContent = ""; facets.textContent = ""; return; }
-    var total = data.total == null ? state.hits.length + (state.cursor ? "+" : "") : data.total;
-    status.textContent = state.hits.length ? total + " results" : "No results";
+    if (!data) { status.textContent = ""; return; }
+    status.textContent = summary(query, data.total);
     if (!append) renderFacets(data.facets || {});
+  }
+
+  // `total` counts the documents holding the query's words (after the filter); the list may add hits
+  // found by meaning alone, so the label says which it is rather than calling both "results".
+  function summary(query, total) {
+    if (!state.hits.length) return "No results for \u201c" + query + "\u201d";
+    if (total == null) return state.hits.length + (state.cursor ? "+" : "") + " results";
+    if (total === 0) return "No document holds these words; results close in meaning";
+    return total + (total === 1 ? " document holds" : " documents hold") + " these words";
   }
 
   function option(hit, index) {
     var url = webUrl(hit.metadata && hit.metadata.url);
-    var title = el(url ? "a" : "span", { class: "fathom-title", text: hit.title || hit.id });
-    if (url) { title.setAttribute("href", url); title.setAttribute("tabindex", "-1"); }
+    var title = el("span", { class: "fathom-title", text: hit.title || hit.id });
     var snippet = el("p", { class: "fathom-snippet" });
     highlighted(hit.snippet || "", snippet);
     var item = el("li", {
       id: id + "-opt-" + index, class: "fathom-option", role: "option", "aria-selected": "false",
       "data-id": hit.id
     }, [title, snippet]);
+    if (url) item.setAttribute("data-url", url);
     item.addEventListener("mousedown", function (event) { event.preventDefault(); });
     item.addEventListener("click", function (event) {
-      // A link title is the browser's to follow (a new tab on ctrl-click); anything else chooses the hit.
-      if (event.target !== title || !url) { event.preventDefault(); choose(index); }
+      if (url && (event.ctrlKey || event.metaKey)) window.open(url, "_blank", "noopener");
+      else choose(index);
+    });
+    item.addEventListener("auxclick", function (event) {
+      if (url && event.button === 1) window.open(url, "_blank", "noopener");
     });
     return item;
   }
@@ -140,13 +201,20 @@
     });
   }
 
+  // Counts are disjunctive (the server counts a chosen field without its own filter), so a chosen
+  // value's neighbours stay listed and choosing one of them replaces it. The facet that had focus keeps
+  // it across the redraw; a value that is blank once trimmed is nothing to click and is not listed.
   function renderFacets(counts) {
+    var focused = facets.contains(document.activeElement) ? document.activeElement : null;
+    var refocus = focused && [focused.getAttribute("data-field"), focused.getAttribute("data-value")];
+    var again = null;
     facets.textContent = "";
     Object.keys(counts).forEach(function (field) {
-      if (!counts[field].length) return;
+      var buckets = counts[field].filter(function (bucket) { return String(bucket.value).trim() !== ""; });
+      if (!buckets.length) return;
       var group = el("div", { class: "fathom-facet-group", role: "group", "aria-label": field },
         [el("span", { class: "fathom-facet-name", text: field })]);
-      counts[field].forEach(function (bucket) {
+      buckets.forEach(function (bucket) {
         var on = state.filter[field] === bucket.value;
         var button = el("button", {
           type: "button", class: "fathom-facet", "aria-pressed": on ? "true" : "false",
@@ -158,9 +226,11 @@
           search(false);
         });
         group.appendChild(button);
+        if (refocus && refocus[0] === field && refocus[1] === String(bucket.value)) again = button;
       });
       facets.appendChild(group);
     });
+    if (again) again.focus();
   }
 
   function expand(open) {

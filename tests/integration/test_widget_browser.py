@@ -4,6 +4,8 @@ A site on another origin embeds /widget.js with a public key; the test types a C
 checks the results, dropped stale answers, a facet click, paging, and keyboard selection, and saves
 a screenshot (widget.png in the test's tmp folder). A second collection holds documents whose every
 field is a stored script payload: on the site and on Fathom's own page `/`, none of them may run.
+The states a visitor meets are checked too (an error, no results, the searches a query costs), and
+axe-core (vendored under vendor/axe-core) finds no serious or critical accessibility violation.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ import httpx
 import pytest
 
 from service.ingest.documents import Document
-from service.settings import load_settings
+from service.runtime import open_writer
+from service.settings import Settings, load_settings
 from tests.conftest import MODELS
 from tests.integration.live_server import fathom_serve, free_ports, static_site
 from tests.integration.rerank_app import TINY
@@ -44,6 +47,9 @@ CHROMIUM_FLAGS = [
 ]
 COLLECTION = "cranweb"
 HOSTILE = "hostile"  # documents whose every field is a stored script payload
+EMPTY = "empty"  # a collection with no documents: every search finds nothing
+AXE = Path(__file__).parent / "vendor" / "axe-core" / "axe.min.js"
+UNAVAILABLE = "Search is unavailable, try again"
 WEB_LINK = "relative-breakout"  # the one of them whose url is a web link
 # Playwright's 30 s default is short for a search on a CI machine running other test suites.
 BROWSER_TIMEOUT_MS = 120_000
@@ -64,6 +70,7 @@ class Site:
     key: str  # the public key the site embeds
     docs: dict[str, dict[str, Any]]  # id -> metadata
     hostile_key: str  # a public key for HOSTILE, from the site and from Fathom's own page
+    empty_key: str  # a public key for EMPTY, from the site
 
 
 def server_config(data_dir: Path, port: int) -> str:
@@ -90,12 +97,16 @@ budget_ms = 0
 """
 
 
-def site_page(fathom: str, key: str, hostile_key: str, path: str) -> str:
-    """The embedding site: its home page holds the widget, /hostile the widget on HOSTILE; /doc/<id>
-    stands for a document's page."""
+def site_page(fathom: str, keys: dict[str, str], path: str) -> str:
+    """The embedding site: its home page holds the widget, /hostile the widget on HOSTILE, /empty on
+    EMPTY; /doc/<id> stands for a document's page."""
+    key, hostile_key = keys[COLLECTION], keys[HOSTILE]
     if path.startswith("/doc/"):
         return f"<!doctype html><title>Document {path[5:]}</title><h1>Document {path[5:]}</h1>"
-    if path == "/hostile":
+    if path == "/empty":
+        widget = f"""<script src="{fathom}/widget.js" data-collection="{EMPTY}" data-key="{keys[EMPTY]}"
+        data-facets="kind"></script>"""
+    elif path == "/hostile":
         widget = f"""<script src="{fathom}/widget.js" data-collection="{HOSTILE}" data-key="{hostile_key}"
         data-facets="kind,note"></script>"""
     else:
@@ -103,9 +114,9 @@ def site_page(fathom: str, key: str, hostile_key: str, path: str) -> str:
         data-facets="kind,year" data-page-size="{PAGE_SIZE}" data-placeholder="Search the Cranfield papers">
         </script>"""
     return f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>A site</title></head>
-<body><h1>A site with Fathom search</h1>
+<body><main><h1>A site with Fathom search</h1>
 {widget}
-</body></html>"""
+</main></body></html>"""
 
 
 def pwn(tag: str) -> str:
@@ -159,14 +170,25 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     assert report.added == len(documents)
     hostile = asyncio.run(index_documents(settings, HOSTILE, hostile_documents()))
     assert hostile.added == len(hostile_documents())
-    key = public_key(config, COLLECTION, [origin])
-    # Fathom's own page `/` calls the API from Fathom's origin: the key must name that origin too.
-    hostile_key = public_key(config, HOSTILE, [origin, f"http://127.0.0.1:{fathom_port}"])
+    asyncio.run(create_collection(settings, EMPTY))
+    # Fathom's own page `/` calls the API from Fathom's origin: a key used there must name that origin too.
+    both = [origin, f"http://127.0.0.1:{fathom_port}"]
+    keys = {
+        COLLECTION: public_key(config, COLLECTION, both),
+        HOSTILE: public_key(config, HOSTILE, both),
+        EMPTY: public_key(config, EMPTY, [origin]),
+    }
     with (
         fathom_serve(config, fathom_port, folder / "serve.log") as fathom,
-        static_site(site_port, lambda path: site_page(fathom, key, hostile_key, path)) as served,
+        static_site(site_port, lambda path: site_page(fathom, keys, path)) as served,
     ):
-        yield Site(fathom, served, key, {d.id: d.metadata for d in documents}, hostile_key)
+        metadata = {d.id: d.metadata for d in documents}
+        yield Site(fathom, served, keys[COLLECTION], metadata, keys[HOSTILE], keys[EMPTY])
+
+
+async def create_collection(settings: Settings, name: str) -> None:
+    async with open_writer(settings) as writer:
+        await writer.create_collection(name)
 
 
 def public_key(config: Path, collection: str, origins: list[str]) -> str:
@@ -260,7 +282,9 @@ async def test_typing_shows_highlighted_linked_results_debounced(page: Any, site
     assert await box.get_attribute("aria-controls") == await listbox.get_attribute("id")
     for option in await page.get_by_role("option").all():
         doc_id = await option.get_attribute("data-id")
-        assert await option.locator("a.fathom-title").get_attribute("href") == site.docs[doc_id]["url"]
+        assert await option.get_attribute("data-url") == site.docs[doc_id]["url"]  # where choosing it goes
+        # Nothing focusable inside an option (axe: nested-interactive): the option itself is the choice.
+        assert await option.locator("a, button, input, [href], [tabindex]").count() == 0
     assert await page.locator(".fathom-snippet mark").count() > 0  # highlighted matches
 
 
@@ -295,7 +319,9 @@ async def test_facet_click_filters_and_keyboard_chooses(page: Any, site: Site, t
     await page.wait_for_selector("button.fathom-facet[data-field=kind][data-value=even][aria-pressed=true]")
     await wait_for_query(page, "heat transfer")
 
-    assert await page.get_by_role("status").inner_text() == f"{count} results"
+    # Counts are disjunctive: choosing "even" keeps "odd" listed, and "even"'s count is the new total.
+    assert await page.get_by_role("status").inner_text() == f"{count} documents hold these words"
+    assert await page.locator("button.fathom-facet[data-field=kind][data-value=odd]").count() == 1
     filtered = await shown_ids(page)
     assert filtered == api_ids(site, "heat transfer", filter={"kind": "even"})
     assert {site.docs[doc_id]["kind"] for doc_id in filtered} == {"even"}
@@ -332,9 +358,8 @@ async def poke_every_hit(page: Any, documents: dict[str, Document], origin: str)
         title = option.locator(".fathom-title")
         assert await title.text_content() == document.title  # markup shown as text
         await title.hover()
-        if doc_id == WEB_LINK:  # stays a link, with the breakout inside its url
-            assert await title.evaluate("e => e.tagName") == "A"
-            assert (await title.evaluate("a => a.href")).startswith(f"{origin}/doc/relative")
+        if doc_id == WEB_LINK:  # its url is followed when chosen, the breakout inside it
+            assert (await option.get_attribute("data-url") or "").startswith(f"{origin}/doc/relative")
             continue
         if await option.locator("a, [href]").count():
             linked.append(doc_id)
@@ -390,3 +415,154 @@ async def test_stored_payloads_show_as_text_and_never_run(page: Any, site: Site)
     widget_width = "getComputedStyle(document.querySelector('.fathom-widget')).maxWidth"
     assert await page.evaluate(widget_width) == "704px"  # widget.css: 44rem
     assert refused == []
+
+
+def search_requests(page: Any) -> list[dict[str, Any]]:
+    """The bodies of the widget's searches from now on, as they are sent."""
+    bodies: list[dict[str, Any]] = []
+    page.on(
+        "request", lambda r: bodies.append(json.loads(r.post_data)) if r.url.endswith("/v1/search") else None
+    )
+    return bodies
+
+
+async def settled(page: Any) -> None:
+    """Past the debounce, with no search in flight."""
+    await page.wait_for_timeout(600)
+    await page.wait_for_function("!document.querySelector('.fathom-widget').hasAttribute('aria-busy')")
+
+
+async def test_an_unchanged_query_sends_nothing_and_recent_answers_are_kept(page: Any, site: Site) -> None:
+    box = page.get_by_role("combobox")
+    await box.press_sequentially("heat transfer", delay=20)
+    await wait_for_query(page, "heat transfer")
+    first = await shown_ids(page)
+    sent = search_requests(page)
+
+    await box.press("End")
+    await box.press_sequentially(" ", delay=20)  # a trailing space alone: the same query
+    await settled(page)
+    assert sent == []
+
+    await box.press_sequentially("in", delay=300)  # slow enough for each to be searched
+    await wait_for_query(page, "heat transfer in")
+    assert sent and all(body["query"].startswith("heat transfer i") for body in sent)
+    typed = len(sent)
+    for _ in range(3):  # and deleted again, down to the query shown before
+        await box.press("Backspace")
+        await page.wait_for_timeout(300)
+    await wait_for_query(page, "heat transfer")
+    await settled(page)
+    assert len(sent) == typed, sent[typed:]  # every answer came from what the widget kept
+    assert await shown_ids(page) == first
+
+
+async def test_an_error_replaces_the_results_in_plain_words(page: Any, site: Site) -> None:
+    box = page.get_by_role("combobox")
+    await box.fill("shock waves")
+    await wait_for_query(page, "shock waves")
+    assert await shown_ids(page)
+    status = page.get_by_role("status")
+
+    async def bad_gateway(route: Any) -> None:  # what nginx answers when no replica is up
+        html = "<html><head><title>502 Bad Gateway</title></head><body><h1>502 Bad Gateway</h1></body></html>"
+        await route.fulfill(status=502, content_type="text/html", body=html)
+
+    await page.route("**/v1/search", bad_gateway)
+    await box.fill("heat transfer")
+    await wait_for_query(page, "heat transfer")
+    assert await status.inner_text() == UNAVAILABLE
+    assert await shown_ids(page) == [] and not await page.get_by_role("listbox").is_visible()
+    assert await page.get_by_role("button", name="More results").is_hidden()
+
+    await page.unroute("**/v1/search")
+    await page.route("**/v1/search", lambda route: route.abort("connectionrefused"))
+    await box.fill("wing flutter")
+    await wait_for_query(page, "wing flutter")
+    assert await status.inner_text() == UNAVAILABLE and await shown_ids(page) == []
+
+    await page.unroute("**/v1/search")
+    await box.fill("heat transfer")  # the same query again is tried again, and answers
+    await wait_for_query(page, "heat transfer")
+    assert await shown_ids(page) == api_ids(site, "heat transfer")
+
+
+async def test_no_results_names_the_query_as_text(page: Any, site: Site) -> None:
+    await page.goto(f"{site.origin}/empty")
+    query = "<b>nothing</b> here"
+    await page.get_by_role("combobox").fill(query)
+    await wait_for_query(page, query)
+
+    assert await page.get_by_role("status").inner_text() == f"No results for \u201c{query}\u201d"
+    assert await page.locator(".fathom-widget b").count() == 0
+    assert await shown_ids(page) == [] and not await page.get_by_role("listbox").is_visible()
+    assert await page.locator(".fathom-widget").get_attribute("data-state") == "empty"
+
+
+async def test_a_clicked_facet_keeps_focus_and_its_fields_other_values(page: Any, site: Site) -> None:
+    await page.get_by_role("combobox").fill("heat transfer")
+    await wait_for_query(page, "heat transfer")
+    odd = "button.fathom-facet[data-field=kind][data-value=odd]"
+    even = "button.fathom-facet[data-field=kind][data-value=even]"
+    before = {v: await page.locator(f"button.fathom-facet[data-field=kind][data-value={v}]").inner_text()
+              for v in ("odd", "even")}  # fmt: skip
+
+    await page.locator(odd).click()
+    await page.wait_for_selector(f"{odd}[aria-pressed=true]")
+    await wait_for_query(page, "heat transfer")
+    focused = "[document.activeElement.dataset.field, document.activeElement.dataset.value]"
+    assert await page.evaluate(focused) == ["kind", "odd"]
+    assert await page.locator(even).inner_text() == before["even"]  # still listed, with its count
+
+    await page.locator(even).focus()  # and "even" chosen by keyboard: focus stays on it
+    await page.keyboard.press("Enter")
+    await page.wait_for_selector(f"{even}[aria-pressed=true]")
+    await wait_for_query(page, "heat transfer")
+    assert await page.evaluate(focused) == ["kind", "even"]
+    assert await page.locator(odd).inner_text() == before["odd"]
+    # Blank values are nothing to click: none is listed.
+    assert (
+        await page.locator("button.fathom-facet").evaluate_all(
+            "els => els.filter(e => !e.dataset.value.trim()).length"
+        )
+        == 0
+    )
+
+
+async def axe_violations(page: Any) -> list[dict[str, Any]]:
+    """axe-core's serious and critical violations on the page as it is now."""
+    await page.evaluate(AXE.read_text(encoding="utf-8") + "\n;undefined")
+    found: list[dict[str, Any]] = await page.evaluate(
+        """async () => (await axe.run(document, {resultTypes: ["violations"]})).violations
+             .filter(v => v.impact === "serious" || v.impact === "critical")
+             .map(v => ({id: v.id, impact: v.impact, nodes: v.nodes.map(n => n.target.join(" "))}))"""
+    )
+    return found
+
+
+async def test_axe_finds_no_serious_violation(page: Any, site: Site) -> None:
+    fathom_page = f"{site.fathom}/?" + urlencode(
+        {"collection": COLLECTION, "key": site.key, "facets": "kind,year"}
+    )
+    for url in (site.origin, fathom_page, f"{site.origin}/empty"):
+        await page.goto(url)
+        box = page.get_by_role("combobox")
+        assert await axe_violations(page) == [], f"{url}, before a search"
+        await box.fill("heat transfer")
+        await wait_for_query(page, "heat transfer")
+        if url != f"{site.origin}/empty":
+            await page.locator("button.fathom-facet[data-field=kind][data-value=even]").click()
+            await wait_for_query(page, "heat transfer")
+            await box.press("ArrowDown")  # the list open, an option active
+        assert await axe_violations(page) == [], f"{url}, with results"
+    await page.goto(fathom_page)
+    assert await page.get_by_role("main").count() == 1  # `/` has its main landmark
+    # The check can fail: a link inside an option, as the widget once had, is found.
+    nested = (
+        '<ul role="listbox" aria-label="x">'
+        '<li role="option" aria-selected="false"><a href="/x">x</a></li></ul>'
+    )
+    await page.evaluate(
+        "html => document.querySelector('main').insertAdjacentHTML('beforeend', html)", nested
+    )
+    assert "nested-interactive" in {found["id"] for found in await axe_violations(page)}
