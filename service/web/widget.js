@@ -6,14 +6,10 @@
  * Attributes: data-collection (required), data-key (a public search key), data-facets (metadata
  * fields shown as filters), data-page-size (10), data-placeholder, data-target (id of the element to
  * fill; default: right after the script), data-endpoint (default: where widget.js came from).
- * Choosing a hit (click, or Enter on the active one) follows its metadata `url` when that is an http(s)
- * or relative link (any other url, such as `javascript:`, is never followed); ctrl-, cmd- or middle-click
- * opens it in a new tab. The widget first dispatches a cancelable `fathom:select` event (detail: the
- * hit) on its root element, so a page can handle the choice itself. An option holds no link of its own:
- * an interactive element inside a listbox option is invisible to screen readers (axe: nested-interactive).
- *
- * Searches cost the site's rate limit: a query that is unchanged once trimmed sends nothing, and the
- * last CACHE_SIZE answers are kept, so typing a word and deleting it again sends no new searches.
+ * Choosing a hit follows its metadata `url` if http(s) or relative (never `javascript:` and the like;
+ * ctrl- or middle-click: a new tab), after a cancelable `fathom:select` event (detail: the hit) on the
+ * root. Options hold no link: a screen reader misses one inside an option (axe: nested-interactive).
+ * An unchanged (trimmed) query sends nothing, and recent answers are kept: searches cost rate limit.
  */
 (function () {
   "use strict";
@@ -70,9 +66,8 @@
   if (target) target.appendChild(root);
   else script.parentNode.insertBefore(root, script.nextSibling);
 
-  // shown: the request (query, filter, page) on screen or on its way, so an unchanged one is not sent
-  // again; cache: answers by request, oldest first (a Map keeps insertion order); pending: requests on
-  // their way. An older request is not aborted: its answer is kept for when its query comes back.
+  // shown: the request on screen or on its way; cache: answers, oldest first; pending: requests on their
+  // way, not aborted when a newer one goes: the answer is kept for when the query comes back.
   var state = {
     seq: 0, timer: null, filter: {}, cursor: null, hits: [], active: -1,
     shown: "", cache: new Map(), pending: new Map()
@@ -137,8 +132,7 @@
     render(data, nextPage, query);
   }
 
-  // An error replaces the results shown (they would belong to another query); the filters stay, to
-  // be changed or cleared.
+  // An error replaces the results (they belong to another query); the filters stay.
   function failed(query, message) {
     render(null, false);
     root.setAttribute("data-query", query);
@@ -160,8 +154,7 @@
     if (!append) renderFacets(data.facets || {});
   }
 
-  // `total` counts the documents holding the query's words (after the filter); the list may add hits
-  // found by meaning alone, so the label says which it is rather than calling both "results".
+  // `total` counts documents holding the query's words; hits found by meaning alone may be listed too.
   function summary(query, total) {
     if (!state.hits.length) return "No results for \u201c" + query + "\u201d";
     if (total == null) return state.hits.length + (state.cursor ? "+" : "") + " results";
@@ -201,9 +194,8 @@
     });
   }
 
-  // Counts are disjunctive (the server counts a chosen field without its own filter), so a chosen
-  // value's neighbours stay listed and choosing one of them replaces it. The facet that had focus keeps
-  // it across the redraw; a value that is blank once trimmed is nothing to click and is not listed.
+  // Counts are disjunctive (a chosen field is counted without its own filter): the other values stay,
+  // and choosing one replaces it. Focus stays on the facet across the redraw; blank values are skipped.
   function renderFacets(counts) {
     var focused = facets.contains(document.activeElement) ? document.activeElement : null;
     var refocus = focused && [focused.getAttribute("data-field"), focused.getAttribute("data-value")];
