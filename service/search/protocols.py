@@ -33,7 +33,7 @@ class LexicalIndex(Protocol):
         matching: Matching = EXACT,
     ) -> FacetCounts:
         """Documents `text` matches by BM25 after the filter, and document counts per value of `fields`;
-        a field the filter names is counted without its own condition (disjunctive, service/search/facets.py)."""
+        a field the filter names is counted without its own condition (disjunctive: search/facets.py)."""
         ...
 
 
