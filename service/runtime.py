@@ -39,6 +39,7 @@ from service.errors import BackendUnavailable, FathomError, InvalidRequest
 from service.ingest.chunking import Chunker, ChunkingPolicy
 from service.ingest.writer import IngestWriter
 from service.metrics import Metrics
+from service.rerank.budget_check import warn_if_budget_too_small
 from service.rerank.local_reranker import EngineReranker
 from service.rerank.registry import ModelRegistry
 from service.search.pipeline import SearchPipeline
@@ -48,6 +49,9 @@ from service.settings import Settings
 from service.state.stores import open_journal, open_keys
 
 log = logging.getLogger("fathom")
+
+# Tokens of a typical search query, added to a passage's when estimating what the rerank budget covers.
+QUERY_TOKENS = 16
 
 
 @dataclass(slots=True)
@@ -183,7 +187,7 @@ async def start(
     search_exits = await exits.enter_async_context(AsyncExitStack())
     opening = open_search(runtime, search_exits, recover=recover, chunking=chunking)
     runtime.opening = asyncio.get_running_loop().create_task(_reported(runtime, opening))
-    exits.push_async_callback(_stop_opening, runtime.opening)
+    exits.push_async_callback(_stop_task, runtime.opening)
 
 
 async def open_search(
@@ -200,15 +204,17 @@ async def open_search(
         # Another replica's changes left unfinished (it died mid-write) are finished here once its
         # lease ran out.
         await exits.enter_async_context(writer.recovering(settings.state.lease_seconds / 2))
-    pipeline = SearchPipeline(
-        stack.lexical, stack.vectors, stack.embedder, search_reranker(runtime, exits), settings.search
-    )
+    reranker = search_reranker(runtime, exits, (chunking or ChunkingPolicy()).max_tokens)
+    pipeline = SearchPipeline(stack.lexical, stack.vectors, stack.embedder, reranker, settings.search)
     runtime.stack, runtime.writer, runtime.pipeline = stack, writer, pipeline
     runtime.token_counters = TokenCounters(settings, stack.embedder.tokenizer)
 
 
-def search_reranker(runtime: Runtime, exits: AsyncExitStack) -> Reranker | None:
-    """A remote /v1/rerank when [search.rerank] url is set, else this process's engine (if it has models)."""
+def search_reranker(runtime: Runtime, exits: AsyncExitStack, passage_tokens: int) -> Reranker | None:
+    """A remote /v1/rerank when [search.rerank] url is set, else this process's engine (if it has models).
+
+    The local engine is checked once it has loaded: a model too slow for the search budget is logged.
+    """
     config = runtime.settings.search.rerank
     if config.url:
         remote = HttpReranker(config.url, api_key=config.api_key, model=config.model, timeout=config.timeout)
@@ -216,6 +222,11 @@ def search_reranker(runtime: Runtime, exits: AsyncExitStack) -> Reranker | None:
         return remote
     if runtime.models is None:
         return None
+    if config.enabled:
+        # A query is a few tokens next to a passage; the model's own limit truncates longer pairs.
+        pair_tokens = min(passage_tokens + QUERY_TOKENS, runtime.settings.rerank.max_length)
+        check = warn_if_budget_too_small(runtime.models, config.model or None, config.budget_ms, pair_tokens)
+        exits.push_async_callback(_stop_task, asyncio.get_running_loop().create_task(check))
     return EngineReranker(runtime.models, config.model or None)
 
 
@@ -241,10 +252,11 @@ async def _reported(runtime: Runtime, opening: Coroutine[Any, Any, None]) -> Non
         log.exception("search is not available")
 
 
-async def _stop_opening(opening: asyncio.Task[None]) -> None:
-    """At shutdown: stop a search still opening; what it had opened is closed by the exit stack."""
-    opening.cancel()
-    await asyncio.gather(opening, return_exceptions=True)
+async def _stop_task(task: asyncio.Task[None]) -> None:
+    """At shutdown: stop a background task (a search still opening: what it had opened is closed by
+    the exit stack)."""
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
 
 
 @asynccontextmanager
