@@ -195,7 +195,12 @@ async def open_search(
         # lease ran out.
         await exits.enter_async_context(writer.recovering(settings.state.lease_seconds / 2))
     pipeline = SearchPipeline(
-        stack.lexical, stack.vectors, stack.embedder, search_reranker(runtime, exits), settings.search
+        stack.lexical,
+        stack.vectors,
+        stack.embedder,
+        search_reranker(runtime, exits),
+        settings.search,
+        check_collection=writer.check_embedder,
     )
     runtime.stack, runtime.writer, runtime.pipeline = stack, writer, pipeline
     runtime.token_counters = TokenCounters(settings, stack.embedder.tokenizer)
