@@ -123,8 +123,6 @@ class TextEmbedder(Protocol):
         lengths: Sequence[int] | None = None,
     ) -> list[list[float]]: ...
 
-    def close(self) -> None: ...
-
 
 class FastembedEmbedder:
     """The Embedder protocol on fastembed's TextEmbedding: one model, one inference thread.
