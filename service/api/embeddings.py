@@ -130,7 +130,7 @@ def encoded(vector: list[float], encoding_format: str) -> list[float] | str:
 )
 async def embeddings(
     data: JSONBody[EmbeddingsRequest],
-    embedder: NamedDependency[TextEmbedder],
+    embedder: NamedDependency[SkipValidation[TextEmbedder]],
     settings: NamedDependency[Settings],
     keys: NamedDependency[SkipValidation[Keys]],
     api_key: NamedDependency[ApiKey | None],
