@@ -99,12 +99,14 @@ async def test_the_api_answers_409_naming_both_embedders(tmp_path: Path) -> None
         # A collection this embedder made is searched as usual.
         assert (await client.put("/v1/collections/fresh", headers=headers)).status_code == 201
         fresh = await client.post("/v1/search", json={**query, "collection": "fresh"}, headers=headers)
+        described = (await client.get("/v1/collections/c", headers=headers)).json()["embedder"]
     for answer in (searched, context, pushed):
         assert answer.status_code == 409, answer.text
         body = answer.json()
         assert body["error"]["code"] == "embedder_mismatch"
         assert "(max_length differ)" in body["message"] and "Configured: max_length=128" in body["message"]
     assert fresh.status_code == 200, fresh.text
+    assert described["max_length"] == 256 and described["quantize"] == "none"
     async with running(settings) as client:
         headers = {"Authorization": f"Bearer {new_key(settings, 'ops2')}"}
         same = await client.post("/v1/search", json=query, headers=headers)
