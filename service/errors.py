@@ -5,7 +5,9 @@ The message of each says what to fix; `code` is the stable machine-readable name
 FathomError                   any error Fathom reports (unmapped: 500)
 ├── RequestError              the client must change its request
 │   ├── InvalidRequest        400  a field, filter, model or limit the server refuses
-│   └── NotFound              404  no such collection or document
+│   ├── NotFound              404  no such collection or document
+│   └── Conflict              409  the request contradicts what the collection holds
+│       └── EmbedderMismatch  409  the collection was indexed by another embedder than this one
 ├── AccessError               the key does not allow this request
 │   ├── Unauthorized          401  no key, a malformed header, a revoked or unknown key
 │   ├── QuotaExceeded         402  the key's search units are used up
@@ -47,6 +49,17 @@ class InvalidRequest(RequestError):
 
 class NotFound(RequestError):
     code = "not_found"
+
+
+class Conflict(RequestError):
+    code = "conflict"
+
+
+class EmbedderMismatch(Conflict):
+    """The collection's vectors come from another embedder than the configured one: queries embedded
+    now would be compared with vectors of another space, and new vectors would mix two spaces."""
+
+    code = "embedder_mismatch"
 
 
 class AccessError(FathomError):

@@ -205,7 +205,14 @@ async def open_search(
         # lease ran out.
         await exits.enter_async_context(writer.recovering(settings.state.lease_seconds / 2))
     reranker = search_reranker(runtime, exits, (chunking or ChunkingPolicy()).max_tokens)
-    pipeline = SearchPipeline(stack.lexical, stack.vectors, stack.embedder, reranker, settings.search)
+    pipeline = SearchPipeline(
+        stack.lexical,
+        stack.vectors,
+        stack.embedder,
+        reranker,
+        settings.search,
+        check_collection=writer.check_embedder,
+    )
     runtime.stack, runtime.writer, runtime.pipeline = stack, writer, pipeline
     runtime.token_counters = TokenCounters(settings, stack.embedder.tokenizer)
 

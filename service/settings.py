@@ -100,6 +100,20 @@ class EmbeddingSettings(msgspec.Struct, forbid_unknown_fields=True):
     query_cache_bytes: int = 33_554_432
     threads: int = 0
     quantize: Literal["none", "int8"] = "none"
+    # An OpenAI-compatible /v1/embeddings to embed with instead of this process (see remote_embedder).
+    url: str = ""
+    api_key: str = ""
+    timeout: float = 60.0
+    concurrency: int = 4
+    max_retries: int = 8
+
+    def __post_init__(self) -> None:
+        if self.url and not self.url.startswith(("http://", "https://")):
+            raise ValueError("embedding.url must be empty (embed in this process) or an http(s):// URL")
+        if self.timeout <= 0 or self.concurrency < 1 or self.max_retries < 0:
+            raise ValueError(
+                "embedding.timeout must be positive, concurrency at least 1 and max_retries 0 or more"
+            )
 
 
 class ElasticsearchSettings(msgspec.Struct, forbid_unknown_fields=True):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections import Counter
 from typing import Annotated, Any
 
@@ -66,6 +67,13 @@ class CollectionInfo(msgspec.Struct):
     documents: int
     pending: int
     stores: dict[str, StoreCounts]
+    embedder: Annotated[
+        dict[str, Any] | None,
+        msgspec.Meta(
+            description="The fingerprint of the embedder that wrote its vectors (null: made by a release"
+            " that kept none; recorded on its next write)"
+        ),
+    ] = None
 
 
 class CollectionSummary(msgspec.Struct):
@@ -122,6 +130,18 @@ def check_unique_ids(documents: list[DocumentIn]) -> None:
         )
 
 
+def recorded_embedder(stored: str | None) -> dict[str, Any] | None:
+    """The journal's fingerprint as an object; one this release cannot read is shown as its raw text
+    (searches of the collection say why it is refused)."""
+    if stored is None:
+        return None
+    try:
+        value = json.loads(stored)
+    except ValueError:
+        return {"unreadable": stored}
+    return value if isinstance(value, dict) else {"unreadable": stored}
+
+
 @get(
     "/v1/collections",
     guards=[require_api_key],
@@ -159,6 +179,7 @@ async def get_collection(writer: NamedDependency[IngestWriter], name: Collection
     # Off the loop: a journal locked by another process must not stall /healthz.
     journal = await asyncio.to_thread(writer.journal.chunk_counts, name)
     pending = await asyncio.to_thread(writer.journal.pending, name)
+    embedder = await asyncio.to_thread(writer.journal.embedder, name)
     return CollectionInfo(
         name=name,
         documents=len(journal),
@@ -168,6 +189,7 @@ async def get_collection(writer: NamedDependency[IngestWriter], name: Collection
             "lexical": StoreCounts(len(lexical), sum(lexical.values())),
             "vector": StoreCounts(len(vector), sum(vector.values())),
         },
+        embedder=recorded_embedder(embedder),
     )
 
 

@@ -18,7 +18,7 @@ from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 
 from service.auth.keys import ApiKey, Keys
-from service.backends.embedder import FastembedEmbedder
+from service.backends.embedder import TextEmbedder
 from service.backends.token_budget import TokenCounters
 from service.ingest.writer import IngestWriter
 from service.metrics import Metrics
@@ -68,7 +68,7 @@ async def provide_writer(runtime: NamedDependency[Runtime]) -> IngestWriter:
     return runtime.writer
 
 
-async def provide_embedder(runtime: NamedDependency[Runtime]) -> FastembedEmbedder:
+async def provide_embedder(runtime: NamedDependency[Runtime]) -> TextEmbedder:
     if runtime.stack is None:
         raise runtime.unavailable("embeddings are")
     return runtime.stack.embedder

@@ -22,7 +22,7 @@ from service.api.guard import require_api_key
 from service.auth.billing import billed, embedding_search_units
 from service.auth.keys import ApiKey, Keys
 from service.auth.scopes import SEARCH
-from service.backends.embedder import FastembedEmbedder
+from service.backends.embedder import TextEmbedder
 from service.errors import InvalidRequest
 from service.settings import Settings
 
@@ -90,7 +90,7 @@ def check_lengths(texts: list[str], max_chars: int) -> None:
             )
 
 
-def validate(request: EmbeddingsRequest, embedder: FastembedEmbedder, model: str) -> None:
+def validate(request: EmbeddingsRequest, embedder: TextEmbedder, model: str) -> None:
     if request.model != model:
         raise InvalidRequest(f"unknown model {request.model!r}: this server embeds with {model!r}")
     if request.dimensions is not None and request.dimensions != embedder.dimensions:
@@ -99,7 +99,7 @@ def validate(request: EmbeddingsRequest, embedder: FastembedEmbedder, model: str
         )
 
 
-def token_counts(embedder: FastembedEmbedder, texts: list[str]) -> list[int]:
+def token_counts(embedder: TextEmbedder, texts: list[str]) -> list[int]:
     """Tokens per input, special tokens included; InvalidRequest naming the first one that is too long."""
     counts: list[int] = []
     for start in range(0, len(texts), COUNT_BATCH):
@@ -130,7 +130,7 @@ def encoded(vector: list[float], encoding_format: str) -> list[float] | str:
 )
 async def embeddings(
     data: JSONBody[EmbeddingsRequest],
-    embedder: NamedDependency[FastembedEmbedder],
+    embedder: NamedDependency[SkipValidation[TextEmbedder]],
     settings: NamedDependency[Settings],
     keys: NamedDependency[SkipValidation[Keys]],
     api_key: NamedDependency[ApiKey | None],

@@ -30,6 +30,7 @@ STATUS: dict[type[errors.FathomError], tuple[int, str]] = {
     errors.QuotaExceeded: (402, "insufficient_quota"),
     errors.Forbidden: (403, "permission_error"),
     errors.NotFound: (404, "not_found_error"),
+    errors.Conflict: (409, "conflict_error"),
     errors.RateLimited: (429, "rate_limit_error"),
     errors.ClientGone: (499, "client_closed_request"),  # nginx's status: logged, never read
     errors.ModelUnavailable: (503, "service_unavailable"),

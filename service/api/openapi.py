@@ -56,6 +56,7 @@ RAISES: dict[HTTPRouteHandler, tuple[type[errors.FathomError], ...]] = {
     search.search: (
         errors.InvalidRequest,
         errors.NotFound,
+        errors.Conflict,
         errors.QuotaExceeded,
         errors.BackendUnavailable,
         errors.ModelUnavailable,
@@ -65,6 +66,7 @@ RAISES: dict[HTTPRouteHandler, tuple[type[errors.FathomError], ...]] = {
     context.context: (
         errors.InvalidRequest,
         errors.NotFound,
+        errors.Conflict,
         errors.QuotaExceeded,
         errors.BackendUnavailable,
         errors.ModelUnavailable,
@@ -78,6 +80,7 @@ RAISES: dict[HTTPRouteHandler, tuple[type[errors.FathomError], ...]] = {
     collections.upsert_documents: (
         errors.InvalidRequest,
         errors.NotFound,
+        errors.Conflict,
         errors.QuotaExceeded,
         errors.BackendUnavailable,
     ),
@@ -109,6 +112,7 @@ DESCRIPTIONS = {
     402: "The key's quota of search units is used up",
     403: "The key lacks the scope or the collection this request needs",
     404: "Unknown collection or document",
+    409: "The collection was indexed with another embedder than the configured one: the message names both",
     413: "The request body is larger than the server's limit ([server] max_body_bytes)",
     415: "The body is not sent as JSON: send Content-Type: application/json",
     429: "Over the key's rate limit; see Retry-After",

@@ -10,17 +10,19 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from fastembed import TextEmbedding
 from fastembed.common.model_description import ModelSource, PoolingType
 from fastembed.text.onnx_text_model import OnnxTextModel
 from tokenizers import Tokenizer
 
+from service.backends.digests import cached_digest
 from service.backends.hub import download_options, unavailable_reason
-from service.backends.onnx_session import open_session
+from service.backends.onnx_session import open_session, recipe
 from service.backends.smoothing import Calibration
 from service.errors import ModelUnavailable
+from service.search.fingerprint import EmbedderFingerprint
 from service.settings import EmbeddingSettings
 
 # What a local model folder must hold; the ONNX graph's name is fixed so the folder layout is the contract.
@@ -29,6 +31,14 @@ LOCAL_REQUIRED_FILES = (LOCAL_MODEL_FILE, "tokenizer.json", "tokenizer_config.js
 
 # Local folders are registered with fastembed under this prefix so they never shadow a hub model it knows.
 LOCAL_NAME_PREFIX = "fathom-local/"
+
+# fastembed's model classes that fix their pooling in code rather than in a registration.
+KNOWN_POOLING = {
+    "PooledNormalizedEmbedding": "mean+normalize",
+    "PooledEmbedding": "mean",
+    "OnnxTextEmbedding": "cls+normalize",
+    "LastTokenNormalizedEmbedding": "last_token+normalize",
+}
 
 A = TypeVar("A")
 R = TypeVar("R")
@@ -84,6 +94,36 @@ class QueryCache:
             self._bytes -= entry_bytes(old_text, old_vector)
 
 
+class TextEmbedder(Protocol):
+    """What the stack needs of an embedder, in process or remote: vectors, the tokenizer chunks are cut
+    with, and the fingerprint a collection records."""
+
+    @property
+    def dimensions(self) -> int: ...
+
+    @property
+    def max_length(self) -> int: ...
+
+    @property
+    def tokenizer(self) -> Tokenizer: ...
+
+    @property
+    def fingerprint(self) -> EmbedderFingerprint: ...
+
+    def count_tokens(self, text: str) -> int: ...
+
+    def token_counts(self, texts: Sequence[str]) -> list[int]: ...
+
+    async def embed_query(self, text: str) -> list[float]: ...
+
+    async def embed_passages(
+        self,
+        texts: Sequence[str],
+        on_embedded: Callable[[int], object] | None = None,
+        lengths: Sequence[int] | None = None,
+    ) -> list[list[float]]: ...
+
+
 class FastembedEmbedder:
     """The Embedder protocol on fastembed's TextEmbedding: one model, one inference thread.
 
@@ -93,17 +133,31 @@ class FastembedEmbedder:
 
     def __init__(self, settings: EmbeddingSettings, cache_dir: Path) -> None:
         self._settings = settings
-        self._model = load_text_embedding(settings, cache_dir)
+        self._model, model_file = load_text_embedding(settings, cache_dir)
         inference_tokenizer = model_tokenizer(self._model, settings)
         truncate_at(inference_tokenizer, settings.max_length)
         self._tokenizer = untruncated_copy(inference_tokenizer)
         self._dimensions = self._model.embedding_size
+        self._fingerprint = EmbedderFingerprint(
+            model=settings.model,
+            model_hash=cached_digest(model_file, cache_dir),
+            quantize=settings.quantize,
+            recipe="" if settings.quantize == "none" else recipe(embedder_calibration(inference_tokenizer)),
+            max_length=settings.max_length,
+            pooling=pooling_of(self._model),
+            dimensions=self._dimensions,
+        )
         self._cache = QueryCache(settings.query_cache_size, settings.query_cache_bytes)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fathom-embedder")
 
     @property
     def dimensions(self) -> int:
         return self._dimensions
+
+    @property
+    def fingerprint(self) -> EmbedderFingerprint:
+        """Model file hash (cached by path, size and mtime), quantisation and recipe, length, pooling."""
+        return self._fingerprint
 
     @property
     def max_length(self) -> int:
@@ -184,8 +238,8 @@ class FastembedEmbedder:
         return await asyncio.get_running_loop().run_in_executor(self._executor, function, argument)
 
 
-def load_text_embedding(settings: EmbeddingSettings, cache_dir: Path) -> TextEmbedding:
-    """The fastembed model: the local folder at `settings.path`, else a hub model fastembed knows.
+def load_text_embedding(settings: EmbeddingSettings, cache_dir: Path) -> tuple[TextEmbedding, Path]:
+    """The fastembed model and its ONNX file: the folder at `settings.path`, else a hub model.
 
     fastembed finds the files and reads the tokenizer; the ONNX session is Fathom's own (thread
     settings for a shared machine, int8 when `quantize` asks), as for the rerank models.
@@ -214,13 +268,30 @@ def load_text_embedding(settings: EmbeddingSettings, cache_dir: Path) -> TextEmb
         threads=settings.threads,
         quantize=settings.quantize,
         cache_dir=cache_dir,
-        # No outlier channels in fp32 here: on the MiniLM embedder they brought cosine to fp32 from
-        # 0.9991 to 0.9996 but cost 13% of its int8 speed, and indexing speed is why int8 is chosen.
-        calibration=Calibration(inner.tokenizer, pairs=False, outlier_channels=0),
+        calibration=embedder_calibration(inner.tokenizer),
         # A request's largest batch would otherwise stay allocated after it (see ShrinkingSession).
         release_memory=True,
     )
-    return model
+    return model, model_file
+
+
+def embedder_calibration(tokenizer: Tokenizer) -> Calibration:
+    """How an embedder is calibrated for int8 (its recipe is part of a collection's fingerprint).
+
+    No outlier channels in fp32 here: on the MiniLM embedder they brought cosine to fp32 from 0.9991
+    to 0.9996 but cost 13% of its int8 speed, and indexing speed is why int8 is chosen.
+    """
+    return Calibration(tokenizer, pairs=False, outlier_channels=0)
+
+
+def pooling_of(model: TextEmbedding) -> str:
+    """How fastembed turns token vectors into one: the pooling and whether it normalises."""
+    inner: Any = model.model
+    pooling = getattr(inner, "_pooling", None)
+    if pooling is not None:
+        normalized = "+normalize" if getattr(inner, "_normalization", False) else ""
+        return f"{getattr(pooling, 'value', pooling)}{normalized}".lower()
+    return KNOWN_POOLING.get(type(inner).__name__, type(inner).__name__)
 
 
 def register_local_model(model_id: str, path: Path, max_length: int) -> str:

@@ -28,7 +28,6 @@ extra passes weigh more.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import tempfile
@@ -37,6 +36,7 @@ from typing import Any, Literal
 
 import onnxruntime as ort
 
+from service.backends.digests import cached_digest
 from service.backends.per_token import quantize_per_token
 from service.backends.smoothing import ALPHA, Calibration, smooth_activations
 from service.errors import ModelUnavailable
@@ -123,7 +123,7 @@ class ShrinkingSession:
 
 def quantized(model_file: Path, cache_dir: Path, calibration: Calibration) -> Path:
     """The int8 copy of `model_file`, made on first use."""
-    target = cache_dir / "int8" / f"{file_digest(model_file)}-{recipe(calibration)}.onnx"
+    target = cache_dir / "int8" / f"{cached_digest(model_file, cache_dir)}-{recipe(calibration)}.onnx"
     if target.is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -144,11 +144,3 @@ def quantized(model_file: Path, cache_dir: Path, calibration: Calibration) -> Pa
     except Exception as exc:  # onnx and onnxruntime raise many kinds
         raise ModelUnavailable(f"{model_file} could not be quantised to int8: {exc}") from exc
     return target
-
-
-def file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

@@ -11,7 +11,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from service.backends.embedder import FastembedEmbedder
+from service.backends.embedder import FastembedEmbedder, TextEmbedder
 from service.backends.qdrant import QdrantIndex
 from service.search.protocols import LexicalStore
 from service.settings import Settings
@@ -21,7 +21,7 @@ from service.settings import Settings
 class SearchStack:
     lexical: LexicalStore
     vectors: QdrantIndex
-    embedder: FastembedEmbedder
+    embedder: TextEmbedder
 
 
 def qdrant_path(settings: Settings) -> Path:
@@ -57,12 +57,22 @@ def open_lexical(settings: Settings) -> LexicalStore:
 
 @asynccontextmanager
 async def open_stack(settings: Settings) -> AsyncIterator[SearchStack]:
-    """Embedder (loaded off the event loop), lexical store and vector store; all closed on exit."""
+    """Embedder (loaded off the event loop, or a remote service probed), lexical store and vector store;
+    all closed on exit."""
     async with AsyncExitStack() as stack:
-        embedder = await asyncio.to_thread(
-            FastembedEmbedder, settings.embedding, settings.data_path / "models"
-        )
-        stack.callback(embedder.close)
+        embedder: TextEmbedder
+        if settings.embedding.url:
+            from service.backends.remote_embedder import RemoteEmbedder
+
+            remote = await RemoteEmbedder.open(settings.embedding)
+            stack.push_async_callback(remote.aclose)
+            embedder = remote
+        else:
+            local = await asyncio.to_thread(
+                FastembedEmbedder, settings.embedding, settings.data_path / "models"
+            )
+            stack.callback(local.close)
+            embedder = local
         lexical = open_lexical(settings)
         stack.push_async_callback(lexical.close)
         vectors = QdrantIndex(

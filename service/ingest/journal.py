@@ -81,8 +81,17 @@ class Journal(Protocol):
 
     # --- collections ------------------------------------------------------------------------------
 
-    def add_collection(self, name: str) -> bool:
-        """Register the collection; False when it was already there."""
+    def add_collection(self, name: str, embedder: str | None = None) -> bool:
+        """Register the collection with the fingerprint of the embedder that writes its vectors (JSON,
+        see service.search.fingerprint); False when it was already there (its fingerprint unchanged)."""
+        ...
+
+    def embedder(self, name: str) -> str | None:
+        """The collection's embedder fingerprint; None for a collection made before they were kept."""
+        ...
+
+    def record_embedder(self, name: str, embedder: str) -> None:
+        """Set the collection's embedder fingerprint (for one that has none yet)."""
         ...
 
     def generation(self, name: str) -> float | None:

@@ -65,16 +65,23 @@ class PostgresJournal:
 
     # --- collections ------------------------------------------------------------------------------
 
-    def add_collection(self, name: str) -> bool:
+    def add_collection(self, name: str, embedder: str | None = None) -> bool:
         with self._db.connection() as conn:
             return (
                 conn.execute(
-                    "INSERT INTO journal_collections (name, state, created_at)"
-                    f" VALUES (%s, 'ready', {_NOW}) ON CONFLICT (name) DO NOTHING",
-                    (name,),
+                    "INSERT INTO journal_collections (name, state, created_at, embedder)"
+                    f" VALUES (%s, 'ready', {_NOW}, %s) ON CONFLICT (name) DO NOTHING",
+                    (name, embedder),
                 ).rowcount
                 > 0
             )
+
+    def embedder(self, name: str) -> str | None:
+        rows = self._rows("SELECT embedder FROM journal_collections WHERE name = %s", (name,))
+        return None if not rows or rows[0][0] is None else str(rows[0][0])
+
+    def record_embedder(self, name: str, embedder: str) -> None:
+        self._run("UPDATE journal_collections SET embedder = %s WHERE name = %s", (embedder, name))
 
     def generation(self, name: str) -> float | None:
         rows = self._rows(

@@ -26,7 +26,10 @@ CREATE TABLE IF NOT EXISTS collections (
     name TEXT PRIMARY KEY,
     -- 'ready', or 'dropping' while its stores are being dropped (redone on the next start)
     state TEXT NOT NULL,
-    created_at REAL NOT NULL
+    created_at REAL NOT NULL,
+    -- the fingerprint (JSON) of the embedder that wrote its vectors; NULL for collections made before
+    -- fingerprints were kept, until their next write records one
+    embedder TEXT
 );
 CREATE TABLE IF NOT EXISTS documents (
     collection TEXT NOT NULL,
@@ -55,10 +58,11 @@ CREATE TABLE IF NOT EXISTS intents (
 """
 # Columns added after the first release, with the ALTER that adds each to an older journal.
 _ADDED_COLUMNS = {
-    "state": "ALTER TABLE intents ADD COLUMN state TEXT NOT NULL DEFAULT 'pending'",
-    "reason": "ALTER TABLE intents ADD COLUMN reason TEXT",
-    "owner": "ALTER TABLE intents ADD COLUMN owner TEXT",
-    "lease_until": "ALTER TABLE intents ADD COLUMN lease_until REAL NOT NULL DEFAULT 0",
+    ("intents", "state"): "ALTER TABLE intents ADD COLUMN state TEXT NOT NULL DEFAULT 'pending'",
+    ("intents", "reason"): "ALTER TABLE intents ADD COLUMN reason TEXT",
+    ("intents", "owner"): "ALTER TABLE intents ADD COLUMN owner TEXT",
+    ("intents", "lease_until"): "ALTER TABLE intents ADD COLUMN lease_until REAL NOT NULL DEFAULT 0",
+    ("collections", "embedder"): "ALTER TABLE collections ADD COLUMN embedder TEXT",
 }
 
 # Between tries for a collection another process holds.
@@ -94,7 +98,10 @@ class SqliteJournal:
         return self._lease
 
     def _add_missing_columns(self) -> None:
-        present = {str(row[1]) for row in self._query("PRAGMA table_info(intents)")}
+        tables = {table for table, _ in _ADDED_COLUMNS}
+        present = {
+            (table, str(row[1])) for table in tables for row in self._query(f"PRAGMA table_info({table})")
+        }
         with self._transaction() as db:
             for column, alter in _ADDED_COLUMNS.items():
                 if column not in present:
@@ -116,14 +123,23 @@ class SqliteJournal:
 
     # --- collections ------------------------------------------------------------------------------
 
-    def add_collection(self, name: str) -> bool:
+    def add_collection(self, name: str, embedder: str | None = None) -> bool:
         """Register the collection; False when it was already there."""
         with self._transaction() as db:
             cursor = db.execute(
-                "INSERT OR IGNORE INTO collections (name, state, created_at) VALUES (?, 'ready', ?)",
-                (name, time.time()),
+                "INSERT OR IGNORE INTO collections (name, state, created_at, embedder)"
+                " VALUES (?, 'ready', ?, ?)",
+                (name, time.time(), embedder),
             )
             return cursor.rowcount > 0
+
+    def embedder(self, name: str) -> str | None:
+        rows = self._query("SELECT embedder FROM collections WHERE name = ?", (name,))
+        return None if not rows or rows[0][0] is None else str(rows[0][0])
+
+    def record_embedder(self, name: str, embedder: str) -> None:
+        with self._transaction() as db:
+            db.execute("UPDATE collections SET embedder = ? WHERE name = ?", (embedder, name))
 
     def generation(self, name: str) -> float | None:
         """When the live collection of that name was created (its identity); None unless it is ready.

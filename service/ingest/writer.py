@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager, suppress
@@ -28,6 +29,7 @@ from service.ingest.documents import Document
 from service.ingest.journal import Held, Intent, Journal
 from service.ingest.metadata import metadata_problem
 from service.search.collections import checked_collection_name
+from service.search.fingerprint import EmbedderFingerprint, mismatch, reembed_command, unreadable
 from service.search.models import Chunk
 
 P = ParamSpec("P")
@@ -36,6 +38,10 @@ log = logging.getLogger("fathom")
 
 # Document ids per delete request when removing many documents.
 DELETE_BATCH = 500
+# How long a collection's embedder, once found to match, is not read from the journal again: searches
+# check it, and one journal read each would cost more than the check is worth. A collection dropped and
+# made again by another embedder meanwhile is refused at most this long after.
+EMBEDDER_MATCH_SECONDS = 5.0
 # Waiting for a collection another process writes: how long one try waits (a cancelled request waits
 # at most this long for its try to end).
 HOLD_WAIT = 2.0
@@ -154,6 +160,8 @@ class IngestWriter:
         # Collections whose changes a full disk stopped after their intents were recorded: the
         # background recovery retries them, so they are applied once space returns.
         self._stopped_by_full_disk: set[str] = set()
+        # Collection -> until when (monotonic) its recorded embedder is known to be this one.
+        self._embedder_matched: dict[str, float] = {}
 
     @property
     def journal(self) -> Journal:
@@ -174,13 +182,43 @@ class IngestWriter:
             self._stack.lexical.ensure_collection(collection),
             self._stack.vectors.ensure_collection(collection),
         )
-        return await self._off_loop(self._journal.add_collection, collection)
+        fingerprint = self._stack.embedder.fingerprint.to_json()
+        return await self._off_loop(self._journal.add_collection, collection, fingerprint)
+
+    async def check_embedder(self, collection: str, *, record_missing: bool = False) -> None:
+        """EmbedderMismatch when the collection's vectors were written by another embedder than the
+        configured one. A collection from before fingerprints were kept has none: with
+        `record_missing` (a write) the configured embedder's is recorded, with a warning, since
+        nothing tells which embedder wrote it."""
+        if self._embedder_matched.get(collection, 0.0) > time.monotonic():
+            return
+        stored = await self._off_loop(self._journal.embedder, collection)
+        current = self._stack.embedder.fingerprint
+        if stored is None:
+            if record_missing:
+                log.warning(
+                    'collection "%s" records no embedder (it was made by an earlier release): recording the'
+                    " configured one (%s). If its vectors came from another embedder, re-embed it: %s",
+                    collection,
+                    current.describe(),
+                    reembed_command(collection),
+                )
+                await self._off_loop(self._journal.record_embedder, collection, current.to_json())
+            return
+        try:
+            recorded = EmbedderFingerprint.from_json(stored)
+        except (ValueError, TypeError) as exc:
+            raise unreadable(collection, str(exc)) from exc
+        if recorded != current:
+            raise mismatch(collection, recorded, current)
+        self._embedder_matched[collection] = time.monotonic() + EMBEDDER_MATCH_SECONDS
 
     async def drop_collection(self, collection: str) -> None:
         """Marked first, so a drop interrupted half-way is finished by `recover_all()`."""
         await self.require(collection)
         async with self._holding(collection):
             await self._off_loop(self._journal.mark_dropping, collection)
+            self._embedder_matched.pop(collection, None)
             await self._drop_stores(collection)
             await self._off_loop(self._journal.forget_collection, collection)
 
@@ -266,6 +304,8 @@ class IngestWriter:
             self._stopped_by_full_disk.discard(collection)
             if not pending:
                 return IngestReport()
+            # Rewrites are embedded again: by the embedder the collection's vectors came from, or none.
+            await self.check_embedder(collection)
             # Held from the claim on: embedding the rewrites may take longer than a lease.
             async with (
                 self._rolled_forward(collection, len(pending)),
@@ -296,6 +336,7 @@ class IngestWriter:
         """
         async with self._holding(collection):
             await self.require(collection, generation)
+            await self.check_embedder(collection, record_missing=True)
             documents, refused = split_refused(latest_versions(documents))
             known = await self._off_loop(self._journal.committed, collection, [d.id for d in documents])
             # Another writer's unfinished change to a document (its lease still running): what the

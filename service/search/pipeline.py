@@ -218,7 +218,12 @@ class SearchPipeline:
         embedder: Embedder,
         reranker: Reranker | None,
         settings: SearchSettings,
+        *,
+        check_collection: Callable[[str], Awaitable[None]] | None = None,
     ) -> None:
+        """`check_collection(name)` runs before a collection is searched and may refuse it (its vectors
+        come from another embedder than `embedder`, say)."""
+        self._check_collection = check_collection
         self._lexical = lexical
         self._vectors = vectors
         self._embedder = embedder
@@ -230,6 +235,8 @@ class SearchPipeline:
         trace = _Trace()
         with trace.timed("total"):
             plan = validate_query(request, self._settings)
+            if self._check_collection is not None:
+                await self._check_collection(plan.collection)
             rankings, facets = await self._retrieve_and_count(plan, trace)
             with trace.timed("fusion"):
                 fused = reciprocal_rank_fusion(rankings, k=plan.rrf_k, weights=plan.weights)

@@ -76,6 +76,13 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         );
         """,
     ),
+    (
+        3,
+        "the embedder fingerprint of each collection (NULL for collections made before it)",
+        """
+        ALTER TABLE journal_collections ADD COLUMN embedder TEXT;
+        """,
+    ),
 ]
 
 # Any constant shared by every Fathom process: the key of the advisory lock migrations run under.

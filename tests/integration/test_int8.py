@@ -9,8 +9,9 @@ import numpy as np
 import onnx
 import pytest
 
+from service.backends.digests import file_digest
 from service.backends.embedder import FastembedEmbedder
-from service.backends.onnx_session import RECIPE, file_digest
+from service.backends.onnx_session import RECIPE
 from service.backends.smoothing import OUTLIER_SUFFIX
 from service.settings import EmbeddingSettings, settings_from_dict
 from tests.conftest import DATA, MODELS

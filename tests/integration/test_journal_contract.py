@@ -7,6 +7,7 @@ tests/integration/test_replicas.py does the whole write path with real servers.
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -19,6 +20,7 @@ import pytest
 
 from service.ingest.journal import Committed, Intent, Journal, LeaseLost
 from service.settings import Settings
+from service.state.postgres import MIGRATIONS, Postgres
 from service.state.stores import open_journal
 from tests.integration.state_db import ADAPTERS, state_settings
 
@@ -77,6 +79,18 @@ def test_committed_state_and_collections_are_shared(opener: Opener) -> None:
     assert one.collections() == {} and one.chunk_counts("c") == {}
     assert one.add_collection("c")
     assert two.generation("c") not in (None, first)
+
+
+def test_a_collection_keeps_the_fingerprint_of_its_embedder(opener: Opener) -> None:
+    one, two = opener(), opener()
+    assert one.add_collection("c", '{"model": "a"}')
+    # Created already: the first embedder's fingerprint stays.
+    assert not two.add_collection("c", '{"model": "b"}')
+    assert two.embedder("c") == '{"model": "a"}'
+    # A collection from before fingerprints has none until one is recorded.
+    assert one.add_collection("old") and two.embedder("old") is None
+    two.record_embedder("old", '{"model": "b"}')
+    assert one.embedder("old") == '{"model": "b"}' and one.embedder("missing") is None
 
 
 def test_unseen_and_invalidate(opener: Opener) -> None:
@@ -236,3 +250,59 @@ def test_a_killed_writer_lets_go_and_its_intents_are_taken_over(
         assert survivor.claim("c") == []  # a lease is all another machine can go by
         outlive_lease()
     assert [i.doc_id for i in survivor.claim("c")] == ["a"]
+
+
+@pytest.mark.parametrize("adapter", ADAPTERS)
+def test_a_journal_from_before_fingerprints_keeps_its_collections(adapter: str, tmp_path: Path) -> None:
+    """A journal written by the release before fingerprints opens, its collections intact and without one."""
+    with state_settings(adapter, tmp_path) as settings:
+        make_old_journal(settings)
+        journal = open_journal(settings)
+        try:
+            assert journal.collections() == {"old": "ready"}
+            assert journal.committed("old", ["a"]) == {"a": Committed("h", 2)}
+            assert journal.embedder("old") is None
+            journal.record_embedder("old", '{"model": "m"}')
+            assert journal.embedder("old") == '{"model": "m"}'
+        finally:
+            journal.close()
+
+
+def make_old_journal(settings: Settings) -> None:
+    """The previous release's journal tables, holding one collection with one document."""
+    rows = [
+        "INSERT INTO {c} (name, state, created_at) VALUES ('old', 'ready', 1.0)",
+        "INSERT INTO {d} (collection, doc_id, content_hash, chunk_count) VALUES ('old', 'a', 'h', 2)",
+    ]
+    if settings.state.url:
+        database = Postgres(settings.state.url)
+        try:
+            with database.connection() as conn:
+                conn.execute(
+                    "CREATE TABLE fathom_migrations (version INTEGER PRIMARY KEY,"
+                    " description TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+                )
+                for version, description, sql in MIGRATIONS[:2]:
+                    conn.execute(sql.encode())
+                    conn.execute(
+                        "INSERT INTO fathom_migrations (version, description) VALUES (%s, %s)",
+                        (version, description),
+                    )
+                for row in rows:
+                    conn.execute(row.format(c="journal_collections", d="journal_documents").encode())
+        finally:
+            database.close()
+        return
+    with sqlite3.connect(settings.data_path / "journal.sqlite3") as db:
+        db.executescript(
+            "CREATE TABLE collections (name TEXT PRIMARY KEY, state TEXT NOT NULL, created_at REAL NOT NULL);"
+            "CREATE TABLE documents (collection TEXT NOT NULL, doc_id TEXT NOT NULL,"
+            " content_hash TEXT NOT NULL, chunk_count INTEGER NOT NULL,"
+            " seen_run INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (collection, doc_id)) WITHOUT ROWID;"
+            "CREATE TABLE intents (collection TEXT NOT NULL, doc_id TEXT NOT NULL, action TEXT NOT NULL,"
+            " content_hash TEXT, document TEXT, state TEXT NOT NULL DEFAULT 'pending', reason TEXT,"
+            " owner TEXT, lease_until REAL NOT NULL DEFAULT 0,"
+            " PRIMARY KEY (collection, doc_id)) WITHOUT ROWID;"
+        )
+        for row in rows:
+            db.execute(row.format(c="collections", d="documents"))
