@@ -44,12 +44,7 @@ UNSAYABLE = {
     "unknown rerank model": "rerank models are configured, not fixed",
     "unknown tokenizer": "tokenizers are configured ([context] tokenizers)",
     "filter field": "filter stays a free object in the schema; its field names are checked as parsed",
-    "max_chunks_per_doc must be between": "its upper bound is configured ([rerank] max_chunks_per_doc)",
-    "top_k must be between": "its upper bound is configured ([search] max_top_k)",
-    "top_k must be at most max_depth": "its upper bound is configured ([search] max_depth)",
-    "candidates must be between": "its upper bound is configured ([search] max_candidates)",
-    "characters long; the limit is": "query lengths are configured ([search] max_query_chars and others)",
-    "terms; the limit is": "the query's term limit is configured ([search] max_query_terms)",
+    "terms; the limit is": "terms are counted as the analysers cut words (\\w+), which no length says",
     "got `float`": "JSON Schema's integer takes 1.0; the server's strict parsing does not",
 }
 
