@@ -48,8 +48,22 @@ LIMITS = (
 )
 
 
+def model_ids(settings: Settings) -> list[str]:
+    """The rerank models a request may name; none per search when search reranks through a URL."""
+    return [] if settings.search.rerank.url else sorted(settings.rerank.enabled_models())
+
+
+# Names a request may choose among: this server's configured ones.
+NAMES: tuple[tuple[str, str, Callable[[Settings], list[str]]], ...] = (
+    ("EmbeddingsRequest", "model", lambda s: [s.embedding.model]),
+    ("RerankRequest", "model", lambda s: sorted(s.rerank.enabled_models())),
+    ("RerankOptions", "model", model_ids),
+    ("ContextRequest", "tokenizer", lambda s: sorted({s.embedding.model, *s.context.tokenizers})),
+)
+
+
 def state_limits(app: Litestar, settings: Settings) -> None:
-    """Write LIMITS, read from `settings`, into the app's OpenAPI document."""
+    """Write LIMITS and NAMES, read from `settings`, into the app's OpenAPI document."""
     schemas = (app.openapi_schema.components.schemas or {}) if app.openapi_schema.components else {}
     for limit in LIMITS:
         component = schemas.get(limit.schema)
@@ -57,7 +71,19 @@ def state_limits(app: Litestar, settings: Settings) -> None:
         if not isinstance(field, Schema):
             raise LookupError(f"{limit.schema}.{limit.field} is not in the OpenAPI document to bound")
         setattr(field, limit.keyword, limit.value(settings))
+    for schema, name, names in NAMES:
+        component = schemas.get(schema)
+        field = (component.properties or {}).get(name) if component else None
+        if isinstance(field, Schema) and names(settings):
+            state_names(field, names(settings))
     state_embedding_inputs(schemas.get("EmbeddingsRequest"), settings)
+
+
+def state_names(field: Schema, names: list[str]) -> None:
+    """An enum on the string itself, or on the string arm of an optional one (null stays allowed)."""
+    arms = [arm for arm in field.one_of or [] if isinstance(arm, Schema) and arm.type == OpenAPIType.STRING]
+    for target in arms or [field]:
+        target.enum = list(names)
 
 
 def state_embedding_inputs(component: Schema | None, settings: Settings) -> None:

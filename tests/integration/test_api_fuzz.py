@@ -40,11 +40,9 @@ UNSAYABLE = {
     "cursor is not valid": "a cursor is minted by the server; no pattern tells a real one",
     "cursor belongs to another search": "a cursor is bound to the search that made it",
     "has none of the fields to rank on": "which fields an object document needs depends on rank_fields",
-    "unknown model": "the embedding model is the server's configured one",
-    "unknown rerank model": "rerank models are configured, not fixed",
-    "unknown tokenizer": "tokenizers are configured ([context] tokenizers)",
     "filter field": "filter stays a free object in the schema; its field names are checked as parsed",
     "terms; the limit is": "terms are counted as the analysers cut words (\\w+), which no length says",
+    "dimensions must be": "the embedding model's width is known once it is loaded, after the schema",
     "got `float`": "JSON Schema's integer takes 1.0; the server's strict parsing does not",
 }
 

@@ -14,7 +14,7 @@ from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
 
 from service.api.errors import STATUS
-from tests.integration.rerank_app import new_key, running
+from tests.integration.rerank_app import TINY, new_key, running
 from tests.integration.search_app import cranfield, index_documents, search_settings
 
 pytestmark = pytest.mark.anyio
@@ -273,3 +273,8 @@ async def test_the_schema_states_this_servers_limits(tmp_path: Path) -> None:
         for path, body in too_big.items():
             assert not request_schema(spec, path).is_valid(body), path
             assert (await client.post(path, json=body, headers=auth)).status_code == 400, path
+        # Model names are this server's configured ones: another is refused by schema and server alike.
+        for model, status in ((TINY, 200), ("no-such-model", 400)):
+            body = {"query": "flow", "documents": ["a"], "model": model}
+            assert request_schema(spec, "/v1/rerank").is_valid(body) is (status == 200), model
+            assert (await client.post("/v1/rerank", json=body, headers=auth)).status_code == status
