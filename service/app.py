@@ -9,7 +9,18 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from litestar import Litestar
 from litestar.datastructures import State
 
-from service.api import collections, context, embeddings, health, models, openapi, rerank, search, web
+from service.api import (
+    collections,
+    context,
+    embeddings,
+    health,
+    models,
+    openapi,
+    rerank,
+    schema_limits,
+    search,
+    web,
+)
 from service.api.body import JsonBodyRequest
 from service.api.cors import cors_middleware
 from service.api.dependencies import DEPENDENCIES, RUNTIME
@@ -88,4 +99,5 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
         logging_config=None,
     )
     openapi.close_strict_objects(app, handlers)
+    schema_limits.state_limits(app, settings)
     return app

@@ -53,6 +53,13 @@ class Metrics:
         self.queue_depth = Gauge(
             "fathom_rerank_queue_pairs", "Pairs waiting for inference", ["model"], registry=self.registry
         )
+        # Read from the engine at each scrape, as the queue is: the engine counts, this only shows it.
+        self.skipped_pairs = Gauge(
+            "fathom_rerank_skipped_pairs",
+            "Pairs dropped unscored since start: their request was cancelled or ran out of time",
+            ["model"],
+            registry=self.registry,
+        )
         self.degraded = Counter(
             "fathom_search_degraded",
             "Searches answered without a failed stage",
@@ -63,6 +70,11 @@ class Metrics:
         self.searches_cancelled = Counter(
             "fathom_search_cancelled",
             "Searches stopped because their client disconnected before the answer was ready",
+            registry=self.registry,
+        )
+        self.reranks_cancelled = Counter(
+            "fathom_rerank_cancelled",
+            "Rerank requests stopped because their client disconnected before the answer was ready",
             registry=self.registry,
         )
         # service/auth/deferred_usage.py: usage the key store had no room for.

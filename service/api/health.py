@@ -108,4 +108,5 @@ def metrics(models: NamedDependency[ModelRegistry], metrics: NamedDependency[Met
     for model_id, state in models.states.items():
         if state.engine is not None:
             metrics.queue_depth.labels(model_id).set(state.engine.queue_depth)
+            metrics.skipped_pairs.labels(model_id).set(state.engine.stats.skipped_pairs)
     return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)

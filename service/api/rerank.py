@@ -16,7 +16,8 @@ from service.api.guard import require_api_key
 from service.auth.billing import billed, rerank_search_units
 from service.auth.keys import ApiKey, Keys
 from service.auth.scopes import SEARCH
-from service.errors import InvalidRequest
+from service.errors import ClientGone, InvalidRequest
+from service.metrics import Metrics
 from service.rerank.registry import ModelRegistry
 from service.settings import RerankSettings, Settings
 
@@ -197,6 +198,7 @@ async def rerank(
     models: NamedDependency[ModelRegistry],
     keys: NamedDependency[SkipValidation[Keys]],
     api_key: NamedDependency[ApiKey | None],
+    metrics: NamedDependency[Metrics],
 ) -> RerankResponse:
     limits = settings.rerank
     validate(data, limits)
@@ -209,7 +211,11 @@ async def rerank(
     units = rerank_search_units(len(encoded.pairs))  # as Cohere: each window counts as a document
     async with billed(keys, api_key, units):
         work = engine.score(encoded, max_tokens=limits.max_request_tokens, deadline=deadline)
-        scored = await cancel_on_disconnect(request, work)
+        try:
+            scored = await cancel_on_disconnect(request, work)
+        except ClientGone:
+            metrics.reranks_cancelled.inc()
+            raise
     return RerankResponse(
         id=str(uuid.uuid4()),
         model=model_id,

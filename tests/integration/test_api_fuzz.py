@@ -40,16 +40,9 @@ UNSAYABLE = {
     "cursor is not valid": "a cursor is minted by the server; no pattern tells a real one",
     "cursor belongs to another search": "a cursor is bound to the search that made it",
     "has none of the fields to rank on": "which fields an object document needs depends on rank_fields",
-    "unknown model": "the embedding model is the server's configured one",
-    "unknown rerank model": "rerank models are configured, not fixed",
-    "unknown tokenizer": "tokenizers are configured ([context] tokenizers)",
     "filter field": "filter stays a free object in the schema; its field names are checked as parsed",
-    "max_chunks_per_doc must be between": "its upper bound is configured ([rerank] max_chunks_per_doc)",
-    "top_k must be between": "its upper bound is configured ([search] max_top_k)",
-    "top_k must be at most max_depth": "its upper bound is configured ([search] max_depth)",
-    "candidates must be between": "its upper bound is configured ([search] max_candidates)",
-    "characters long; the limit is": "query lengths are configured ([search] max_query_chars and others)",
-    "terms; the limit is": "the query's term limit is configured ([search] max_query_terms)",
+    "terms; the limit is": "terms are counted as the analysers cut words (\\w+), which no length says",
+    "dimensions must be": "the embedding model's width is known once it is loaded, after the schema",
     "got `float`": "JSON Schema's integer takes 1.0; the server's strict parsing does not",
 }
 

@@ -14,7 +14,7 @@ from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
 
 from service.api.errors import STATUS
-from tests.integration.rerank_app import new_key, running
+from tests.integration.rerank_app import TINY, new_key, running
 from tests.integration.search_app import cranfield, index_documents, search_settings
 
 pytestmark = pytest.mark.anyio
@@ -220,3 +220,61 @@ async def test_collection_names_in_paths_and_an_open_metrics_are_as_documented(
     assert Draft202012Validator(name["schema"]).is_valid("cran-2")
     assert (await client.get("/metrics")).status_code == 200  # open: [auth] metrics_admin_only is off
     assert "security" not in metrics and "401" not in metrics["responses"]
+
+
+# Limits unlike the defaults, so the schema can only have them from this server's settings.
+LIMITS: dict[tuple[str, str], int] = {
+    ("/v1/search", "top_k"): 12,
+    ("/v1/search", "candidates"): 150,
+    ("/v1/context", "max_tokens"): 50,
+    ("/v1/rerank", "max_chunks_per_doc"): 2,
+}
+
+
+async def test_the_schema_states_this_servers_limits(tmp_path: Path) -> None:
+    settings = search_settings(tmp_path, max_top_k=12, max_candidates=150, max_query_chars=40)
+    settings.context.max_tokens = 50
+    settings.rerank.max_chunks_per_doc = 2
+    settings.rerank.max_documents = 3
+    settings.rerank.max_query_chars = 40
+    settings.embedding.max_input_chars = 60
+    await index_documents(settings, "cran", cranfield(limit=5))
+    auth = {"Authorization": f"Bearer {new_key(settings, 'limits')}"}
+    async with running(settings) as client:
+        spec = (await client.get("/schema/openapi.json")).json()
+        bodies = {
+            "/v1/search": {"query": "flow", "collection": "cran"},
+            "/v1/context": {"query": "flow", "collection": "cran"},
+            "/v1/rerank": {"query": "flow", "documents": ["a"]},
+        }
+        for (path, field), limit in LIMITS.items():
+            schema = request_schema(spec, path)
+            at_limit, past_limit = {**bodies[path], field: limit}, {**bodies[path], field: limit + 1}
+            assert schema.is_valid(at_limit) and not schema.is_valid(past_limit), (path, field)
+            taken = await client.post(path, json=at_limit, headers=auth)
+            refused = await client.post(path, json=past_limit, headers=auth)
+            assert taken.status_code == 200, taken.text
+            assert refused.status_code == 400, refused.text
+
+        sizes = {
+            "/v1/search": {"query": "a" * 40, "collection": "cran"},
+            "/v1/rerank": {"query": "a" * 40, "documents": ["a", "b", "c"]},
+            "/v1/embeddings": {"model": settings.embedding.model, "input": ["a" * 60]},
+        }
+        for path, body in sizes.items():
+            schema = request_schema(spec, path)
+            assert schema.is_valid(body), path
+            assert (await client.post(path, json=body, headers=auth)).status_code == 200, path
+        too_big = {
+            "/v1/search": {"query": "a" * 41, "collection": "cran"},
+            "/v1/rerank": {"query": "flow", "documents": ["a", "b", "c", "d"]},
+            "/v1/embeddings": {"model": settings.embedding.model, "input": "a" * 61},
+        }
+        for path, body in too_big.items():
+            assert not request_schema(spec, path).is_valid(body), path
+            assert (await client.post(path, json=body, headers=auth)).status_code == 400, path
+        # Model names are this server's configured ones: another is refused by schema and server alike.
+        for model, status in ((TINY, 200), ("no-such-model", 400)):
+            body = {"query": "flow", "documents": ["a"], "model": model}
+            assert request_schema(spec, "/v1/rerank").is_valid(body) is (status == 200), model
+            assert (await client.post("/v1/rerank", json=body, headers=auth)).status_code == status
