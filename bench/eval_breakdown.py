@@ -34,7 +34,7 @@ from service.ingest.documents import Document
 
 MARGIN = 0.05  # a query counts as won or lost past this much nDCG@10
 SYSTEM, REFERENCE = "hybrid", "ref-hybrid"
-GROUPS = ("short", "middle", "long")
+GROUPS = ("low", "middle", "high")  # terciles of the value, lowest first
 
 
 @dataclass(frozen=True, slots=True)
