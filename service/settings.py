@@ -125,7 +125,8 @@ class ElasticsearchSettings(msgspec.Struct, forbid_unknown_fields=True):
     `url` may list several nodes of one cluster, comma-separated: requests go round them, and a node
     that does not answer is set aside while the others serve.
     `bm25_k1` (term frequency saturation) and `bm25_b` (length normalisation) are BM25's parameters
-    on the field ranked; the defaults are Lucene's, which Tantivy fixes.
+    on the field ranked, in the documents' index and the chunks' alike; the defaults are Lucene's,
+    which Tantivy fixes (on whole documents they beat k1 0.9, b 0.4 on Cranfield and CACM: docs/ranking.md).
     """
 
     url: str = "http://127.0.0.1:9200"

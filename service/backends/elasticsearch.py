@@ -6,6 +6,7 @@ import json
 import logging
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import date
 from typing import Any
 
@@ -19,6 +20,7 @@ from elasticsearch import (
 )
 from elasticsearch.helpers import BulkIndexError, async_bulk
 
+from service.backends.whole_documents import document_entries
 from service.errors import BackendTimeout, BackendUnavailable, InvalidRequest, NotFound
 from service.packaged import packaged
 from service.search.collections import checked_collection_name
@@ -51,6 +53,11 @@ WORDS_FIELD = "words"
 SNIPPET_CHARS = 200
 # Bulk request size and the page size when collecting a document's chunks to delete.
 BATCH_SIZE = 500
+# BM25 ranks documents, not chunks (see tantivy.py for why): a second index, <index>.documents, holds
+# one entry per document (_id = document id) with its whole text, under the same settings and
+# mapping, so [elasticsearch] bm25_k1 and bm25_b apply to it. Chunks still supply each hit's snippet
+# and passage. A collection created before that index existed keeps ranking chunks until re-created.
+DOCUMENTS_SUFFIX = ".documents"
 
 
 # Defined in passages.json from what every Elasticsearch has, for servers without analysis-common.
@@ -95,6 +102,7 @@ class ElasticsearchIndex:
         self._fallback_body = with_layout(load_index_body(analyzer=FALLBACK_ANALYZER), settings)
         self._ranked_on: dict[str, list[str]] = {}  # index -> fields BM25 ranks on
         self._expand_on: dict[str, list[str]] = {}  # index -> fields typo and prefix clauses match
+        self._whole: dict[str, bool] = {}  # index -> whether its documents' index exists
 
     async def close(self) -> None:
         await self._client.close()
@@ -111,14 +119,56 @@ class ElasticsearchIndex:
         with self._translated(collection):
             ranked = await self._rank_fields(collection)
             expansions = await self._expansions(collection, text, ranked, matching)
+            query = search_query(text, filter, ranked, expansions)
+            if await self._ranks_documents(collection):
+                return await self._document_hits(collection, text, query, limit)
             response = await self._client.search(
                 index=self._index(collection),
-                query=search_query(text, filter, ranked, expansions),
+                query=query,
                 highlight=HIGHLIGHT,
                 size=limit,
                 track_total_hits=False,
             )
         return [hit_from_response(hit) for hit in response["hits"]["hits"]]
+
+    async def _document_hits(
+        self, collection: str, text: str, query: dict[str, Any], limit: int
+    ) -> list[Hit]:
+        """The best `limit` documents by BM25 on their whole text, each with its best-matching chunk."""
+        response = await self._client.search(
+            index=self._index(collection) + DOCUMENTS_SUFFIX,
+            query=query,
+            source=False,
+            size=limit,
+            track_total_hits=False,
+        )
+        scores = {hit["_id"]: float(hit["_score"]) for hit in response["hits"]["hits"]}
+        if not scores:
+            return []
+        # Every chunk of those documents, scored by the query (a chunk that does not match scores 0,
+        # so each document keeps a passage), and the best of each by collapsing on doc_id.
+        passages = await self._client.search(
+            index=self._index(collection),
+            query={"bool": {"should": [query], "filter": [{"terms": {"doc_id": list(scores)}}]}},
+            collapse={"field": "doc_id"},
+            highlight=HIGHLIGHT,
+            size=len(scores),
+            track_total_hits=False,
+        )
+        best = {hit["_source"]["doc_id"]: hit for hit in passages["hits"]["hits"]}
+        return [
+            replace(hit_from_response(best[doc_id]), score=score)
+            for doc_id, score in scores.items()
+            if doc_id in best
+        ]
+
+    async def _ranks_documents(self, collection: str, *, fresh: bool = False) -> bool:
+        """Whether the collection has its documents' index: read once per index for searches, afresh
+        (`fresh`) for writes, which another replica's re-creating the collection must not make miss it."""
+        index = self._index(collection)
+        if fresh or index not in self._whole:
+            self._whole[index] = bool(await self._client.indices.exists(index=index + DOCUMENTS_SUFFIX))
+        return self._whole[index]
 
     async def facets(
         self,
@@ -223,6 +273,12 @@ class ElasticsearchIndex:
         with self._translated(collection):
             await async_bulk(self._client, index_actions(index, chunks), chunk_size=BATCH_SIZE)
             await self._client.indices.refresh(index=index)
+            if await self._ranks_documents(collection, fresh=True):
+                whole = index + DOCUMENTS_SUFFIX
+                await async_bulk(
+                    self._client, index_actions(whole, document_entries(chunks)), chunk_size=BATCH_SIZE
+                )
+                await self._client.indices.refresh(index=whole)
 
     async def delete_documents(self, collection: str, doc_ids: Sequence[str]) -> None:
         """Delete every chunk of the documents, visible to searches on return.
@@ -235,6 +291,11 @@ class ElasticsearchIndex:
             # Slices keep each terms query far below Elasticsearch's 65,536-term limit.
             for start in range(0, len(doc_ids), BATCH_SIZE):
                 await self._delete_chunks_of(index, doc_ids[start : start + BATCH_SIZE])
+            if doc_ids and await self._ranks_documents(collection, fresh=True):
+                whole = index + DOCUMENTS_SUFFIX
+                actions = ({"_op_type": "delete", "_index": whole, "_id": doc_id} for doc_id in doc_ids)
+                await async_bulk(self._client, actions, chunk_size=BATCH_SIZE, ignore_status=(404,))
+                await self._client.indices.refresh(index=whole)
 
     async def _delete_chunks_of(self, index: str, doc_ids: Sequence[str]) -> None:
         while ids := await self._chunk_ids(index, doc_ids):
@@ -268,24 +329,36 @@ class ElasticsearchIndex:
         with self._translated(collection):
             if await self._client.indices.exists(index=index):
                 return
-            try:
-                await self._create(index, self._body)
-            except BadRequestError as exc:
-                if not lacks_english_analyzer(exc):
-                    raise
-                logger.warning(
-                    "Elasticsearch has no english analyzer (no analysis-common module): "
-                    'collection "%s" uses %s: English stop words, no stemming',
-                    collection,
-                    FALLBACK_ANALYZER,
-                )
-                await self._create(index, self._fallback_body)
+            # The documents' index first: a collection whose chunks' index exists always has it,
+            # unless it was created before it existed.
+            await self._create_analysed(collection, index + DOCUMENTS_SUFFIX)
+            await self._create_analysed(collection, index)
+            self._whole.pop(index, None)
+
+    async def _create_analysed(self, collection: str, index: str) -> None:
+        """Create the index with the english analyzer, or without stemming where the server lacks it."""
+        try:
+            await self._create(index, self._body)
+        except BadRequestError as exc:
+            if not lacks_english_analyzer(exc):
+                raise
+            logger.warning(
+                "Elasticsearch has no english analyzer (no analysis-common module): "
+                'collection "%s" uses %s: English stop words, no stemming',
+                collection,
+                FALLBACK_ANALYZER,
+            )
+            await self._create(index, self._fallback_body)
 
     async def drop_collection(self, collection: str) -> None:
-        self._ranked_on.pop(self._index(collection), None)  # a new index of that name gets content
-        self._expand_on.pop(self._index(collection), None)
+        index = self._index(collection)
+        self._ranked_on.pop(index, None)  # a new index of that name gets content
+        self._expand_on.pop(index, None)
+        self._whole.pop(index, None)
         with self._translated(collection):
-            await self._client.indices.delete(index=self._index(collection), ignore_unavailable=True)
+            await self._client.indices.delete(
+                index=[index, index + DOCUMENTS_SUFFIX], ignore_unavailable=True
+            )
 
     async def collection_exists(self, collection: str) -> bool:
         with self._translated(collection):

@@ -14,11 +14,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from functools import partial
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 import tantivy
 
+from service.backends.whole_documents import document_entries
 from service.errors import BackendUnavailable, FathomError, InvalidRequest, NotFound, StorageFull
 from service.search.collections import checked_collection_name
 from service.search.facets import FacetCounts, count_documents, disjunctive_counts
@@ -63,6 +65,14 @@ ANALYZER = "fathom_english"
 WORDS_FIELD = "words"
 WORDS_ANALYZER = "fathom_words"
 WRITER_HEAP_BYTES = 64_000_000
+# BM25 ranks documents, not chunks: a second index in the collection's folder holds one entry per
+# document, its whole text, so term frequencies and length normalisation are the document's, as in
+# textbook BM25 (Tantivy's k1 1.2 and b 0.75 are fixed in the library). Chunks still supply each
+# hit's snippet and passage: a document's best-matching chunk. A collection written before this index
+# existed has no such folder and keeps ranking chunks until it is dropped and indexed again.
+DOCUMENTS_FOLDER = "documents"
+# Chunks read per ranked document to find each one's best-matching chunk in one search.
+CHUNKS_PER_DOCUMENT = 8
 
 
 def passage_schema() -> tantivy.Schema:
@@ -216,6 +226,8 @@ class OpenIndex:
     writer: tantivy.IndexWriter | None = None
     fields: list[str] = field(default_factory=lambda: RANK_FIELDS)
     words_field: str | None = WORDS_FIELD
+    # The one-entry-per-document index BM25 ranks on, or None in a collection written before it.
+    documents: OpenIndex | None = None
 
     def query(self, text: str, searcher: tantivy.Searcher, matching: Matching) -> tantivy.Query | None:
         return text_query(
@@ -241,6 +253,8 @@ class OpenIndex:
             self.index.reload()
 
     def close(self) -> None:
+        if self.documents is not None:
+            self.documents.close()
         with self.lock:
             if self.writer is not None:
                 self.writer.wait_merging_threads()
@@ -336,11 +350,19 @@ class TantivyIndex:
         query = opened.query(text, searcher, matching)
         if query is None:  # only stop words or punctuation: nothing for BM25 to rank
             return []
-        result = searcher.search(filtered(index, query, filter), limit=limit)
         # The generator highlights the terms its query holds for the snippet field.
         snippet_query = text_query(text, [SNIPPET_FIELD]) or query
         snippets = tantivy.SnippetGenerator.create(searcher, snippet_query, SCHEMA, SNIPPET_FIELD)
         snippets.set_max_num_chars(SNIPPET_CHARS)
+        if opened.documents is not None:
+            ranked = ranked_documents(opened.documents, text, limit, filter, matching)
+            passages = best_chunks(searcher, query, [doc_id for _, doc_id in ranked])
+            return [
+                hit_from_document(score, passages[doc_id], snippets)
+                for score, doc_id in ranked
+                if doc_id in passages
+            ]
+        result = searcher.search(filtered(index, query, filter), limit=limit)
         return [hit_from_document(score, searcher.doc(address), snippets) for score, address in result.hits]
 
     def _facets(
@@ -376,22 +398,24 @@ class TantivyIndex:
         )
 
     def _upsert(self, collection: str, chunks: Sequence[Chunk]) -> None:
-        documents = [passage_document(chunk) for chunk in chunks]
-
-        def change(writer: tantivy.IndexWriter) -> None:
-            # A delete only hits documents added before it, so each chunk replaces its older copies.
-            for chunk, document in zip(chunks, documents, strict=True):
-                writer.delete_documents_by_term("chunk_id", chunk.id)
-                writer.add_document(document)
-
-        self._opened(collection, create=True).write(change)
+        passages = [passage_document(chunk) for chunk in chunks]
+        opened = self._opened(collection, create=True)
+        whole = [passage_document(entry) for entry in document_entries(chunks)] if opened.documents else []
+        # A delete only hits documents added before it, so each entry replaces its older copies.
+        opened.write(partial(replace_entries, "chunk_id", [chunk.id for chunk in chunks], passages))
+        if opened.documents is not None:
+            ids = list(dict.fromkeys(chunk.doc_id for chunk in chunks))
+            opened.documents.write(partial(replace_entries, "doc_id", ids, whole))
 
     def _delete_documents(self, collection: str, doc_ids: Sequence[str]) -> None:
         def change(writer: tantivy.IndexWriter) -> None:
             for doc_id in doc_ids:
                 writer.delete_documents_by_term("doc_id", doc_id)
 
-        self._opened(collection).write(change)
+        opened = self._opened(collection)
+        opened.write(change)
+        if opened.documents is not None:
+            opened.documents.write(change)
 
     def _count(self, collection: str) -> int:
         return self._opened(collection).index.searcher().num_docs
@@ -426,14 +450,15 @@ class TantivyIndex:
             if index_exists(path):
                 index = tantivy.Index.open(str(path))
             elif create:
-                path.mkdir(parents=True, exist_ok=True)
-                index = tantivy.Index(SCHEMA, path=str(path))
+                # The documents' index first: a collection folder whose passages' index exists always
+                # has it, unless it was written before it existed.
+                created_index(path / DOCUMENTS_FOLDER)
+                index = created_index(path)
             else:
                 raise NotFound(f'collection "{collection}" does not exist')
-            index.register_tokenizer(ANALYZER, english_analyzer())
-            index.register_tokenizer(WORDS_ANALYZER, words_analyzer())
-            words = WORDS_FIELD if has_field(index, WORDS_FIELD) else None
-            opened = self._open[collection] = OpenIndex(index, fields=rank_fields(index), words_field=words)
+            opened = self._open[collection] = opened_index(index)
+            if index_exists(path / DOCUMENTS_FOLDER):
+                opened.documents = opened_index(tantivy.Index.open(str(path / DOCUMENTS_FOLDER)))
             return opened
 
     def _path(self, collection: str) -> Path:
@@ -444,6 +469,74 @@ class TantivyIndex:
 def index_exists(path: Path) -> bool:
     # Index.exists raises on a folder that is not there.
     return path.is_dir() and tantivy.Index.exists(str(path))
+
+
+def created_index(path: Path) -> tantivy.Index:
+    """The index at `path`, created empty if there is none yet."""
+    if index_exists(path):
+        return tantivy.Index.open(str(path))
+    path.mkdir(parents=True, exist_ok=True)
+    return tantivy.Index(SCHEMA, path=str(path))
+
+
+def opened_index(index: tantivy.Index) -> OpenIndex:
+    """An opened index with Fathom's analysers, ranking on the fields it holds."""
+    index.register_tokenizer(ANALYZER, english_analyzer())
+    index.register_tokenizer(WORDS_ANALYZER, words_analyzer())
+    words = WORDS_FIELD if has_field(index, WORDS_FIELD) else None
+    return OpenIndex(index, fields=rank_fields(index), words_field=words)
+
+
+def replace_entries(
+    key: str, values: Sequence[str], entries: Sequence[tantivy.Document], writer: tantivy.IndexWriter
+) -> None:
+    """Delete every entry whose `key` is one of `values`, then add `entries`."""
+    for value in values:
+        writer.delete_documents_by_term(key, value)
+    for entry in entries:
+        writer.add_document(entry)
+
+
+def ranked_documents(
+    documents: OpenIndex, text: str, limit: int, filter: Filter | None, matching: Matching
+) -> list[tuple[float, str]]:
+    """(BM25 score, document id) of the best `limit` documents for `text`, best first."""
+    searcher = documents.index.searcher()
+    query = documents.query(text, searcher, matching)
+    if query is None:
+        return []
+    result = searcher.search(filtered(documents.index, query, filter), limit=limit)
+    return [(score, str(searcher.doc(address).get_first("doc_id"))) for score, address in result.hits]
+
+
+def best_chunks(
+    searcher: tantivy.Searcher, query: tantivy.Query, doc_ids: Sequence[str]
+) -> dict[str, tantivy.Document]:
+    """Each document's chunk that matches `query` best: the hit's passage and snippet.
+
+    One search over the chunks of all the documents; a document whose matching chunks all fell
+    past its depth (or that matched through its title alone) gets its best chunk by a search of its
+    own, which scores its chunks even when none matches, so every ranked document keeps a passage.
+    """
+    if not doc_ids:
+        return {}
+    among = tantivy.Query.const_score_query(
+        tantivy.Query.term_set_query(SCHEMA, "doc_id", list(doc_ids)), 0.0
+    )
+    within = tantivy.Query.boolean_query([(tantivy.Occur.Must, query), (tantivy.Occur.Must, among)])
+    result = searcher.search(within, limit=len(doc_ids) * CHUNKS_PER_DOCUMENT)
+    best: dict[str, tantivy.Document] = {}
+    for _, address in result.hits:
+        chunk = searcher.doc(address)
+        best.setdefault(str(chunk.get_first("doc_id")), chunk)
+    for doc_id in doc_ids:
+        if doc_id not in best:
+            own = tantivy.Query.term_query(SCHEMA, "doc_id", doc_id)
+            clauses = [(tantivy.Occur.Must, own), (tantivy.Occur.Should, query)]
+            found = searcher.search(tantivy.Query.boolean_query(clauses), limit=1).hits
+            if found:
+                best[doc_id] = searcher.doc(found[0][1])
+    return best
 
 
 def passage_document(chunk: Chunk) -> tantivy.Document:

@@ -44,3 +44,24 @@ def cranfield_chunks(limit: int, *, skip_empty: bool = False) -> list[Chunk]:
             )
             for i, doc in enumerate(chosen)
         ]
+
+
+FILLER = "alpha beta gamma delta epsilon"
+SPLIT_TEXT = f"zeppelin {FILLER} hangar {FILLER}"
+CUT = len(f"zeppelin {FILLER} ")
+
+
+def split_document(doc_id: str = "split") -> list[Chunk]:
+    """One document as two overlapping windows: `zeppelin` only in the first, `hangar` only in the second."""
+    return [
+        Chunk(id=f"{doc_id}#0", doc_id=doc_id, position=0, title="", text=SPLIT_TEXT[:CUT], start=0, end=CUT),
+        Chunk(
+            id=f"{doc_id}#1",
+            doc_id=doc_id,
+            position=1,
+            title="",
+            text=SPLIT_TEXT[CUT - 6 :],
+            start=CUT - 6,
+            end=len(SPLIT_TEXT),
+        ),
+    ]

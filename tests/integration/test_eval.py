@@ -3,13 +3,18 @@
 BM25 references are for Tantivy's fixed BM25 parameters, k1=1.2 and b=0.75 (constants K1, B in Tantivy's
 src/query/bm25.rs), from ../shared/data/README.md: nDCG@10 cranfield 0.368, cacm 0.475 (title + text as
 one field, lowercase, English stopwords, Porter stemming). The Tantivy index removes English stop words
-and counts repeated query words, as that setup does; with Snowball rather than Porter and chunks rather
-than whole documents it lands within 0.02 of both (0.364 and 0.483 when measured).
+and counts repeated query words, as that setup does; with Snowball rather than Porter it lands within
+0.02 of both (0.369 and 0.480 measured on whole documents; 0.364 and 0.483 when BM25 ranked chunks).
 
-The hybrid is held to the textbook reference of indexers/reference.py, ranked in the same run on the
-same machine: measured nDCG@10 Fathom 0.4155 vs reference 0.4135 on Cranfield, 0.5557 vs 0.5545 on CACM.
-REFERENCE_SLACK only absorbs rank swaps between near-tied cosine scores, which ONNX Runtime's thread
-count can reorder; the gap this test was written against was 0.019 on CACM.
+What the hybrid test protects: on Cranfield and on CACM, Fathom's `hybrid` stage (BM25 and vectors
+fused by RRF, no rerank, through the real SearchPipeline) must reach the `ref-hybrid` stage of
+indexers/reference.py, the textbook hybrid ranked in the same run on the same machine (BM25 k1 0.9,
+b 0.4 on one entry per document; MiniLM on each document's title and text; RRF k 60), less
+REFERENCE_SLACK. That is the floor the ranking has reached and must not fall below.
+REFERENCE_SLACK (0.002 nDCG@10) is not a tolerance for a worse ranking: it only absorbs rank swaps
+between near-tied cosine scores, which ONNX Runtime's thread count can reorder between runs. The
+regressions this test exists to catch are an order of magnitude larger: BM25 scoring title and text as
+two summed fields left the hybrid 0.019 below the reference on CACM.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from tests.integration.rerank_app import TINY
 from tests.integration.search_app import search_settings
 
 BM25_REFERENCE = {"cranfield": 0.368, "cacm": 0.475}
+# Run-to-run noise of near-tied cosine scores, not an allowed loss (see the module's docstring).
 REFERENCE_SLACK = 0.002
 METRICS = ("ndcg_at_10", "recall_at_100", "mrr_at_10")
 
@@ -55,8 +61,11 @@ def test_hybrid_is_at_least_each_retriever_and_the_reference(
     ndcg = {stage.stage: stage.ndcg_at_10 for stage in report.stages}
     print(f"{name} nDCG@10:", {stage: round(value, 4) for stage, value in ndcg.items()})
     assert report.queries == len(benchmark.qrels) and all(s.degraded == 0 for s in report.stages)
-    assert ndcg["hybrid"] >= max(ndcg["bm25"], ndcg["dense"])
-    assert ndcg["hybrid"] >= ndcg["ref-hybrid"] - REFERENCE_SLACK
+    assert ndcg["hybrid"] >= max(ndcg["bm25"], ndcg["dense"]), "fusion must not lose to either retriever"
+    assert ndcg["hybrid"] >= ndcg["ref-hybrid"] - REFERENCE_SLACK, (
+        f"{name}: hybrid nDCG@10 {ndcg['hybrid']:.4f} fell below the textbook hybrid of the same run "
+        f"({ndcg['ref-hybrid']:.4f}) by more than the {REFERENCE_SLACK} of cosine-tie noise"
+    )
     # The reference is the textbook one: its BM25 is the published figure for k1 0.9, b 0.4.
     assert ndcg["ref-bm25"] == pytest.approx({"cranfield": 0.352, "cacm": 0.466}[name], abs=0.001)
     for stage in report.stages:

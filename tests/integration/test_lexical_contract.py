@@ -24,7 +24,7 @@ from service.search.models import AnyOf, Chunk, Equals, Filter, Range
 from service.search.protocols import LexicalStore
 from service.search.typos import MAX_EXPANSIONS, Matching
 from service.settings import ElasticsearchSettings, SearchSettings
-from tests.integration.contract_data import CORPUS, cranfield_chunks
+from tests.integration.contract_data import CORPUS, CUT, SPLIT_TEXT, cranfield_chunks, split_document
 
 DOCS = 60
 COLLECTION = "cranfield"
@@ -390,3 +390,26 @@ async def test_facets_count_what_typo_tolerance_matches(store: LexicalStore) -> 
     counts = await store.facets(COLLECTION, typed, [], matching=TYPOS)
     assert counts.total == len({hit.doc_id for hit in hits}) > 0
     assert (await store.facets(COLLECTION, typed, [])).total == 0
+
+
+async def test_bm25_scores_a_document_on_its_whole_text(backend: Backend) -> None:
+    """A document cut into chunks scores as the same text held in one chunk: BM25 ranks documents on
+    their whole text. Its hit, once per document, is the chunk that matches best, for the snippet."""
+    others = [Chunk(id="other#0", doc_id="other", position=0, title="", text="kite balloon hangar")]
+    whole = [
+        Chunk(
+            id="split#0", doc_id="split", position=0, title="", text=SPLIT_TEXT, start=0, end=len(SPLIT_TEXT)
+        )
+    ]
+    await backend.store.upsert(COLLECTION, [*split_document(), *others])
+    await backend.store.upsert("whole-copy", [*whole, *others])
+    try:
+        split_hits = await backend.store.search(COLLECTION, "zeppelin hangar", limit=5)
+        whole_hits = await backend.store.search("whole-copy", "zeppelin hangar", limit=5)
+    finally:
+        await backend.store.drop_collection("whole-copy")
+    assert [hit.doc_id for hit in split_hits] == [hit.doc_id for hit in whole_hits] == ["split", "other"]
+    assert split_hits[0].score == pytest.approx(whole_hits[0].score, rel=1e-5)
+    # zeppelin is the rarer word, so the chunk holding it matches best.
+    assert split_hits[0].chunk_id == "split#0" and split_hits[0].text == SPLIT_TEXT[:CUT]
+    assert split_hits[0].snippet is not None and "<em>zeppelin</em>" in split_hits[0].snippet

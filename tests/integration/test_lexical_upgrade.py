@@ -1,8 +1,10 @@
-"""Indexes written before BM25 ranked on one `content` field keep answering, over title and text."""
+"""Indexes written by earlier releases keep answering: before BM25 ranked on one `content` field (over
+title and text), and before it ranked whole documents (over chunks)."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from pathlib import Path
 
@@ -11,9 +13,10 @@ import tantivy
 from elasticsearch import AsyncElasticsearch
 
 from service.backends import tantivy as tantivy_backend
-from service.backends.elasticsearch import ElasticsearchIndex, load_index_body
+from service.backends.elasticsearch import DOCUMENTS_SUFFIX, ElasticsearchIndex, load_index_body
 from service.backends.tantivy import TantivyIndex
 from service.settings import ElasticsearchSettings
+from tests.integration.contract_data import split_document
 
 pytestmark = pytest.mark.anyio
 ES_URL = os.environ.get("FATHOM_TEST_ELASTICSEARCH_URL", "")
@@ -107,3 +110,38 @@ async def test_bm25_k1_and_b_come_from_the_settings() -> None:
     finally:
         await store.drop_collection("tuned")
         await store.close()
+
+
+async def test_a_tantivy_collection_without_its_documents_index_keeps_ranking_chunks(tmp_path: Path) -> None:
+    """A collection written before BM25 ranked whole documents has no documents index: it keeps
+    answering with chunk-level BM25 (every matching chunk a hit), and writes do not start one half-filled."""
+    store = TantivyIndex(tmp_path / "tantivy")
+    await store.ensure_collection("old")
+    await store.close()
+    shutil.rmtree(tmp_path / "tantivy" / "old" / tantivy_backend.DOCUMENTS_FOLDER)
+
+    store = TantivyIndex(tmp_path / "tantivy")
+    try:
+        await store.upsert("old", split_document())
+        hits = await store.search("old", "zeppelin hangar", limit=5)
+        assert sorted(hit.chunk_id for hit in hits) == ["split#0", "split#1"]
+        assert not (tmp_path / "tantivy" / "old" / tantivy_backend.DOCUMENTS_FOLDER).exists()
+    finally:
+        await store.close()
+
+
+@pytest.mark.elasticsearch
+@pytest.mark.skipif(not ES_URL, reason="FATHOM_TEST_ELASTICSEARCH_URL is not set")
+async def test_an_elasticsearch_collection_without_its_documents_index_keeps_ranking_chunks() -> None:
+    prefix = f"fathom-test-{uuid.uuid4().hex[:8]}-"
+    async with AsyncElasticsearch(ES_URL) as client:
+        await client.indices.create(index=f"{prefix}old", **load_index_body(analyzer="standard"))
+        store = ElasticsearchIndex(ElasticsearchSettings(url=ES_URL, index_prefix=prefix))
+        try:
+            await store.upsert("old", split_document())
+            hits = await store.search("old", "zeppelin hangar", limit=5)
+            assert sorted(hit.chunk_id for hit in hits) == ["split#0", "split#1"]
+            assert not await client.indices.exists(index=f"{prefix}old{DOCUMENTS_SUFFIX}")
+        finally:
+            await store.drop_collection("old")
+            await store.close()
