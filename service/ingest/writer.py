@@ -349,6 +349,11 @@ class IngestWriter:
                     await self._off_loop(self._journal.commit_deletes, collection, part)
             return len(held)
 
+    async def delete_unseen(self, collection: str, run: int) -> int:
+        """Delete the documents that run `run` of the indexer did not see (its --delete-missing)."""
+        unseen = await self._off_loop(self._journal.unseen, collection, run)
+        return await self.delete(collection, unseen)
+
     async def purge(self, collection: str, doc_ids: Sequence[str]) -> None:
         """Delete chunks from both stores that no journal entry accounts for (repair only)."""
         async with self._holding(collection):
