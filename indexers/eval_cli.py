@@ -140,8 +140,8 @@ async def evaluate(
     settings = eval_settings(settings, model if reranks else None)
     results = []
     async with open_runtime(settings, keys=False, models=reranks) as runtime:
-        stack, pipeline = runtime.stack, runtime.pipeline
-        assert stack is not None and pipeline is not None  # opened in the foreground: open, or it raised
+        # Opened in the foreground: open, or it raised.
+        stack, pipeline = runtime.search.stack, runtime.search.pipeline
         if not await stack.lexical.collection_exists(collection):
             raise NotFound(f'collection "{collection}" does not exist')
         if reranks:

@@ -132,4 +132,4 @@ async def delete_missing_documents(
     if report.failed:
         report.problems.append("--delete-missing skipped: some records could not be read or written")
         return
-    report.deleted += await writer.delete(collection, writer.journal.unseen(collection, run))
+    report.deleted += await writer.delete_unseen(collection, run)

@@ -25,6 +25,9 @@ from service.settings import ConfigError, Settings, load_settings
 from service.state.stores import open_keys
 
 Command = Callable[[argparse.Namespace, Settings], int]
+# The tools of service/mcp_server.py, named here for `fathom mcp --help` without importing the MCP SDK
+# (tests/unit/test_cli_help.py checks the two lists agree).
+MCP_TOOLS = ("list_collections", "search", "get_document")
 
 
 def serve(args: argparse.Namespace, settings: Settings) -> int:
@@ -176,9 +179,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve_parser.add_argument("--port", type=positive_int, help="port to bind (default from [server] port)")
     serve_parser.set_defaults(handler=serve)
 
+    tools = ", ".join(MCP_TOOLS)
     mcp_parser = commands.add_parser(
         "mcp",
-        help="serve the MCP tools (list_collections, search, get_document) over stdio",
+        help=f"serve the MCP tools ({tools}) over stdio",
+        description=f"Serve Fathom's MCP tools ({tools}) over stdin and stdout, for an assistant that"
+        " starts it as its own process; the same tools are mounted on `fathom serve` at /mcp.",
         parents=[config],
     )
     mcp_parser.set_defaults(handler=mcp)

@@ -2,8 +2,9 @@
 
 One MCPServer (the official SDK) serves both transports: stdio (`fathom mcp`, a process of the
 assistant's own, no key needed) and streamable HTTP mounted on the service at /mcp, behind the API
-key guard, where each search is billed as a /v1/context request. The tools run the same code as the
-HTTP API: `search` is /v1/context, so an assistant gets cited passages that fit its context window.
+key guard, where each search is billed as a /v1/context request. The tools are a thin adapter over
+the search service (service/search/service.py), as the HTTP routes are: `search` is /v1/context, so an
+assistant gets cited passages that fit its context window.
 """
 
 from __future__ import annotations
@@ -23,15 +24,14 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.stdio import stdio_server
 from mcp.shared.message import SessionMessage
 
-from service.api.context import SEARCH_UNITS_PER_CONTEXT, URL_KEYS, ContextRequest, gather_context
-from service.api.disconnect import cancel_on_disconnect
 from service.auth.access import bearer_token, check_collection, check_scope
 from service.auth.billing import billed
 from service.auth.keys import ApiKey
 from service.auth.scopes import SEARCH
-from service.errors import ClientGone, FathomError, NotFound, Unauthorized
+from service.disconnect import cancel_on_disconnect
+from service.errors import ClientGone, FathomError, Unauthorized
 from service.runtime import Runtime, open_runtime
-from service.search.context import reassembled
+from service.search.service import SEARCH_UNITS_PER_CONTEXT, ContextQuery
 from service.settings import Settings
 
 INSTRUCTIONS = (
@@ -74,7 +74,7 @@ def build_mcp_server(runtime: Runtime, *, patient: bool = False) -> MCPServer[An
 
     async def opened(everything: bool) -> None:
         if patient:
-            await (runtime.wait_started() if everything else runtime.wait_search_opened())
+            await (runtime.wait_started() if everything else runtime.search.wait_opened())
 
     with logging_left_alone():
         server: MCPServer[Any] = MCPServer(
@@ -94,12 +94,12 @@ def build_mcp_server(runtime: Runtime, *, patient: bool = False) -> MCPServer[An
         Each passage has its text and a citation: document id, title, url, page and character offsets.
         `filter` restricts metadata fields, e.g. {"year": {"gte": 2020}} or {"lang": "en"}.
         """
-        request = ContextRequest(query=query, collection=collection, max_tokens=max_tokens, filter=filter)
+        request = ContextQuery(query=query, collection=collection, max_tokens=max_tokens, filter=filter)
         with tool_errors():
             await opened(everything=True)  # the reranker too
             key = await collection_key(runtime, context, collection)
             async with billed(runtime.key_store, key, SEARCH_UNITS_PER_CONTEXT):
-                response = await searched(runtime, context, gather_context(runtime, request))
+                response = await searched(runtime, context, runtime.search.context(request))
         result: dict[str, Any] = msgspec.to_builtins(response)
         return result
 
@@ -114,18 +114,16 @@ def build_mcp_server(runtime: Runtime, *, patient: bool = False) -> MCPServer[An
         with tool_errors():
             await opened(everything=False)
             await collection_key(runtime, context, collection)
-            return await read_document(runtime, collection, id, max_chars)
+            document = await runtime.search.get_document(collection, id, max_chars)
+        result: dict[str, Any] = msgspec.to_builtins(document)
+        return result
 
     @server.tool()
     async def list_collections(context: Context[Any, Any]) -> list[str]:
         """The names of the collections that can be searched."""
         with tool_errors():
             await opened(everything=False)
-            key = await caller_key(runtime, context)
-            if runtime.writer is None:
-                raise runtime.unavailable("search is")
-            ready = [name for name, state in runtime.writer.journal.collections().items() if state == "ready"]
-            return [name for name in ready if key is None or key.reaches(name)]
+            return runtime.search.collections(await caller_key(runtime, context))
 
     return server
 
@@ -140,26 +138,6 @@ async def searched(runtime: Runtime, context: Context[Any, Any], work: Coroutine
     except ClientGone:
         runtime.metrics.searches_cancelled.inc()
         raise
-
-
-async def read_document(runtime: Runtime, collection: str, doc_id: str, max_chars: int) -> dict[str, Any]:
-    if runtime.stack is None:
-        raise runtime.unavailable("search is")
-    chunks = await runtime.stack.vectors.document_chunks(collection, doc_id)
-    if not chunks:
-        raise NotFound(f'collection "{collection}" has no document {doc_id!r}')
-    text = reassembled(chunks)
-    metadata = {k: v for k, v in chunks[0].metadata.items() if k not in ("page", "page_end")}
-    url = next((metadata[key] for key in URL_KEYS if isinstance(metadata.get(key), str)), None)
-    return {
-        "id": doc_id,
-        "title": chunks[0].title,
-        "url": url,
-        "metadata": metadata,
-        "text": text[:max_chars],
-        "truncated": len(text) > max_chars,
-        "chars": len(text),
-    }
 
 
 @contextmanager

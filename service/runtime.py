@@ -9,15 +9,17 @@ key store; the benches measure a `fathom serve` process of their own (bench/_ser
      ├── metrics     Prometheus collectors (one registry per runtime, so several never collide)
      ├── keys        the API key store (SQLite under data_dir, or PostgreSQL)       [keys=True]
      ├── models      rerank engines by model id, loading in the background           [models=True]
-     └── search                                                                       [search=True]
+     └── search      the SearchService (service/search/service.py), which the HTTP routes and the MCP
+                     tools share; once open (search=True) it holds the parts built here:
           ├── stack      embedder + lexical store + vector store
-          ├── writer     the ingest write path on the stack and the journal (SQLite or PostgreSQL)
+          ├── journal    the collections and their changes (SQLite or PostgreSQL)
+          ├── writer     the ingest write path on the stack and the journal
           ├── pipeline   retrieve, fuse, rerank (reranker: local engine or a remote /v1/rerank)
-          └── token_counters   the token budgets of /v1/context
+          └── counters   the token budgets of /v1/context and the MCP search tool
 
 Search opens in the foreground (the CLI: a failure raises) or in the background (the server: models
-and stores load while it answers /healthz; a failure is kept in `search_error` for /readyz and 503s).
-A bench or a test may open one and hand it to `create_app(settings, runtime=...)`.
+and stores load while it answers /healthz; a failure is kept by the search service for /readyz and
+503s). A test may build a Runtime on fakes and hand it to `create_app(settings, runtime=...)`.
 """
 
 from __future__ import annotations
@@ -33,9 +35,9 @@ from service.auth.deferred_usage import DeferredUsage
 from service.auth.keys import Keys
 from service.auth.visitors import VisitorLimits
 from service.backends.http_reranker import HttpReranker
-from service.backends.stack import SearchStack, open_stack
+from service.backends.stack import open_stack
 from service.backends.token_budget import TokenCounters
-from service.errors import BackendUnavailable, FathomError, InvalidRequest
+from service.errors import FathomError
 from service.ingest.chunking import Chunker, ChunkingPolicy
 from service.ingest.writer import IngestWriter
 from service.metrics import Metrics
@@ -44,7 +46,7 @@ from service.rerank.local_reranker import EngineReranker
 from service.rerank.registry import ModelRegistry
 from service.search.pipeline import SearchPipeline
 from service.search.protocols import Reranker
-from service.search.redact import for_clients
+from service.search.service import SearchParts, SearchService
 from service.settings import Settings
 from service.state.stores import open_journal, open_keys
 
@@ -56,20 +58,13 @@ QUERY_TOKENS = 16
 
 @dataclass(slots=True)
 class Runtime:
-    """What a Fathom process holds. Parts not asked for (or not open yet) are None."""
+    """What a Fathom process holds. Parts not asked for are None; search is there even before it opens."""
 
     settings: Settings
     metrics: Metrics
+    search: SearchService
     keys: Keys | None = None
     models: ModelRegistry | None = None
-    stack: SearchStack | None = None
-    writer: IngestWriter | None = None
-    pipeline: SearchPipeline | None = None
-    token_counters: TokenCounters | None = None
-    # Why search could not open (or that it is switched off); None while it is opening or once open.
-    search_error: str | None = None
-    # The background opening of search (the server's), awaited by wait_started.
-    opening: asyncio.Task[None] | None = None
     # Each visitor's share of a public key's rate limit (service/auth/visitors.py).
     visitors: VisitorLimits = field(init=False)
 
@@ -90,26 +85,6 @@ class Runtime:
             raise RuntimeError("this runtime was opened without its rerank models (models=False)")
         return self.models
 
-    def unavailable(self, what: str) -> BackendUnavailable:
-        """The 503 of a search-side part that is not open: why, without URLs or server paths."""
-        return BackendUnavailable(
-            f"{what} not available: {for_clients(self.search_error or 'still starting')}"
-        )
-
-    def reranker_for(self, model: str | None) -> Reranker | None:
-        """The reranker a search asks for by model id; None: the pipeline's own (the configured one)."""
-        if model is None:
-            return None
-        if self.settings.search.rerank.url:
-            raise InvalidRequest(
-                "rerank.model cannot be chosen per request: this server reranks through a remote URL"
-            )
-        states = self.models.states if self.models is not None else {}
-        if self.models is None or model not in states:
-            available = ", ".join(sorted(states)) or "none"
-            raise InvalidRequest(f"unknown rerank model {model!r}; available models: {available}")
-        return EngineReranker(self.models, model)
-
     async def public_origins(self) -> frozenset[str]:
         """The origins of active public keys, read off the event loop (CORS asks on every browser call)."""
         if self.keys is None:
@@ -120,20 +95,25 @@ class Runtime:
         """Until every model has loaded or failed and search has opened or failed."""
         if self.models is not None:
             await self.models.wait_loaded()
-        await self.wait_search_opened()
-
-    async def wait_search_opened(self) -> None:
-        """Until search (the stores, the embedder, the journal) has opened or failed; not the rerankers."""
-        if self.opening is not None:
-            await asyncio.shield(self.opening)
+        await self.search.wait_opened()
 
 
 def new_runtime(settings: Settings, *, keys: bool = True, models: bool = True) -> Runtime:
     """The parts that open synchronously and cheaply; `start` opens the rest."""
     metrics = Metrics()
+    registry = (
+        ModelRegistry(
+            settings.rerank,
+            cache_dir=settings.data_path / "models",
+            batch_observer=metrics.batch_observer,
+        )
+        if models
+        else None
+    )
     return Runtime(
         settings=settings,
         metrics=metrics,
+        search=SearchService(settings, registry),
         keys=(
             DeferredUsage(
                 open_keys(settings), unwritten=metrics.usage_unwritten, deferred=metrics.usage_deferred
@@ -141,15 +121,7 @@ def new_runtime(settings: Settings, *, keys: bool = True, models: bool = True) -
             if keys
             else None
         ),
-        models=(
-            ModelRegistry(
-                settings.rerank,
-                cache_dir=settings.data_path / "models",
-                batch_observer=metrics.batch_observer,
-            )
-            if models
-            else None
-        ),
+        models=registry,
     )
 
 
@@ -167,7 +139,7 @@ async def start(
     With `recover` (the server), changes left unfinished are finished first, and those of a replica
     that died mid-write are taken over in the background once their lease runs out.
 
-    In the background, a failure to open search is logged and kept in `runtime.search_error`;
+    In the background, a failure to open search is logged and kept by `runtime.search` (for /readyz);
     in the foreground it raises (StoreLocked, StateDamaged, ModelUnavailable...).
     """
     if runtime.keys is not None:
@@ -178,7 +150,7 @@ async def start(
     if not search:
         return
     if background and not runtime.settings.search.enabled:  # the server's switch; the CLI opens search
-        runtime.search_error = "search is switched off on this server ([search] enabled = false)"
+        runtime.search.fail("search is switched off on this server ([search] enabled = false)")
         return
     if not background:
         await open_search(runtime, exits, recover=recover, chunking=chunking)
@@ -186,14 +158,16 @@ async def start(
     # Its own exit stack, closed after the task is stopped: never close stores it is still opening.
     search_exits = await exits.enter_async_context(AsyncExitStack())
     opening = open_search(runtime, search_exits, recover=recover, chunking=chunking)
-    runtime.opening = asyncio.get_running_loop().create_task(_reported(runtime, opening))
-    exits.push_async_callback(_stop_task, runtime.opening)
+    task = asyncio.get_running_loop().create_task(_reported(runtime.search, opening))
+    runtime.search.opening_in(task)
+    exits.push_async_callback(_stop_task, task)
 
 
 async def open_search(
     runtime: Runtime, exits: AsyncExitStack, *, recover: bool, chunking: ChunkingPolicy | None
 ) -> None:
-    """Stack, writer (its journal), pipeline and token counters, each built here and nowhere else."""
+    """Stack, journal, writer, pipeline and token counters, each built here and nowhere else, handed to
+    the search service."""
     settings = runtime.settings
     stack = await exits.enter_async_context(open_stack(settings))
     journal = await asyncio.to_thread(open_journal, settings)
@@ -213,8 +187,16 @@ async def open_search(
         settings.search,
         check_collection=writer.check_embedder,
     )
-    runtime.stack, runtime.writer, runtime.pipeline = stack, writer, pipeline
-    runtime.token_counters = TokenCounters(settings, stack.embedder.tokenizer)
+    runtime.search.open(
+        SearchParts(
+            pipeline=pipeline,
+            catalog=journal,
+            chunks=stack.vectors,
+            counters=TokenCounters(settings, stack.embedder.tokenizer),
+            stack=stack,
+            writer=writer,
+        )
+    )
 
 
 def search_reranker(runtime: Runtime, exits: AsyncExitStack, passage_tokens: int) -> Reranker | None:
@@ -247,15 +229,15 @@ async def recover_unfinished(writer: IngestWriter) -> None:
     report.log_recovery("recovering unfinished collection changes", "an earlier process left")
 
 
-async def _reported(runtime: Runtime, opening: Coroutine[Any, Any, None]) -> None:
+async def _reported(search: SearchService, opening: Coroutine[Any, Any, None]) -> None:
     """Open search in the background; keep serving rerank and report why search cannot."""
     try:
         await opening
     except FathomError as exc:
-        runtime.search_error = str(exc)
+        search.fail(str(exc))
         log.error("search is not available: %s", exc)
     except Exception as exc:  # a background task: nothing else would ever report it
-        runtime.search_error = f"unexpected {type(exc).__name__} while opening the stores"
+        search.fail(f"unexpected {type(exc).__name__} while opening the stores")
         log.exception("search is not available")
 
 
@@ -279,8 +261,8 @@ async def open_runtime(
 ) -> AsyncIterator[Runtime]:
     """A started Runtime with the parts asked for; everything it opened is closed on exit.
 
-    `fathom index` asks for search alone, `fathom keys` for keys alone, the server for all of it in
-    the background with recovery of unfinished changes.
+    `fathom index` and `fathom eval` ask for search without the key store, `fathom mcp` for all of it
+    in the background, the server for all of it in the background with recovery of unfinished changes.
     """
     runtime = new_runtime(settings, keys=keys, models=models)
     async with AsyncExitStack() as exits:
@@ -297,5 +279,4 @@ async def open_writer(
     Raises StoreLocked when an embedded store is held by another process, such as `fathom serve`.
     """
     async with open_runtime(settings, keys=False, models=False, chunking=policy) as runtime:
-        assert runtime.writer is not None  # opened in the foreground: it is open or it raised
-        yield runtime.writer
+        yield runtime.search.writer  # opened in the foreground: it is open, or it raised

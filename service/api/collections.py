@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections import Counter
 from typing import Annotated, Any
@@ -20,8 +19,10 @@ from service.auth.keys import ApiKey, Keys
 from service.auth.scopes import ADMIN, WRITE
 from service.errors import InvalidRequest, NotFound
 from service.ingest.documents import Document
+from service.ingest.drift import stored_counts
 from service.ingest.metadata import metadata_problem
 from service.ingest.writer import IngestWriter
+from service.search.service import SearchService
 
 MAX_DOCUMENTS_PER_REQUEST = 1000
 # Documents per write through the journal, as the CLI's batches: bounds what one failure redoes.
@@ -150,17 +151,11 @@ def recorded_embedder(stored: str | None) -> dict[str, Any] | None:
     tags=["collections"],
 )
 async def list_collections(
-    writer: NamedDependency[IngestWriter], api_key: NamedDependency[ApiKey | None]
+    search_service: NamedDependency[SearchService], api_key: NamedDependency[ApiKey | None]
 ) -> CollectionList:
     """The collections this key may reach."""
-    journal = writer.journal
-    key = api_key
-    ready = [
-        name
-        for name, state in journal.collections().items()
-        if state == "ready" and (key is None or key.reaches(name))
-    ]
-    return CollectionList([CollectionSummary(name, journal.document_count(name)) for name in ready])
+    reached = search_service.collections(api_key, "collections are")
+    return CollectionList([CollectionSummary(name, search_service.document_count(name)) for name in reached])
 
 
 @get(
@@ -173,21 +168,15 @@ async def list_collections(
 async def get_collection(writer: NamedDependency[IngestWriter], name: CollectionPath) -> CollectionInfo:
     """Documents and chunks in the journal and in each store: a quick look for drift."""
     await writer.require(name)
-    lexical, vector = await asyncio.gather(
-        writer.stack.lexical.chunk_counts(name), writer.stack.vectors.chunk_counts(name)
-    )
-    # Off the loop: a journal locked by another process must not stall /healthz.
-    journal = await asyncio.to_thread(writer.journal.chunk_counts, name)
-    pending = await asyncio.to_thread(writer.journal.pending, name)
-    embedder = await asyncio.to_thread(writer.journal.embedder, name)
+    counts = await stored_counts(writer, name)
+    embedder = await writer.stored_embedder(name)
     return CollectionInfo(
         name=name,
-        documents=len(journal),
-        pending=len(pending),
+        documents=len(counts.journal),
+        pending=len(counts.pending),
         stores={
-            "journal": StoreCounts(len(journal), sum(journal.values())),
-            "lexical": StoreCounts(len(lexical), sum(lexical.values())),
-            "vector": StoreCounts(len(vector), sum(vector.values())),
+            store: StoreCounts(len(per_document), sum(per_document.values()))
+            for store, per_document in counts.stores().items()
         },
         embedder=recorded_embedder(embedder),
     )

@@ -1,8 +1,9 @@
 """The typed dependencies route handlers declare by name, each taken from the app's Runtime.
 
-A handler asks for what it uses (`pipeline: SearchPipeline`, `writer: IngestWriter`, `keys: Keys`...);
+A handler asks for what it uses (`search_service: SearchService`, `writer: IngestWriter`, `keys: Keys`...);
 a search-side part that is not open yet, or failed to open, is a 503 saying why before the handler
-runs. Guards and exception handlers, which Litestar does not inject into, use `runtime_of`.
+runs (the search service itself is always there: its methods say so). Guards and exception handlers,
+which Litestar does not inject into, use `runtime_of`.
 
 Handlers mark each as `NamedDependency[T]`; the key store as `NamedDependency[SkipValidation[Keys]]`,
 because Keys is a Protocol, which Litestar's validation cannot check with isinstance.
@@ -19,12 +20,11 @@ from litestar.di import NamedDependency, Provide
 
 from service.auth.keys import ApiKey, Keys
 from service.backends.embedder import TextEmbedder
-from service.backends.token_budget import TokenCounters
 from service.ingest.writer import IngestWriter
 from service.metrics import Metrics
 from service.rerank.registry import ModelRegistry
 from service.runtime import Runtime
-from service.search.pipeline import SearchPipeline
+from service.search.service import SearchService
 from service.settings import Settings
 
 RUNTIME = "runtime"
@@ -56,28 +56,16 @@ async def provide_models(runtime: NamedDependency[Runtime]) -> ModelRegistry:
     return runtime.registry
 
 
-async def provide_pipeline(runtime: NamedDependency[Runtime]) -> SearchPipeline:
-    if runtime.pipeline is None:
-        raise runtime.unavailable("search is")
-    return runtime.pipeline
+async def provide_search_service(runtime: NamedDependency[Runtime]) -> SearchService:
+    return runtime.search
 
 
 async def provide_writer(runtime: NamedDependency[Runtime]) -> IngestWriter:
-    if runtime.writer is None:
-        raise runtime.unavailable("collections are")
-    return runtime.writer
+    return runtime.search.writer
 
 
 async def provide_embedder(runtime: NamedDependency[Runtime]) -> TextEmbedder:
-    if runtime.stack is None:
-        raise runtime.unavailable("embeddings are")
-    return runtime.stack.embedder
-
-
-async def provide_token_counters(runtime: NamedDependency[Runtime]) -> TokenCounters:
-    if runtime.token_counters is None:
-        raise runtime.unavailable("search is")
-    return runtime.token_counters
+    return runtime.search.embedder
 
 
 async def provide_api_key(request: Request[Any, Any, Any]) -> ApiKey | None:
@@ -92,9 +80,8 @@ DEPENDENCIES = {
     "metrics": Provide(provide_metrics),
     "keys": Provide(provide_keys),
     "models": Provide(provide_models),
-    "pipeline": Provide(provide_pipeline),
+    "search_service": Provide(provide_search_service),
     "writer": Provide(provide_writer),
     "embedder": Provide(provide_embedder),
-    "token_counters": Provide(provide_token_counters),
     "api_key": Provide(provide_api_key),
 }

@@ -19,7 +19,6 @@ from service import errors
 from service.api.dependencies import runtime_of
 from service.api.fields import PATTERN_PROBLEMS
 from service.api.mcp import JSONRPC_ERRORS
-from service.search.collections import nearest_name
 
 log = logging.getLogger("fathom.api")
 
@@ -133,11 +132,7 @@ def jsonrpc_error_response(
 def collection_hint(request: Request[Any, Any, Any]) -> str:
     """For a 404 on a collection this server does not know: the existing name nearest to it."""
     name = request.path_params.get("name") or request.state.get("collection")
-    ingest = runtime_of(request).writer
-    if not isinstance(name, str) or ingest is None:
-        return ""
-    known = [known for known, state in ingest.journal.collections().items() if state == "ready"]
-    nearest = None if name in known else nearest_name(name, known)
+    nearest = runtime_of(request).search.nearest_collection(name) if isinstance(name, str) else None
     return f'; did you mean "{nearest}"?' if nearest else ""
 
 

@@ -20,7 +20,6 @@ from service.auth.scopes import ADMIN
 from service.metrics import Metrics
 from service.rerank.registry import ModelRegistry
 from service.runtime import Runtime
-from service.search.redact import without_urls
 
 # Below this much free space in data_dir, /readyz says not ready: SQLite and Tantivy need room to commit.
 MIN_FREE_BYTES = 16 * 1024 * 1024
@@ -54,7 +53,7 @@ def healthz() -> Health:
 )
 def readyz(runtime: NamedDependency[Runtime]) -> Response[Readiness]:
     models = {model_id: state.status for model_id, state in runtime.registry.states.items()}
-    search = search_status(runtime)
+    search = runtime.search.readiness()
     storage = storage_status(runtime.settings.data_path)
     ready = (
         all(status == "ready" for status in models.values())
@@ -78,15 +77,6 @@ def storage_status(data_path: Path) -> str:
     except OSError:
         return "ok"
     return "full" if free < MIN_FREE_BYTES else "ok"
-
-
-def search_status(runtime: Runtime) -> str:
-    if runtime.pipeline is not None:
-        return "ready"
-    if not runtime.settings.search.enabled:
-        return "disabled"
-    # Readiness is for operators: a damaged file's path stays (they restore it), URLs do not.
-    return f"failed: {without_urls(runtime.search_error)}" if runtime.search_error else "starting"
 
 
 async def metrics_guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:

@@ -11,11 +11,11 @@ from litestar import Request, post
 from litestar.di import NamedDependency
 from litestar.params import JSONBody, SkipValidation
 
-from service.api.disconnect import cancel_on_disconnect
 from service.api.guard import require_api_key
 from service.auth.billing import billed, rerank_search_units
 from service.auth.keys import ApiKey, Keys
 from service.auth.scopes import SEARCH
+from service.disconnect import cancel_on_disconnect
 from service.errors import ClientGone, InvalidRequest
 from service.metrics import Metrics
 from service.rerank.registry import ModelRegistry

@@ -10,7 +10,6 @@ from litestar import Request, post
 from litestar.di import NamedDependency
 from litestar.params import JSONBody, SkipValidation
 
-from service.api.disconnect import cancel_on_disconnect
 from service.api.fields import collection, text
 from service.api.guard import require_api_key
 from service.auth.access import check_collection
@@ -18,14 +17,15 @@ from service.auth.billing import billed
 from service.auth.keys import ApiKey, Keys
 from service.auth.public import check_public_rerank
 from service.auth.scopes import SEARCH
+from service.disconnect import cancel_on_disconnect
 from service.errors import ClientGone
 from service.metrics import Metrics
-from service.runtime import Runtime
+from service.search.answers import DegradedStage, HitEvidence, degraded_stages, hit_evidence
 from service.search.facets import MAX_FACET_FIELDS, FacetCounts, parse_facet_fields
 from service.search.filters import FIELD_NAME_PATTERN, parse_filter
-from service.search.fusion import StageEvidence
-from service.search.pipeline import SearchPipeline, SearchQuery
+from service.search.pipeline import SearchQuery
 from service.search.results import SearchHit, SearchOutcome
+from service.search.service import SearchService
 
 SEARCH_UNITS_PER_QUERY = 1
 
@@ -129,18 +129,6 @@ class SearchRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     ] = False
 
 
-class Evidence(msgspec.Struct, omit_defaults=True):
-    rank: int | None = None
-    score: float | None = None
-
-
-class HitEvidence(msgspec.Struct):
-    bm25: Evidence
-    vector: Evidence
-    fused: Evidence
-    rerank: Evidence
-
-
 class SearchResult(msgspec.Struct):
     id: str
     chunk_id: str
@@ -149,11 +137,6 @@ class SearchResult(msgspec.Struct):
     metadata: dict[str, Any]
     score: float
     evidence: HitEvidence
-
-
-class DegradedStage(msgspec.Struct):
-    stage: str
-    reason: str
 
 
 class FacetBucket(msgspec.Struct):
@@ -201,19 +184,6 @@ def to_query(data: SearchRequest) -> SearchQuery:
     )
 
 
-def evidence(stage: StageEvidence) -> Evidence:
-    return Evidence(rank=stage.rank, score=stage.score)
-
-
-def hit_evidence(hit: SearchHit) -> HitEvidence:
-    return HitEvidence(
-        bm25=evidence(hit.bm25),
-        vector=evidence(hit.vector),
-        fused=Evidence(score=hit.fused_score),
-        rerank=Evidence(score=hit.rerank_score),
-    )
-
-
 def to_result(hit: SearchHit) -> SearchResult:
     return SearchResult(
         id=hit.id,
@@ -238,7 +208,7 @@ def response_of(collection: str, outcome: SearchOutcome) -> SearchResponse:
         collection=collection,
         hits=[to_result(hit) for hit in outcome.hits],
         timings={stage: round(ms, 3) for stage, ms in outcome.timings.items()},
-        degraded=[DegradedStage(d.stage, d.reason) for d in outcome.degraded],
+        degraded=degraded_stages(outcome.degraded),
         reranked=outcome.reranked,
         cursor=outcome.cursor,
         total=None if outcome.facets is None else outcome.facets.total,
@@ -259,23 +229,24 @@ async def search(
     request: Request[Any, Any, Any],
     data: JSONBody[SearchRequest],
     *,
-    runtime: NamedDependency[Runtime],
-    pipeline: NamedDependency[SearchPipeline],
+    search_service: NamedDependency[SearchService],
     keys: NamedDependency[SkipValidation[Keys]],
     metrics: NamedDependency[Metrics],
     api_key: NamedDependency[ApiKey | None],
 ) -> SearchResponse:
+    search_service.opened()  # a 503 while search is not open comes before the request's own faults
     check_collection(api_key, data.collection)
     if api_key is not None and api_key.public and data.rerank is not None:
-        check_public_rerank(data.rerank.depth, data.rerank.budget_ms, runtime.settings.search.rerank)
+        check_public_rerank(data.rerank.depth, data.rerank.budget_ms, search_service.settings.search.rerank)
     request.state.collection = data.collection  # for a 404's nearest existing name (api/errors.py)
     query = to_query(data)
-    reranker = runtime.reranker_for(data.rerank.model if data.rerank else None)
+    # Chosen before billing: an unknown model is the caller's 400, not a billed search.
+    reranker = search_service.reranker_for(data.rerank.model if data.rerank else None)
     async with billed(keys, api_key, SEARCH_UNITS_PER_QUERY):
         try:
             # Every stage stops when the client hangs up; a Tantivy search already
             # in its worker thread cannot be interrupted, but the query limits bound what it does.
-            outcome = await cancel_on_disconnect(request, pipeline.search(query, reranker=reranker))
+            outcome = await cancel_on_disconnect(request, search_service.search(query, reranker))
         except ClientGone:
             metrics.searches_cancelled.inc()
             raise

@@ -45,7 +45,7 @@ T = TypeVar("T")
 # BM25 ranks on one field, `content` (title and text together), as textbook BM25 does. Summing
 # separate title and text scores instead weighs a title word as if it were several (a title is short,
 # so length normalisation inflates it): with RRF fusion that cost nDCG@10 0.031 on CACM and 0.003 on
-# Cranfield against one field (`fathom eval`, see notes on issue 9). Indexes written before `content`
+# Cranfield against one field (measured with `fathom eval` on both). Indexes written before `content`
 # existed are still searched over title and text (LEGACY_FIELDS) until their collection is re-indexed.
 RANK_FIELDS = ["content"]
 LEGACY_FIELDS = ["title", "text"]

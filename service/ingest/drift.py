@@ -52,18 +52,40 @@ class Drift:
         return lines + ([f"  ... and {hidden} more"] if hidden else [])
 
 
-async def find_drift(writer: IngestWriter, collection: str) -> Drift:
-    """Compare per-document chunk counts: journal, lexical store, vector store."""
-    await writer.require(collection)
-    journal = writer.journal.chunk_counts(collection)
+@dataclass(frozen=True, slots=True)
+class StoredCounts:
+    """Chunks per document id in the journal and in each store, and the journal's unfinished changes."""
+
+    journal: dict[str, int]
+    lexical: dict[str, int]
+    vector: dict[str, int]
+    pending: list[Intent]
+
+    def stores(self) -> dict[str, dict[str, int]]:
+        return {"journal": self.journal, "lexical": self.lexical, "vector": self.vector}
+
+
+async def stored_counts(writer: IngestWriter, collection: str) -> StoredCounts:
+    """Read in bulk from the three places a collection lives, the journal off the event loop: one
+    locked by another process must not stall /healthz."""
     lexical, vector = await asyncio.gather(
         writer.stack.lexical.chunk_counts(collection), writer.stack.vectors.chunk_counts(collection)
     )
+    journal = await asyncio.to_thread(writer.journal.chunk_counts, collection)
+    pending = await asyncio.to_thread(writer.journal.pending, collection)
+    return StoredCounts(journal, lexical, vector, pending)
+
+
+async def find_drift(writer: IngestWriter, collection: str) -> Drift:
+    """Compare per-document chunk counts: journal, lexical store, vector store."""
+    await writer.require(collection)
+    stored = await stored_counts(writer, collection)
+    journal, lexical, vector = stored.journal, stored.lexical, stored.vector
     drift = Drift(
         collection,
         documents=len(journal),
-        pending=writer.journal.pending(collection),
-        parked=writer.journal.parked(collection),
+        pending=stored.pending,
+        parked=await asyncio.to_thread(writer.journal.parked, collection),
     )
     for doc_id in journal.keys() | lexical.keys() | vector.keys():
         counts = Counts(journal.get(doc_id), lexical.get(doc_id), vector.get(doc_id))

@@ -185,6 +185,10 @@ class IngestWriter:
         fingerprint = self._stack.embedder.fingerprint.to_json()
         return await self._off_loop(self._journal.add_collection, collection, fingerprint)
 
+    async def stored_embedder(self, collection: str) -> str | None:
+        """The fingerprint (JSON) of the embedder the collection's vectors came from, if recorded."""
+        return await self._off_loop(self._journal.embedder, collection)
+
     async def check_embedder(self, collection: str, *, record_missing: bool = False) -> None:
         """EmbedderMismatch when the collection's vectors were written by another embedder than the
         configured one. A collection from before fingerprints were kept has none: with
@@ -389,6 +393,11 @@ class IngestWriter:
                         await self._delete_in_stores(collection, part)
                     await self._off_loop(self._journal.commit_deletes, collection, part)
             return len(held)
+
+    async def delete_unseen(self, collection: str, run: int) -> int:
+        """Delete the documents that run `run` of the indexer did not see (its --delete-missing)."""
+        unseen = await self._off_loop(self._journal.unseen, collection, run)
+        return await self.delete(collection, unseen)
 
     async def purge(self, collection: str, doc_ids: Sequence[str]) -> None:
         """Delete chunks from both stores that no journal entry accounts for (repair only)."""

@@ -74,6 +74,17 @@ def joined(start: int, text: str, other_start: int, other_text: str) -> tuple[in
     return start, text if other_end <= end else text + other_text[end - other_start :]
 
 
+def located(hit: SearchHit, chunk: Chunk | None) -> Located:
+    """The hit at its stored place: the chunk's text, position and offsets (None when not stored)."""
+    if chunk is None:
+        return Located(hit, hit.text)
+    # Offsets describe the stored text; chunks written before offsets were kept have none.
+    start = (
+        chunk.start if chunk.end is not None and chunk.end - (chunk.start or 0) == len(chunk.text) else None
+    )
+    return Located(hit, chunk.text, chunk.position, start)
+
+
 def pack(located: Sequence[Located], max_tokens: int, count: Count, cut: Cut) -> list[Passage]:
     """The passages to send, best first, whose token counts add up to at most `max_tokens`."""
     passages: list[Passage] = []

@@ -45,6 +45,28 @@ class VectorIndex(Protocol):
         ...
 
 
+class ChunkReader(Protocol):
+    """Stored chunks read back by id, with their text, position and offsets (the vector store keeps them)."""
+
+    async def chunks(self, collection: str, chunk_ids: Sequence[str]) -> list[Chunk]:
+        """The stored chunks among `chunk_ids`; ids it does not hold are left out."""
+        ...
+
+    async def document_chunks(self, collection: str, doc_id: str) -> list[Chunk]:
+        """Every chunk of one document in position order; [] when the collection does not hold it."""
+        ...
+
+
+class CollectionCatalog(Protocol):
+    """The collections that exist, as the ingest journal records them."""
+
+    def collections(self) -> dict[str, str]:
+        """Name -> state ('ready', or 'dropping' while its stores are being dropped)."""
+        ...
+
+    def document_count(self, collection: str) -> int: ...
+
+
 class Embedder(Protocol):
     @property
     def dimensions(self) -> int: ...

@@ -22,8 +22,7 @@ async def ndcg_per_stage(settings: Settings) -> dict[str, float]:
     queries = load_queries(CRANFIELD / "queries.jsonl")
     qrels = load_qrels(CRANFIELD / "qrels" / "test.tsv")
     async with open_runtime(settings, keys=False, models=False) as runtime:
-        pipeline = runtime.pipeline
-        assert pipeline is not None
+        pipeline = runtime.search.pipeline
         figures = {}
         for stage, weights in STAGES.items():
             rankings = {}

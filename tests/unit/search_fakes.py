@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from service.search.models import Filter, Hit
+from service.search.models import Chunk, Filter, Hit
 from service.search.typos import EXACT, Matching
 
 
@@ -62,6 +62,26 @@ class FakeVectors:
         if self.error:
             raise self.error
         return self.hits[:limit]
+
+    async def chunks(self, collection: str, chunk_ids: Sequence[str]) -> list[Chunk]:
+        return []  # no offsets stored: passages are cited without them
+
+    async def document_chunks(self, collection: str, doc_id: str) -> list[Chunk]:
+        return []
+
+
+@dataclass
+class FakeCatalog:
+    """The journal's list of collections: name -> state."""
+
+    states: dict[str, str] = field(default_factory=dict)
+    documents: int = 0
+
+    def collections(self) -> dict[str, str]:
+        return dict(self.states)
+
+    def document_count(self, collection: str) -> int:
+        return self.documents
 
 
 @dataclass

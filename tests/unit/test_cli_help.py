@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from service.cli import build_parser, main
+from service.cli import MCP_TOOLS, build_parser, main
+from service.mcp_server import build_mcp_server
+from service.runtime import new_runtime
+from service.settings import settings_from_dict
 
 
 def help_of(capsys: pytest.CaptureFixture[str], *command: str) -> str:
@@ -28,6 +33,14 @@ def test_index_shows_its_defaults_and_what_collection_is(capsys: pytest.CaptureF
 
 def test_eval_names_its_stages(capsys: pytest.CaptureFixture[str]) -> None:
     assert "of bm25,dense,hybrid,rerank (default: all)" in help_of(capsys, "eval")
+
+
+@pytest.mark.anyio
+async def test_mcp_names_the_tools_the_server_has(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    runtime = new_runtime(settings_from_dict({"data_dir": str(tmp_path)}), keys=False, models=False)
+    served = {tool.name for tool in await build_mcp_server(runtime).list_tools()}
+    assert set(MCP_TOOLS) == served
+    assert f"Serve Fathom's MCP tools ({', '.join(MCP_TOOLS)})" in help_of(capsys, "mcp")
 
 
 @pytest.mark.parametrize(

@@ -19,25 +19,41 @@ from service.metrics import Metrics
 from service.rerank.registry import ModelRegistry
 from service.runtime import Runtime
 from service.search.pipeline import SearchPipeline
+from service.search.service import SearchParts, SearchService
 from service.settings import Settings, settings_from_dict
-from tests.unit.search_fakes import FUSED_DOCS, FakeEmbedder, FakeLexical, FakeVectors
+from tests.unit.search_fakes import FUSED_DOCS, FakeCatalog, FakeEmbedder, FakeLexical, FakeVectors
 
 pytestmark = pytest.mark.anyio
-DEPENDENCY_NAMES = {"runtime", "settings", "metrics", "keys", "models", "pipeline", "writer", "embedder"}
+DEPENDENCY_NAMES = {
+    "runtime",
+    "settings",
+    "metrics",
+    "keys",
+    "models",
+    "search_service",
+    "writer",
+    "embedder",
+}
 
 
 def fake_runtime(data_dir: Path, *, search_open: bool = True) -> Runtime:
     settings: Settings = settings_from_dict({"data_dir": str(data_dir)})
-    metrics = Metrics()
-    pipeline = SearchPipeline(FakeLexical(), FakeVectors(), FakeEmbedder(), None, settings.search)
+    vectors = FakeVectors()
+    pipeline = SearchPipeline(FakeLexical(), vectors, FakeEmbedder(), None, settings.search)
+    # Never started: its models stay "loading", which no test here waits for.
+    models = ModelRegistry(settings.rerank, cache_dir=data_dir / "models")
+    parts = SearchParts(pipeline, catalog=FakeCatalog({"docs": "ready"}), chunks=vectors)
     return Runtime(
         settings=settings,
-        metrics=metrics,
+        metrics=Metrics(),
+        search=SearchService(
+            settings,
+            models,
+            parts=parts if search_open else None,
+            error=None if search_open else "Elasticsearch at http://10.0.0.7:9200 refused the connection",
+        ),
         keys=KeyStore.in_data_dir(data_dir),
-        # Never started: its models stay "loading", which no test here waits for.
-        models=ModelRegistry(settings.rerank, cache_dir=data_dir / "models"),
-        pipeline=pipeline if search_open else None,
-        search_error=None if search_open else "Elasticsearch at http://10.0.0.7:9200 refused the connection",
+        models=models,
     )
 
 

@@ -6,13 +6,18 @@ A module may import modules of its own layer or of a lower one. The layers, lowe
     search       the search domain: queries, filters, fusion, the pipeline and its protocols
     adapters     backends (stores, embedder, remote reranker) and auth (keys, scopes, billing)
     engines      ingest (chunking, journal, writer) and rerank (cross-encoders, batching engine)
+    use cases    the search service: search, context, documents and collections at request time
     stores       the state stores chosen from settings; the indexer's library (sources, runs, metrics)
     runtime      service/runtime.py, the composition root
-    api          the HTTP routes, their dependencies and guard; the MCP tools
+    api          the HTTP routes, their dependencies and guard; the MCP tools, side by side with them
     app          create_app
     cli          the `fathom` commands
 
 Imports inside functions count too: a lazy import is still a dependency.
+
+The HTTP routes and the MCP tools are two adapters over the search service: the MCP server imports
+nothing of the HTTP layer. The journal and the vector store are ingest's: other code asks the search
+service or the writer, rather than reaching through `writer.journal` or `stack.vectors`.
 """
 
 from __future__ import annotations
@@ -24,6 +29,9 @@ from pathlib import Path
 from tests.conftest import REPO
 
 ROOTS = ("service", "indexers")
+# Attribute chains only ingest may follow (the composition root hands these parts to what it builds).
+INGEST_ONLY = {("writer", "journal"), ("stack", "vectors")}
+MAY_REACH_INGEST_PARTS = ("service.ingest", "service.runtime")
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     (
         "foundation",
@@ -33,6 +41,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "service.settings",
             "service.errors",
             "service.metrics",
+            "service.disconnect",
             "service.sqlite_store",
             "service.state.postgres",
         ),
@@ -40,6 +49,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("search", ("service.search",)),
     ("adapters", ("service.backends", "service.auth")),
     ("engines", ("service.ingest", "service.rerank")),
+    ("use cases", ("service.search.service",)),
     ("stores", ("service.state", "indexers")),
     ("runtime", ("service.runtime",)),
     ("api", ("service.api", "service.mcp_server")),
@@ -134,3 +144,43 @@ def test_the_checks_see_what_they_guard() -> None:
     assert "service.runtime" in edges["service.app"]
     assert "service.app" in edges["service.cli"]  # imported inside serve(): it counts as well
     assert layer_of("service.app") > layer_of("service.api.search") > layer_of("service.runtime")
+
+
+def reached_through(path: Path) -> set[str]:
+    """The `owner.part` chains of INGEST_ONLY that the module's code follows (`runtime.search.writer.journal`
+    counts as `writer.journal`)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if not isinstance(node, ast.Attribute):
+            continue
+        owner = node.value
+        name = (
+            owner.attr
+            if isinstance(owner, ast.Attribute)
+            else owner.id
+            if isinstance(owner, ast.Name)
+            else ""
+        )
+        if (name, node.attr) in INGEST_ONLY:
+            found.add(f"{name}.{node.attr}")
+    return found
+
+
+def test_the_mcp_server_imports_nothing_of_the_http_layer() -> None:
+    edges = graph()
+    assert "service.search.service" in edges["service.mcp_server"]
+    assert sorted(t for t in edges["service.mcp_server"] if t.startswith("service.api")) == []
+
+
+def test_only_ingest_reaches_through_the_journal_and_the_vector_store() -> None:
+    reached = {
+        module: sorted(chains)
+        for module, path in module_names().items()
+        if not module.startswith(MAY_REACH_INGEST_PARTS) and (chains := reached_through(path))
+    }
+    assert reached == {}
+
+
+def test_the_reach_check_sees_what_it_guards() -> None:
+    names = module_names()
+    assert reached_through(names["service.ingest.drift"]) == {"writer.journal", "stack.vectors"}
