@@ -9,7 +9,21 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from litestar import Litestar
 from litestar.datastructures import State
 
-from service.api import collections, context, embeddings, health, models, openapi, rerank, search, web
+from service.analytics.recorder import ANALYTICS, Recorder
+from service.api import (
+    analytics,
+    analytics_page,
+    collections,
+    context,
+    embeddings,
+    events,
+    health,
+    models,
+    openapi,
+    rerank,
+    search,
+    web,
+)
 from service.api.body import JsonBodyRequest
 from service.api.cors import cors_middleware
 from service.api.dependencies import DEPENDENCIES, RUNTIME
@@ -30,6 +44,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
     owned = runtime is None
     runtime = runtime or new_runtime(settings)
     assistant = build_mcp_server(runtime)
+    recorder = Recorder(settings, runtime.metrics.registry)
     mcp_transport = mcp_route(assistant, settings.server.host)
 
     @asynccontextmanager
@@ -40,6 +55,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
             )
         async with AsyncExitStack() as exits:
             await exits.enter_async_context(assistant.session_manager.run())
+            await exits.enter_async_context(recorder.running())
             if owned:
                 # In the background: a model download or a recovery must not hold up start-up, and
                 # /readyz says when search is ready.
@@ -66,6 +82,11 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
         web.page_css,
         web.widget_js,
         web.widget_css,
+        events.record_event,
+        analytics.analytics,
+        analytics_page.analytics_page,
+        analytics_page.analytics_js,
+        analytics_page.analytics_css,
     ]
     app = Litestar(
         route_handlers=[
@@ -76,7 +97,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
             mcp_transport,
         ],
         lifespan=[lifespan],
-        state=State({RUNTIME: runtime}),
+        state=State({RUNTIME: runtime, ANALYTICS: recorder}),
         dependencies=DEPENDENCIES,
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[metrics_middleware(runtime.metrics), cors_middleware(runtime.public_origins)],
