@@ -64,11 +64,16 @@
     var svg = chart(figure, title, top);
     var step = (W - PAD.left - PAD.right) / Math.max(1, days.length - 1);
     series.forEach(function (s) {
-      var points = [];
+      var points = [], name = s.key.replace("_ms", "");
       days.forEach(function (d, i) {
-        if (d[s.key] !== null) points.push((PAD.left + i * step).toFixed(1) + "," + scaleY(d[s.key], top).toFixed(1));
+        if (d[s.key] === null) return;
+        var x = PAD.left + i * step, y = scaleY(d[s.key], top);
+        points.push(x.toFixed(1) + "," + y.toFixed(1));
+        // A dot per day: a period with one busy day is a single point, which no line would show.
+        var dot = node("circle", { cx: x, cy: y, r: 3, "class": name + "-dot" }, svg);
+        node("title", {}, dot).textContent = d.day + " " + name + ": " + d[s.key] + " ms";
       });
-      node("polyline", { points: points.join(" "), "class": s.key.replace("_ms", "") }, svg);
+      node("polyline", { points: points.join(" "), "class": name }, svg);
     });
     var every = Math.ceil(days.length / 8);
     days.forEach(function (d, i) { if (i % every === 0) label(svg, PAD.left + i * step, H - PAD.bottom + 16, d.day.slice(5)); });
@@ -90,6 +95,16 @@
     });
   }
 
+  /* Positions 1 to the last clicked (at least 10), unclicked ones as 0: the bars then read as a ranking. */
+  function positions(clicks) {
+    var last = Math.max.apply(null, [10].concat(clicks.map(function (p) { return p.position; })));
+    var byPosition = {};
+    clicks.forEach(function (p) { byPosition[p.position] = p.clicks; });
+    var all = [];
+    for (var i = 1; i <= Math.min(last, 100); i++) all.push({ position: i, clicks: byPosition[i] || 0 });
+    return all;
+  }
+
   function percent(rate) { return rate === null ? "–" : (rate * 100).toFixed(1) + " %"; }
 
   function show(report) {
@@ -101,7 +116,7 @@
       function (d) { return d.searches; }, function (d) { return d.day.slice(5); });
     lines($("latency-plot"), "Latency per day, p50 (solid) and p95 (dashed), ms", report.per_day,
       [{ key: "p50_ms" }, { key: "p95_ms" }]);
-    bars($("position-plot"), "Clicks by position", report.clicks_by_position,
+    bars($("position-plot"), "Clicks by position", positions(report.clicks_by_position),
       function (p) { return p.clicks; }, function (p) { return String(p.position); });
     table("top-queries", report.top_queries);
     table("no-result-queries", report.no_result_queries);
