@@ -8,8 +8,8 @@ import time
 from dataclasses import asdict
 from typing import Any
 
+from service.analytics.event_store import open_events
 from service.analytics.report import DAY, MAX_DAYS, QueryCount, Report, summarise
-from service.analytics.store import open_events
 from service.cli_options import collection_name
 from service.settings import Settings
 

@@ -18,9 +18,10 @@ from weakref import WeakKeyDictionary
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from service.analytics.event_store import open_events
 from service.analytics.events import ClickEvent, SearchEvent, utc_day, visitor_hash
 from service.analytics.report import DAY, Report, summarise
-from service.analytics.store import EventStore, open_events
+from service.analytics.store import EventStore
 from service.errors import BackendUnavailable
 from service.settings import Settings
 

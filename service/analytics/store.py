@@ -21,7 +21,6 @@ from service.analytics.events import (
     click_row,
     search_row,
 )
-from service.settings import Settings
 from service.sqlite_store import SqliteFile
 
 _SCHEMA = """
@@ -170,14 +169,3 @@ class SqliteEventStore:
             db.execute("INSERT OR IGNORE INTO analytics_salts (day, salt) VALUES (?, ?)", (day, new_salt()))
             [(salt,)] = db.execute("SELECT salt FROM analytics_salts WHERE day = ?", (day,)).fetchall()
         return bytes(salt)
-
-
-def open_events(settings: Settings) -> EventStore:
-    """The event store beside the key store: SQLite under data_dir, or the shared state database."""
-    if not settings.state.url:
-        return SqliteEventStore.in_data_dir(settings.data_path)
-    from service.analytics.store_postgres import PostgresEventStore
-    from service.state.stores import migrated
-
-    # Batches from one background task and the odd report: a small pool.
-    return PostgresEventStore(migrated(settings.state.url, max_size=4))

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from collections.abc import Sized
+from typing import Annotated, Any, Literal, Protocol
 
 import msgspec
 from litestar import Request, post
@@ -19,9 +20,6 @@ from service.api.guard import require_api_key
 from service.auth.keys import ApiKey
 from service.auth.scopes import SEARCH
 from service.errors import InvalidRequest
-
-if TYPE_CHECKING:
-    from service.api.search import SearchRequest, SearchResponse
 
 # A click is a few short fields: anything bigger is not one (413 before it is read).
 MAX_EVENT_BYTES = 2048
@@ -41,6 +39,38 @@ class EventRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 class EventAccepted(msgspec.Struct):
     # False when analytics are off or the buffer was full: the event was not kept (nothing to retry).
     recorded: bool
+
+
+class AskedSearch(Protocol):
+    """What an analytics event reads of a search request (service/api/search.py's SearchRequest)."""
+
+    @property
+    def query(self) -> str: ...
+    @property
+    def collection(self) -> str: ...
+    @property
+    def filter(self) -> dict[str, Any] | None: ...
+    @property
+    def facets(self) -> list[str] | None: ...
+    @property
+    def typo_tolerance(self) -> bool | None: ...
+    @property
+    def prefix(self) -> bool: ...
+    @property
+    def cursor(self) -> str | None: ...
+
+
+class AnsweredSearch(Protocol):
+    """What it reads of the answer (SearchResponse)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def hits(self) -> Sized: ...
+    @property
+    def timings(self) -> dict[str, float]: ...
+    @property
+    def degraded(self) -> Sized: ...
 
 
 def recorder_of(connection: ASGIConnection[Any, Any, Any, Any]) -> Recorder | None:
@@ -83,9 +113,9 @@ async def record_event(request: Request[Any, Any, Any], data: JSONBody[EventRequ
 
 def record_search(
     request: Request[Any, Any, Any],
-    data: SearchRequest,
+    data: AskedSearch,
     api_key: ApiKey | None,
-    response: SearchResponse,
+    response: AnsweredSearch,
     typo_default: bool,
 ) -> None:
     """Buffer the analytics event of an answered search; never raises into the search, never waits."""

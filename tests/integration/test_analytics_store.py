@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from service.analytics.event_store import open_events
 from service.analytics.events import ClickEvent, SearchEvent
 from service.analytics.report import summarise
-from service.analytics.store import EventStore, open_events
+from service.analytics.store import EventStore
 from tests.integration.state_db import ADAPTERS, state_settings
 
 Opener = Callable[[], EventStore]
