@@ -45,9 +45,8 @@ class Keys:
 def analytics_settings(data_dir: Path, **analytics: Any) -> Settings:
     settings = search_settings(data_dir, rerank={"enabled": False})
     # Written every 50 ms: a report right after the searches sees them without waiting.
-    return structs.replace(
-        settings, analytics=structs.replace(settings.analytics, flush_seconds=0.05, **analytics)
-    )
+    changes: dict[str, Any] = {"flush_seconds": 0.05, **analytics}
+    return structs.replace(settings, analytics=structs.replace(settings.analytics, **changes))
 
 
 @pytest.fixture(scope="module")
