@@ -9,10 +9,14 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from litestar import Litestar
 from litestar.datastructures import State
 
+from service.analytics.recorder import ANALYTICS, Recorder
 from service.api import (
+    analytics,
+    analytics_page,
     collections,
     context,
     embeddings,
+    events,
     health,
     models,
     openapi,
@@ -41,6 +45,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
     owned = runtime is None
     runtime = runtime or new_runtime(settings)
     assistant = build_mcp_server(runtime)
+    recorder = Recorder(settings, runtime.metrics.registry)
     mcp_transport = mcp_route(assistant, settings.server.host)
 
     @asynccontextmanager
@@ -51,6 +56,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
             )
         async with AsyncExitStack() as exits:
             await exits.enter_async_context(assistant.session_manager.run())
+            await exits.enter_async_context(recorder.running())
             if owned:
                 # In the background: a model download or a recovery must not hold up start-up, and
                 # /readyz says when search is ready.
@@ -77,6 +83,11 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
         web.page_css,
         web.widget_js,
         web.widget_css,
+        events.record_event,
+        analytics.analytics,
+        analytics_page.analytics_page,
+        analytics_page.analytics_js,
+        analytics_page.analytics_css,
     ]
     app = Litestar(
         route_handlers=[
@@ -87,7 +98,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
             mcp_transport,
         ],
         lifespan=[lifespan],
-        state=State({RUNTIME: runtime}),
+        state=State({RUNTIME: runtime, ANALYTICS: recorder}),
         dependencies=DEPENDENCIES,
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[metrics_middleware(runtime.metrics), cors_middleware(runtime.public_origins)],

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 from indexers.cli import add_commands
+from service.analytics.command import add_command as add_analytics_command
 from service.auth.keys import Keys
 from service.auth.public import PUBLIC_RATE_LIMIT, parse_origins
 from service.auth.scopes import DEFAULT_SCOPES, SCOPES, parse_collections, parse_scopes
@@ -238,6 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     migrate_parser.set_defaults(handler=migrate)
 
+    add_analytics_command(commands, config)
     add_commands(commands, config)
     return parser
 

@@ -231,6 +231,24 @@ class StateSettings(msgspec.Struct, forbid_unknown_fields=True):
             raise ValueError("state.lease_seconds must be between 0.5 and 3600")
 
 
+class AnalyticsSettings(msgspec.Struct, forbid_unknown_fields=True):
+    """Search and click events (service/analytics/), kept in the state store for `retention_days`.
+
+    Events wait in memory, at most `buffer_events` of them, and are written every `flush_seconds`;
+    past the bound new events are dropped (and counted), so recording never holds up a search."""
+
+    enabled: bool = True
+    retention_days: int = 90
+    buffer_events: int = 10_000
+    flush_seconds: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.retention_days < 1 or self.buffer_events < 1:
+            raise ValueError("analytics.retention_days and analytics.buffer_events must be at least 1")
+        if not 0.05 <= self.flush_seconds <= 3600:
+            raise ValueError("analytics.flush_seconds must be between 0.05 and 3600")
+
+
 class Settings(msgspec.Struct, forbid_unknown_fields=True):
     data_dir: str = "data"
     server: ServerSettings = msgspec.field(default_factory=ServerSettings)
@@ -242,6 +260,7 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True):
     state: StateSettings = msgspec.field(default_factory=StateSettings)
     search: SearchSettings = msgspec.field(default_factory=SearchSettings)
     context: ContextSettings = msgspec.field(default_factory=ContextSettings)
+    analytics: AnalyticsSettings = msgspec.field(default_factory=AnalyticsSettings)
 
     @property
     def data_path(self) -> Path:

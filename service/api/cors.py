@@ -23,7 +23,7 @@ from litestar.types import (
 
 from service.api.errors import error_body
 
-PUBLIC_PATHS = frozenset({"/v1/search"})
+PUBLIC_PATHS = frozenset({"/v1/search", "/v1/events"})
 # Browsers may cache a preflight this long: a revoked key's origin is refused within ten minutes.
 PREFLIGHT_MAX_AGE = "600"
 

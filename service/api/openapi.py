@@ -27,7 +27,19 @@ from litestar.router import Router
 from litestar.static_files import create_static_files_router
 
 from service import errors
-from service.api import collections, context, embeddings, health, models, rerank, search, web
+from service.api import (
+    analytics,
+    analytics_page,
+    collections,
+    context,
+    embeddings,
+    events,
+    health,
+    models,
+    rerank,
+    search,
+    web,
+)
 from service.api.errors import STATUS, ErrorResponse
 
 BEARER = "BearerAuth"
@@ -99,6 +111,11 @@ RAISES: dict[HTTPRouteHandler, tuple[type[errors.FathomError], ...]] = {
     web.page_css: (),
     web.widget_js: (),
     web.widget_css: (),
+    events.record_event: (errors.InvalidRequest,),
+    analytics.analytics: (errors.InvalidRequest, errors.BackendUnavailable),
+    analytics_page.analytics_page: (),
+    analytics_page.analytics_js: (),
+    analytics_page.analytics_css: (),
 }
 
 # Statuses answered outside the error table: an over-long body, a body that is not JSON, anything unexpected.

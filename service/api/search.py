@@ -10,6 +10,7 @@ from litestar import Request, post
 from litestar.di import NamedDependency
 from litestar.params import JSONBody, SkipValidation
 
+from service.api.events import record_search
 from service.api.fields import collection, text
 from service.api.guard import require_api_key
 from service.auth.access import check_collection
@@ -252,4 +253,6 @@ async def search(
             raise
     for degraded in outcome.degraded:
         metrics.degraded.labels(degraded.stage).inc()
-    return response_of(data.collection, outcome)
+    response = response_of(data.collection, outcome)
+    record_search(request, data, api_key, response, search_service.settings.search.typo_tolerance)
+    return response

@@ -83,6 +83,42 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         ALTER TABLE journal_collections ADD COLUMN embedder TEXT;
         """,
     ),
+    (
+        4,
+        "search analytics: searches, clicks and the daily visitor salts",
+        """
+        CREATE TABLE analytics_searches (
+            search_id TEXT NOT NULL,
+            at DOUBLE PRECISION NOT NULL,
+            collection TEXT NOT NULL,
+            query TEXT NOT NULL,
+            key_name TEXT,
+            public BOOLEAN NOT NULL,
+            filters TEXT NOT NULL,
+            facets TEXT NOT NULL,
+            hits INTEGER NOT NULL,
+            typo BOOLEAN NOT NULL,
+            prefix BOOLEAN NOT NULL,
+            follow BOOLEAN NOT NULL,
+            latency_ms DOUBLE PRECISION NOT NULL,
+            degraded BOOLEAN NOT NULL,
+            visitor TEXT
+        );
+        CREATE INDEX analytics_searches_by_collection ON analytics_searches (collection, at);
+        CREATE INDEX analytics_searches_by_time ON analytics_searches (at);
+        CREATE INDEX analytics_searches_by_id ON analytics_searches (search_id);
+        CREATE TABLE analytics_clicks (
+            search_id TEXT NOT NULL,
+            at DOUBLE PRECISION NOT NULL,
+            hit_id TEXT NOT NULL,
+            position INTEGER NOT NULL,
+            visitor TEXT
+        );
+        CREATE INDEX analytics_clicks_by_search ON analytics_clicks (search_id);
+        CREATE INDEX analytics_clicks_by_time ON analytics_clicks (at);
+        CREATE TABLE analytics_salts (day TEXT PRIMARY KEY, salt BYTEA NOT NULL);
+        """,
+    ),
 ]
 
 # Any constant shared by every Fathom process: the key of the advisory lock migrations run under.

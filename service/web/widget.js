@@ -146,6 +146,7 @@
     if (!append) { list.textContent = ""; state.hits = []; setActive(-1); }
     var hits = data ? data.hits : [];
     hits.forEach(function (hit) { list.appendChild(option(hit, state.hits.length)); state.hits.push(hit); });
+    if (data) hits.forEach(function (hit) { searchOf.set(hit, data.id); });
     state.cursor = data ? data.cursor : null;
     more.hidden = !state.cursor;
     expand(state.hits.length > 0);
@@ -241,9 +242,26 @@
     options[index].scrollIntoView({ block: "nearest" });
   }
 
+  // Which answer each hit came from, for the click report.
+  var searchOf = new WeakMap();
+
+  // Tells the search's owner which hit was chosen, and where (POST /v1/events, the site's search
+  // analytics). Fire and forget: it never delays or stops the choice; keepalive lets it finish when
+  // the choice leaves the page.
+  function reportClick(hit, index) {
+    var searchId = searchOf.get(hit);
+    if (!searchId) return;
+    var headers = { "Content-Type": "application/json" };
+    if (key) headers.Authorization = "Bearer " + key;
+    var click = { type: "click", search_id: searchId, hit_id: hit.id, position: index + 1 };
+    fetch(base + "/v1/events", { method: "POST", headers: headers, body: JSON.stringify(click), keepalive: true })
+      .catch(function () {});
+  }
+
   function choose(index) {
     var hit = state.hits[index];
     if (!hit) return;
+    reportClick(hit, index);
     var event = new CustomEvent("fathom:select", { detail: hit, bubbles: true, cancelable: true });
     var url = webUrl(hit.metadata && hit.metadata.url);
     if (root.dispatchEvent(event) && url) location.assign(url);

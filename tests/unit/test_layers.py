@@ -50,11 +50,20 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("adapters", ("service.backends", "service.auth")),
     ("engines", ("service.ingest", "service.rerank")),
     ("use cases", ("service.search.service",)),
-    ("stores", ("service.state", "indexers")),
+    ("stores", ("service.state", "service.analytics", "indexers")),
     ("runtime", ("service.runtime",)),
     ("api", ("service.api", "service.mcp_server")),
     ("app", ("service.app",)),
-    ("cli", ("service.cli_options", "service.cli", "indexers.cli", "indexers.eval_cli")),
+    (
+        "cli",
+        (
+            "service.cli_options",
+            "service.cli",
+            "service.analytics.command",
+            "indexers.cli",
+            "indexers.eval_cli",
+        ),
+    ),
 ]
 
 
