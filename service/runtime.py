@@ -44,7 +44,7 @@ from service.search.pipeline import SearchPipeline
 from service.search.protocols import Reranker
 from service.search.redact import for_clients
 from service.settings import Settings
-from service.state.stores import open_journal, open_keys
+from service.stores import open_journal, open_keys
 
 log = logging.getLogger("fathom")
 

@@ -17,10 +17,10 @@ from fastembed.common.model_description import ModelSource, PoolingType
 from fastembed.text.onnx_text_model import OnnxTextModel
 from tokenizers import Tokenizer
 
-from service.backends.hub import download_options, unavailable_reason
-from service.backends.onnx_session import open_session
-from service.backends.smoothing import Calibration
 from service.errors import ModelUnavailable
+from service.modelkit.hub import download_options, unavailable_reason
+from service.modelkit.onnx_session import open_session
+from service.modelkit.smoothing import Calibration
 from service.settings import EmbeddingSettings
 
 # What a local model folder must hold; the ONNX graph's name is fixed so the folder layout is the contract.

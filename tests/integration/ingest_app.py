@@ -20,7 +20,7 @@ from service.backends.qdrant import QdrantIndex
 from service.backends.stack import open_lexical, qdrant_path
 from service.ingest.documents import Document
 from service.settings import Settings
-from service.state.stores import open_journal
+from service.stores import open_journal
 from tests.conftest import MODELS
 from tests.integration.search_app import ELASTICSEARCH_URL
 

@@ -12,7 +12,7 @@ import httpx
 from service.app import create_app
 from service.auth.scopes import SCOPES
 from service.settings import Settings, settings_from_dict
-from service.state.stores import open_keys
+from service.stores import open_keys
 from tests.conftest import MODELS
 
 TINY = "cross-encoder-tiny-random"

@@ -20,7 +20,7 @@ import psycopg
 import pytest
 
 from service.settings import Settings, StateSettings
-from service.state.stores import open_keys
+from service.stores import open_keys
 from tests.integration.rerank_app import new_key, rerank_settings, running
 from tests.integration.search_app import cranfield, search_settings
 from tests.integration.state_db import POSTGRES_URL, fresh_database

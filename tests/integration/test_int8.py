@@ -10,8 +10,8 @@ import onnx
 import pytest
 
 from service.backends.embedder import FastembedEmbedder
-from service.backends.onnx_session import RECIPE, file_digest
-from service.backends.smoothing import OUTLIER_SUFFIX
+from service.modelkit.onnx_session import RECIPE, file_digest
+from service.modelkit.smoothing import OUTLIER_SUFFIX
 from service.settings import EmbeddingSettings, settings_from_dict
 from tests.conftest import DATA, MODELS
 from tests.integration.rerank_app import BENCH, new_key, running

@@ -28,7 +28,7 @@ import pytest
 from service.auth.keys import Keys
 from service.ingest.documents import Document
 from service.settings import settings_from_dict
-from service.state.stores import open_keys
+from service.stores import open_keys
 from tests.conftest import MODELS
 from tests.integration.ingest_app import fathom
 from tests.integration.live_server import fathom_serve, free_ports

@@ -2,7 +2,8 @@
 
 A module may import modules of its own layer or of a lower one. The layers, lowest first:
 
-    foundation   settings, errors, metrics, the SQLite/PostgreSQL connections: no Fathom logic
+    foundation   settings, errors, metrics, state/ (the SQLite file, the PostgreSQL pool): no Fathom logic
+    modelkit     ONNX Runtime sessions, the int8 rewrite, the model hub: shared by embedder and rerank
     search       the search domain: queries, filters, fusion, the pipeline and its protocols
     adapters     backends (stores, embedder, remote reranker) and auth (keys, scopes, billing)
     engines      ingest (chunking, journal, writer) and rerank (cross-encoders, batching engine)
@@ -13,6 +14,10 @@ A module may import modules of its own layer or of a lower one. The layers, lowe
     cli          the `fathom` commands
 
 Imports inside functions count too: a lazy import is still a dependency.
+
+Packages count as well as modules: two modules of one package may each import the other's package
+without a module-level cycle, and the packages would still depend on each other. So the graph of
+packages (service.auth, service.state, ...; a top-level module stands for itself) has no cycle either.
 """
 
 from __future__ import annotations
@@ -33,14 +38,14 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "service.settings",
             "service.errors",
             "service.metrics",
-            "service.sqlite_store",
-            "service.state.postgres",
+            "service.state",
         ),
     ),
+    ("modelkit", ("service.modelkit",)),
     ("search", ("service.search",)),
     ("adapters", ("service.backends", "service.auth")),
     ("engines", ("service.ingest", "service.rerank")),
-    ("stores", ("service.state", "indexers")),
+    ("stores", ("service.stores", "indexers")),
     ("runtime", ("service.runtime",)),
     ("api", ("service.api", "service.mcp_server")),
     ("app", ("service.app",)),
@@ -87,6 +92,19 @@ def graph() -> dict[str, set[str]]:
     return {name: imported(path, known) - {name} for name, path in known.items()}
 
 
+def package_of(module: str) -> str:
+    """The package a module belongs to: its first two names (service.auth.keys: service.auth)."""
+    return ".".join(module.split(".")[:2])
+
+
+def package_graph(edges: dict[str, set[str]]) -> dict[str, set[str]]:
+    """The module graph with each package's modules merged into one node."""
+    packages: dict[str, set[str]] = {package_of(module): set() for module in edges}
+    for module, targets in edges.items():
+        packages[package_of(module)].update(package_of(target) for target in targets)
+    return {package: targets - {package} for package, targets in packages.items()}
+
+
 def cycles(edges: dict[str, set[str]]) -> Iterator[list[str]]:
     """Each import cycle once, as the modules along it (depth-first search, three colours)."""
     state: dict[str, int] = {}
@@ -127,9 +145,33 @@ def test_the_import_graph_has_no_cycle() -> None:
     assert [" -> ".join(cycle) for cycle in cycles(graph())] == []
 
 
+def test_the_package_graph_has_no_cycle() -> None:
+    assert [" -> ".join(cycle) for cycle in cycles(package_graph(graph()))] == []
+
+
+def test_state_and_the_model_toolkit_sit_below_what_uses_them() -> None:
+    """state/ holds only the low-level files and pools, all on one floor; the factories choosing a
+    store sit above the stores they build; the model toolkit sits below both of its users."""
+    state = {layer_of(module) for module in module_names() if package_of(module) == "service.state"}
+    assert state == {layer_of("service.settings")}
+    assert layer_of("service.stores") > max(layer_of("service.auth"), layer_of("service.ingest"))
+    assert layer_of("service.modelkit") < min(layer_of("service.backends"), layer_of("service.rerank"))
+    users = {
+        package_of(module)
+        for module, targets in graph().items()
+        if any(package_of(target) == "service.modelkit" for target in targets)
+    }
+    assert {"service.backends", "service.rerank"} <= users
+
+
 def test_the_checks_see_what_they_guard() -> None:
     """The checks would catch a cycle and an upward import, and the graph holds the known edges."""
     assert list(cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}})) == [["a", "b", "c", "a"]]
+    # auth.keys -> state.db and state.stores -> auth.access: no module cycle, but a package cycle
+    modules = {"p.auth.keys": {"p.state.db"}, "p.state.db": set(), "p.state.stores": {"p.auth.access"}}
+    modules["p.auth.access"] = set()
+    assert list(cycles(modules)) == []
+    assert list(cycles(package_graph(modules))) == [["p.auth", "p.state", "p.auth"]]
     edges = graph()
     assert "service.runtime" in edges["service.app"]
     assert "service.app" in edges["service.cli"]  # imported inside serve(): it counts as well
