@@ -35,8 +35,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from _server import Served, fathom_serve
 from _stats import load, percentile
+
+from service.testing.live_server import Served, fathom_serve
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("FATHOM_SHARED_DIR", REPO.parent / "shared"))
@@ -202,7 +203,7 @@ def measure(
     asyncio.run(baseline(settings, collection, queries[:5], 1))  # warm-up: caches, model pages
     load_start = load()
     raw = asyncio.run(baseline(settings, collection, queries, rounds))
-    with fathom_serve(CONFIG, env=env) as served:
+    with fathom_serve(CONFIG, env=env, with_key=True) as served:
         runs = passes(served, collection, queries, rounds, {"no_rerank": False, "rerank": True})
     raw_qps = len(raw) / sum(raw)
     return {
@@ -232,7 +233,10 @@ def grpc_against_http(collection: str, data_dir: Path, qdrant_url: str, rounds: 
     load_start = load()
     found: dict[str, dict[str, list[float]]] = {mode: {} for mode in envs}
     with ExitStack() as servers:
-        served = {mode: servers.enter_context(fathom_serve(CONFIG, env=env)) for mode, env in envs.items()}
+        served = {
+            mode: servers.enter_context(fathom_serve(CONFIG, env=env, with_key=True))
+            for mode, env in envs.items()
+        }
         for server in served.values():
             through_http(server.url, server.key, collection, queries[:5], 1, rerank=False)  # warm-up
         for round_no in range(rounds):

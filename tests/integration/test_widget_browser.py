@@ -14,8 +14,10 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, replace
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -25,9 +27,8 @@ import pytest
 
 from service.ingest.documents import Document
 from service.settings import load_settings
-from tests.conftest import MODELS
-from tests.integration.live_server import fathom_serve, free_ports, static_site
-from tests.integration.rerank_app import TINY
+from service.testing.live_server import fathom_serve, free_ports
+from tests.conftest import bearer, offline_toml
 from tests.integration.search_app import cranfield, index_documents
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -66,21 +67,41 @@ class Site:
     hostile_key: str  # a public key for HOSTILE, from the site and from Fathom's own page
 
 
+@contextlib.contextmanager
+def static_site(port: int, page: Callable[[str], str]) -> Iterator[str]:
+    """An HTTP server on 127.0.0.1:port answering every GET with the HTML `page(path)`; its origin."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = page(self.path).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:  # quiet test output
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
 def server_config(data_dir: Path, port: int) -> str:
     return f"""
 data_dir = "{data_dir}"
 [server]
 port = {port}
-[embedding]
-path = "{MODELS / "all-MiniLM-L6-v2"}"
-[rerank]
-default_model = "{TINY}"
-[rerank.models."{TINY}"]
-path = "{MODELS / TINY}"
-[rerank.models."BAAI/bge-reranker-v2-m3"]
-enabled = false
-# A busy CI machine must not turn a slow stage into a degraded, differently ordered answer, nor
-# rerank a shorter head within the time budget for the widget than for the API call it is compared with.
+{offline_toml()}# A busy CI machine must not turn a slow stage into a degraded, differently ordered answer,
+# nor rerank a shorter head within the time budget for the widget than for the API call it is compared
+# with.
 [search]
 lexical_timeout = 120
 vector_timeout = 120
@@ -142,11 +163,6 @@ def hostile_documents() -> list[Document]:
 
 
 @pytest.fixture(scope="module")
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     folder = tmp_path_factory.mktemp("widget")
     fathom_port, site_port = free_ports(2)
@@ -163,10 +179,10 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     # Fathom's own page `/` calls the API from Fathom's origin: the key must name that origin too.
     hostile_key = public_key(config, HOSTILE, [origin, f"http://127.0.0.1:{fathom_port}"])
     with (
-        fathom_serve(config, fathom_port, folder / "serve.log") as fathom,
-        static_site(site_port, lambda path: site_page(fathom, key, hostile_key, path)) as served,
+        fathom_serve(config, port=fathom_port, log=folder / "serve.log") as fathom,
+        static_site(site_port, lambda path: site_page(fathom.url, key, hostile_key, path)) as served,
     ):
-        yield Site(fathom, served, key, {d.id: d.metadata for d in documents}, hostile_key)
+        yield Site(fathom.url, served, key, {d.id: d.metadata for d in documents}, hostile_key)
 
 
 def public_key(config: Path, collection: str, origins: list[str]) -> str:
@@ -215,7 +231,7 @@ def api_ids(site: Site, query: str, **body: Any) -> list[str]:
         "prefix": True,  # as the widget asks while the last word has no space after it
         **body,
     }
-    headers = {"Authorization": f"Bearer {site.key}", "Origin": site.origin}
+    headers = {**bearer(site.key), "Origin": site.origin}
     response = httpx.post(f"{site.fathom}/v1/search", json=request, headers=headers, timeout=120)
     assert response.status_code == 200, response.text
     assert response.json()["degraded"] == []

@@ -12,6 +12,7 @@ A module may import modules of its own layer or of a lower one. The layers, lowe
     api          the HTTP routes, their dependencies and guard; the MCP tools
     app          create_app
     cli          the `fathom` commands
+    testing      the live-server harness of the tests and benches: nothing of Fathom's may import it
 
 Imports inside functions count too: a lazy import is still a dependency.
 
@@ -50,6 +51,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("api", ("service.api", "service.mcp_server")),
     ("app", ("service.app",)),
     ("cli", ("service.cli_options", "service.cli", "indexers.cli", "indexers.eval_cli")),
+    ("testing", ("service.testing",)),
 ]
 
 
