@@ -16,8 +16,9 @@ from typing import Any
 import httpx
 import numpy as np
 from _rerank_workload import MODEL_ID, Baseline, Workload
-from _server import BenchError, Served
 from _stats import spearman, top_overlap
+
+from service.testing.live_server import Served, SetupError
 
 
 def server_metrics(server: Served) -> dict[str, float]:
@@ -41,7 +42,7 @@ def rerank_request(client: httpx.Client, workload: Workload) -> tuple[float, dic
     response = client.post("/v1/rerank", json={"query": workload.query, "documents": workload.documents})
     elapsed = time.perf_counter() - started
     if response.status_code != 200:
-        raise BenchError(f"POST /v1/rerank answered {response.status_code}: {response.text[:500]}")
+        raise SetupError(f"POST /v1/rerank answered {response.status_code}: {response.text[:500]}")
     body: dict[str, Any] = response.json()
     return elapsed, body
 
@@ -93,7 +94,7 @@ def concurrent_run(
         thread.join()
     wall = time.perf_counter() - started
     if errors:
-        raise BenchError(f"a concurrent client failed: {errors[0]!r}")
+        raise SetupError(f"a concurrent client failed: {errors[0]!r}")
     return wall, latencies
 
 

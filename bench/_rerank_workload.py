@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _server import BenchError
+
+from service.testing.live_server import SetupError
 
 MODEL_ID = "bench"
 
@@ -34,10 +35,10 @@ def build_workload(data_dir: Path, docs: int, min_words: int, max_words: int, qu
     corpus, queries = data_dir / "corpus.jsonl", data_dir / "queries.jsonl"
     for path in (corpus, queries):
         if not path.is_file():
-            raise BenchError(f"{path} does not exist (BEIR jsonl expected; see --data-dir)")
+            raise SetupError(f"{path} does not exist (BEIR jsonl expected; see --data-dir)")
     all_queries = list(read_jsonl(queries))
     if not 0 <= query_index < len(all_queries):
-        raise BenchError(f"--query-index {query_index} is out of range: {queries} has {len(all_queries)}")
+        raise SetupError(f"--query-index {query_index} is out of range: {queries} has {len(all_queries)}")
     query = all_queries[query_index]
     picked = [
         record
@@ -45,7 +46,7 @@ def build_workload(data_dir: Path, docs: int, min_words: int, max_words: int, qu
         if min_words <= len(str(record.get("text", "")).split()) <= max_words
     ][:docs]
     if len(picked) < docs:
-        raise BenchError(f"only {len(picked)} documents of {min_words}..{max_words} words, {docs} wanted")
+        raise SetupError(f"only {len(picked)} documents of {min_words}..{max_words} words, {docs} wanted")
     return Workload(
         query=str(query["text"]),
         query_id=str(query["_id"]),

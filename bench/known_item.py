@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from _stats import load
-from search import DATASETS, SHARED, corpus_chunks, holds, overrides, settings_for
+from search import DATASETS, SHARED, overrides, settings_for
 
 REPO = Path(__file__).resolve().parent.parent
 WORD = re.compile(r"\w+")
@@ -96,6 +96,22 @@ def known_items(collection: str) -> list[KnownItem]:
                 )
             )
     return items
+
+
+def corpus_chunks(stack: Any, collection: str) -> list[Any]:
+    """The collection's documents in ../shared/data, chunked as `fathom index` chunks them."""
+    from indexers.sources import beir_corpus, read_jsonl
+    from service.ingest.chunking import Chunker, ChunkingPolicy
+    from service.ingest.documents import Document
+
+    chunker = Chunker(stack.embedder.tokenizer, ChunkingPolicy())
+    documents = [r for r in read_jsonl(beir_corpus(SHARED / "data" / collection)) if isinstance(r, Document)]
+    return [chunk for document in documents for chunk in chunker.chunks(document)]
+
+
+async def holds(store: Any, collection: str, chunks: int) -> bool:
+    """The store already has the collection, whole."""
+    return bool(await store.collection_exists(collection)) and await store.count_chunks(collection) == chunks
 
 
 async def index_lexical(settings: Any, collection: str) -> None:

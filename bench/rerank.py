@@ -44,8 +44,9 @@ from _rerank_measure import (
 )
 from _rerank_report import Report, print_report
 from _rerank_workload import MODEL_ID, Baseline, Workload, build_workload, padded_tokens, read_queries
-from _server import BenchError, Served, fathom_serve
 from _stats import load, percentile
+
+from service.testing.live_server import Served, SetupError, fathom_serve
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # The burst runs at the time limit a server has out of the box ([rerank] request_timeout's default).
@@ -88,7 +89,7 @@ def rerank_server(
 
     def model_failed(response: httpx.Response, served: Served) -> None:
         if response.json().get("models", {}).get(MODEL_ID) == "failed":
-            raise BenchError(f"model {MODEL_ID!r} failed to load:\n{served.log_tail()}")
+            raise SetupError(f"model {MODEL_ID!r} failed to load:\n{served.log_tail()}")
 
     with tempfile.TemporaryDirectory(prefix="fathom-bench-") as tmp:
         config = Path(tmp) / "bench.toml"
@@ -96,6 +97,7 @@ def rerank_server(
         with fathom_serve(
             config,
             env={**env, "FATHOM_DATA_DIR": tmp},
+            with_key=True,
             port=port,
             startup_timeout=timeout,
             check_not_ready=model_failed,
@@ -112,7 +114,7 @@ def parse_env(items: Sequence[str]) -> dict[str, str]:
     for item in items:
         name, sep, value = item.partition("=")
         if not sep or not (name.startswith("FATHOM_") or name in RUNTIME_ENV):
-            raise BenchError(
+            raise SetupError(
                 f"--server-env wants FATHOM_NAME=VALUE (or {', '.join(RUNTIME_ENV)}), got {item!r}"
             )
         env[name] = value
@@ -185,10 +187,10 @@ def run(args: argparse.Namespace) -> list[Report]:
     if args.target is None:
         args.target = 2.2 if args.quantize == "int8" else 1.2 if args.noise else 1.3
     if min(args.docs, args.rounds, args.warmup, args.clients, args.requests_per_client) < 1:
-        raise BenchError("--docs, --rounds, --warmup, --clients and --requests-per-client must be >= 1")
+        raise SetupError("--docs, --rounds, --warmup, --clients and --requests-per-client must be >= 1")
     model_dir: Path = args.model_dir
     if not (model_dir / "tokenizer_config.json").is_file():
-        raise BenchError(f"{model_dir} is not a model folder (no tokenizer_config.json); see --model-dir")
+        raise SetupError(f"{model_dir} is not a model folder (no tokenizer_config.json); see --model-dir")
     server_env = {k: v for k, v in os.environ.items() if k.startswith("FATHOM_")}
     server_env.pop("FATHOM_CONFIG", None)
     server_env.pop("FATHOM_DATA_DIR", None)
@@ -377,7 +379,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         reports = run(args)
-    except BenchError as exc:
+    except SetupError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     for report in reports:

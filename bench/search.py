@@ -26,6 +26,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -35,8 +36,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from _server import Served, fathom_serve
 from _stats import load, percentile
+
+from service.testing.live_server import Served, fathom_serve
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("FATHOM_SHARED_DIR", REPO.parent / "shared"))
@@ -78,38 +80,18 @@ def settings_for(env: dict[str, str]) -> Any:
 
 
 async def ensure_indexed(settings: Any, collection: str) -> None:
-    """Index the collection once per data dir: both stores for Tantivy, the lexical side only for ES."""
-    from service.backends.stack import open_stack
-    from service.ingest.chunking import embedding_text
-
-    async with open_stack(settings) as stack:
-        chunks = corpus_chunks(stack, collection)
-        if not await holds(stack.lexical, collection, len(chunks)):
-            await stack.lexical.ensure_collection(collection)
-            await stack.lexical.upsert(collection, chunks)
-        if not await holds(stack.vectors, collection, len(chunks)):
-            print(f"embedding {len(chunks)} {collection} chunks (once per data dir)...", file=sys.stderr)
-            await stack.vectors.ensure_collection(collection)
-            vectors = await asyncio.to_thread(
-                stack.embedder.embed_passages_sync, [embedding_text(c) for c in chunks]
-            )
-            await stack.vectors.upsert(collection, chunks, vectors)
-
-
-def corpus_chunks(stack: Any, collection: str) -> list[Any]:
-    """The collection's documents in ../shared/data, chunked as `fathom index` chunks them."""
+    """Index the collection as `fathom index` does, through the ingest writer and its journal: a data
+    dir that already holds it unchanged is only read and compared, nothing is embedded again."""
+    from indexers.run import index_records
     from indexers.sources import beir_corpus, read_jsonl
-    from service.ingest.chunking import Chunker, ChunkingPolicy
-    from service.ingest.documents import Document
+    from service.runtime import open_writer
 
-    chunker = Chunker(stack.embedder.tokenizer, ChunkingPolicy())
-    documents = [r for r in read_jsonl(beir_corpus(SHARED / "data" / collection)) if isinstance(r, Document)]
-    return [chunk for document in documents for chunk in chunker.chunks(document)]
-
-
-async def holds(store: Any, collection: str, chunks: int) -> bool:
-    """The store already has the collection, whole."""
-    return bool(await store.collection_exists(collection)) and await store.count_chunks(collection) == chunks
+    print(f"indexing {collection} (documents already indexed are skipped)...", file=sys.stderr)
+    async with open_writer(settings) as writer:
+        records = read_jsonl(beir_corpus(SHARED / "data" / collection))
+        report = await index_records(writer, collection, records)
+    if report.failed:
+        raise SystemExit(f"indexing {collection} failed: {report.summary()}")
 
 
 async def baseline(settings: Any, collection: str, queries: list[str], rounds: int) -> list[float]:
@@ -202,7 +184,7 @@ def measure(
     asyncio.run(baseline(settings, collection, queries[:5], 1))  # warm-up: caches, model pages
     load_start = load()
     raw = asyncio.run(baseline(settings, collection, queries, rounds))
-    with fathom_serve(CONFIG, env=env) as served:
+    with fathom_serve(CONFIG, env=env, with_key=True) as served:
         runs = passes(served, collection, queries, rounds, {"no_rerank": False, "rerank": True})
     raw_qps = len(raw) / sum(raw)
     return {
@@ -227,12 +209,19 @@ def grpc_against_http(collection: str, data_dir: Path, qdrant_url: str, rounds: 
         mode: overrides(data_dir / f"qdrant-{mode}", qdrant_url=qdrant_url, grpc=mode == "grpc")
         for mode in ("grpc", "http")
     }
-    for env in envs.values():  # each its own Tantivy copy; the Qdrant collection is shared
-        asyncio.run(ensure_indexed(settings_for(env), collection))
+    # Each server needs its own Tantivy index and journal, and both share the Qdrant collection: index
+    # once, then copy the data dir, so the collection is embedded once.
+    first, second = (Path(env["FATHOM_DATA_DIR"]) for env in envs.values())
+    asyncio.run(ensure_indexed(settings_for(envs["grpc"]), collection))
+    shutil.rmtree(second, ignore_errors=True)
+    shutil.copytree(first, second)
     load_start = load()
     found: dict[str, dict[str, list[float]]] = {mode: {} for mode in envs}
     with ExitStack() as servers:
-        served = {mode: servers.enter_context(fathom_serve(CONFIG, env=env)) for mode, env in envs.items()}
+        served = {
+            mode: servers.enter_context(fathom_serve(CONFIG, env=env, with_key=True))
+            for mode, env in envs.items()
+        }
         for server in served.values():
             through_http(server.url, server.key, collection, queries[:5], 1, rerank=False)  # warm-up
         for round_no in range(rounds):

@@ -21,7 +21,8 @@ import time
 from pathlib import Path
 
 import httpx
-from _server import fathom_serve
+
+from service.testing.live_server import fathom_serve
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -91,7 +92,7 @@ def main() -> int:
         qdrant_dir = Path(args.qdrant_storage) / "collections" / "sizing-cran"
         qdrant_bytes = sum(f.stat().st_size for f in qdrant_dir.rglob("*") if f.is_file())
         figures["qdrant_disk_bytes_per_chunk"] = round(qdrant_bytes / chunks)
-        with fathom_serve(cfg, auth=False) as served:
+        with fathom_serve(cfg) as served:
             url, server_pid = served.url, served.process.pid
             for label, rerank in (("no_rerank", {"enabled": False}), ("rerank_depth20", {"depth": 20})):
                 body = {"collection": "cran", "top_k": 10, "rerank": rerank}

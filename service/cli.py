@@ -23,7 +23,7 @@ from service.cli_options import (
 )
 from service.errors import FathomError, InvalidRequest, StoreLocked
 from service.settings import ConfigError, Settings, load_settings
-from service.state.stores import open_keys
+from service.stores import open_keys
 
 Command = Callable[[argparse.Namespace, Settings], int]
 # The tools of service/mcp_server.py, named here for `fathom mcp --help` without importing the MCP SDK

@@ -3,7 +3,7 @@
 One MCPServer (the official SDK) serves both transports: stdio (`fathom mcp`, a process of the
 assistant's own, no key needed) and streamable HTTP mounted on the service at /mcp, behind the API
 key guard, where each search is billed as a /v1/context request. The tools are a thin adapter over
-the search service (service/search/service.py), as the HTTP routes are: `search` is /v1/context, so an
+the search service (service/search_service.py), as the HTTP routes are: `search` is /v1/context, so an
 assistant gets cited passages that fit its context window.
 """
 
@@ -31,7 +31,7 @@ from service.auth.scopes import SEARCH
 from service.disconnect import cancel_on_disconnect
 from service.errors import ClientGone, FathomError, Unauthorized
 from service.runtime import Runtime, open_runtime
-from service.search.service import SEARCH_UNITS_PER_CONTEXT, ContextQuery
+from service.search_service import SEARCH_UNITS_PER_CONTEXT, ContextQuery
 from service.settings import Settings
 
 INSTRUCTIONS = (

@@ -2,14 +2,14 @@
 
 `fathom serve` (create_app), `fathom mcp` and `fathom eval` open a Runtime, and `fathom index` the
 writer part of it (open_writer), so each of them runs the very same wiring. `fathom keys` opens only the
-key store; the benches measure a `fathom serve` process of their own (bench/_server.py):
+key store; the benches measure a `fathom serve` process of their own (service/testing/live_server.py):
 
     Runtime
      ├── settings
      ├── metrics     Prometheus collectors (one registry per runtime, so several never collide)
      ├── keys        the API key store (SQLite under data_dir, or PostgreSQL)       [keys=True]
      ├── models      rerank engines by model id, loading in the background           [models=True]
-     └── search      the SearchService (service/search/service.py), which the HTTP routes and the MCP
+     └── search      the SearchService (service/search_service.py), which the HTTP routes and the MCP
                      tools share; once open (search=True) it holds the parts built here:
           ├── stack      embedder + lexical store + vector store
           ├── journal    the collections and their changes (SQLite or PostgreSQL)
@@ -46,9 +46,9 @@ from service.rerank.local_reranker import EngineReranker
 from service.rerank.registry import ModelRegistry
 from service.search.pipeline import SearchPipeline
 from service.search.protocols import Reranker
-from service.search.service import SearchParts, SearchService
+from service.search_service import SearchParts, SearchService
 from service.settings import Settings
-from service.state.stores import open_journal, open_keys
+from service.stores import open_journal, open_keys
 
 log = logging.getLogger("fathom")
 

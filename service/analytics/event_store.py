@@ -11,7 +11,7 @@ def open_events(settings: Settings) -> EventStore:
     if not settings.state.url:
         return SqliteEventStore.in_data_dir(settings.data_path)
     from service.analytics.store_postgres import PostgresEventStore
-    from service.state.stores import migrated
+    from service.stores import migrated
 
     # Batches from one background task and the odd report: a small pool.
     return PostgresEventStore(migrated(settings.state.url, max_size=4))

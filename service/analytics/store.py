@@ -21,7 +21,7 @@ from service.analytics.events import (
     click_row,
     search_row,
 )
-from service.sqlite_store import SqliteFile
+from service.state.sqlite import SqliteFile
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS analytics_searches (

@@ -22,7 +22,7 @@ from service.ingest.documents import Document
 from service.ingest.drift import stored_counts
 from service.ingest.metadata import metadata_problem
 from service.ingest.writer import IngestWriter
-from service.search.service import SearchService
+from service.search_service import SearchService
 
 MAX_DOCUMENTS_PER_REQUEST = 1000
 # Documents per write through the journal, as the CLI's batches: bounds what one failure redoes.

@@ -1,6 +1,6 @@
 """POST /v1/context: the best passages for a query within a token budget, each with its citation.
 
-The work is the search service's (service/search/service.py), which the MCP `search` tool shares;
+The work is the search service's (service/search_service.py), which the MCP `search` tool shares;
 this module is its HTTP shape: the request body, billing, and stopping when the client hangs up.
 """
 
@@ -24,7 +24,7 @@ from service.disconnect import cancel_on_disconnect
 from service.errors import ClientGone
 from service.metrics import Metrics
 from service.search.answers import ContextResponse
-from service.search.service import SEARCH_UNITS_PER_CONTEXT, ContextQuery, SearchService
+from service.search_service import SEARCH_UNITS_PER_CONTEXT, ContextQuery, SearchService
 
 
 class ContextRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

@@ -24,7 +24,7 @@ from service.ingest.writer import IngestWriter
 from service.metrics import Metrics
 from service.rerank.registry import ModelRegistry
 from service.runtime import Runtime
-from service.search.service import SearchService
+from service.search_service import SearchService
 from service.settings import Settings
 
 RUNTIME = "runtime"

@@ -26,7 +26,7 @@ from service.search.facets import MAX_FACET_FIELDS, FacetCounts, parse_facet_fie
 from service.search.filters import FIELD_NAME_PATTERN, parse_filter
 from service.search.pipeline import SearchQuery
 from service.search.results import SearchHit, SearchOutcome
-from service.search.service import SearchService
+from service.search_service import SearchService
 
 SEARCH_UNITS_PER_QUERY = 1
 

@@ -17,7 +17,7 @@ from typing import Protocol
 from service.auth import scopes as scope
 from service.auth.public import PUBLIC_RATE_LIMIT
 from service.errors import InvalidRequest, QuotaExceeded, RateLimited
-from service.sqlite_store import SqliteFile
+from service.state.sqlite import SqliteFile
 
 KEY_PREFIX = "fth_"
 

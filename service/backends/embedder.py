@@ -17,11 +17,11 @@ from fastembed.common.model_description import ModelSource, PoolingType
 from fastembed.text.onnx_text_model import OnnxTextModel
 from tokenizers import Tokenizer
 
-from service.backends.digests import cached_digest
-from service.backends.hub import download_options, unavailable_reason
-from service.backends.onnx_session import open_session, recipe
-from service.backends.smoothing import Calibration
 from service.errors import ModelUnavailable
+from service.modelkit.digests import cached_digest
+from service.modelkit.hub import download_options, unavailable_reason
+from service.modelkit.onnx_session import open_session, recipe
+from service.modelkit.smoothing import Calibration
 from service.search.fingerprint import EmbedderFingerprint
 from service.settings import EmbeddingSettings
 

@@ -30,7 +30,7 @@ from service.errors import (
 from service.search.collections import checked_collection_name
 from service.search.models import AnyOf, Chunk, Condition, Equals, Filter, Hit, Range, Scalar
 from service.settings import QdrantSettings
-from service.sqlite_store import is_full
+from service.state.sqlite import is_full
 
 # Qdrant takes only integers and UUIDs as point ids: chunk ids map to a UUID under this fixed namespace,
 # so re-indexing a chunk overwrites its point. The chunk id itself travels in the payload.

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from service.ingest.journal import Committed, Held, Intent, lease_lost
-from service.sqlite_store import SqliteFile, damaged
+from service.state.sqlite import SqliteFile, damaged
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS collections (

@@ -19,10 +19,10 @@ from fastembed.common.model_description import ModelSource
 from fastembed.rerank.cross_encoder import TextCrossEncoder
 from tokenizers import Encoding, Tokenizer
 
-from service.backends.hub import download_options, unavailable_reason
-from service.backends.onnx_session import Quantize, open_session
-from service.backends.smoothing import Calibration
 from service.errors import ModelUnavailable
+from service.modelkit.hub import download_options, unavailable_reason
+from service.modelkit.onnx_session import Quantize, open_session
+from service.modelkit.smoothing import Calibration
 
 _REGISTER_LOCK = threading.Lock()
 LOCAL_PREFIX = "fathom-local/"
@@ -202,7 +202,7 @@ def load_cross_encoder(
     """Open a model from a local folder, or from fastembed's cache, downloading it when absent.
 
     fastembed finds (or downloads) the files and reads the tokenizer; the session is Fathom's own, with
-    the thread settings of service.backends.onnx_session and, when asked, an int8 copy of the model.
+    the thread settings of service.modelkit.onnx_session and, when asked, an int8 copy of the model.
     """
     try:
         if path:

@@ -10,6 +10,7 @@ import anyio
 import pytest
 
 from service.settings import Settings
+from tests.conftest import bearer
 from tests.integration.ingest_app import Api
 from tests.integration.rerank_app import new_key, running
 from tests.integration.search_app import LEXICAL_BACKENDS, beir_documents, index_documents, search_settings
@@ -39,7 +40,7 @@ def indexed_cacm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]
 async def collections_api(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Api]:
     """The app on each lexical backend; the collection `site` is deleted afterwards."""
     settings = search_settings(tmp_path, str(request.param))
-    headers = {"Authorization": f"Bearer {new_key(settings, 'pusher')}"}
+    headers = bearer(new_key(settings, "pusher"))
     async with running(settings) as client:
         yield client, headers
         await client.delete("/v1/collections/site", headers=headers)  # nothing left on a shared server

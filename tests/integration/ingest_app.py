@@ -20,8 +20,8 @@ from service.backends.qdrant import QdrantIndex
 from service.backends.stack import open_lexical, qdrant_path
 from service.ingest.documents import Document
 from service.settings import Settings
-from service.state.stores import open_journal
-from tests.conftest import MODELS
+from service.stores import open_journal
+from tests.conftest import offline_toml
 from tests.integration.search_app import ELASTICSEARCH_URL
 
 FATHOM = str(Path(sys.executable).with_name("fathom"))
@@ -31,11 +31,11 @@ MINILM_DIMENSIONS = 384
 
 
 def write_config(folder: Path, lexical: str = "tantivy") -> Path:
-    """A config file as an operator writes it: the offline embedding model, the chosen lexical store."""
+    """A config file as an operator writes it: the offline models (the tiny reranker), the chosen
+    lexical store."""
     config = folder / "fathom.toml"
     config.write_text(
-        f'[embedding]\npath = "{MODELS / "all-MiniLM-L6-v2"}"\n'
-        f'[search]\nlexical = "{lexical}"\n'
+        offline_toml() + f'[search]\nlexical = "{lexical}"\n'
         f'[elasticsearch]\nurl = "{ELASTICSEARCH_URL or "http://127.0.0.1:9200"}"\n'
         f'index_prefix = "t{os.getpid()}-"\n',
         encoding="utf-8",

@@ -12,11 +12,8 @@ import httpx
 from service.app import create_app
 from service.auth.scopes import SCOPES
 from service.settings import Settings, settings_from_dict
-from service.state.stores import open_keys
-from tests.conftest import MODELS
-
-TINY = "cross-encoder-tiny-random"
-BENCH = "cross-encoder-minilm-l6-bench"
+from service.stores import open_keys
+from tests.conftest import BENCH, MODELS, TINY
 
 
 def rerank_settings(data_dir: Path, **rerank: Any) -> Settings:

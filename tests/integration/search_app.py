@@ -16,8 +16,7 @@ from service.ingest.documents import Document
 from service.ingest.writer import IngestReport
 from service.runtime import open_writer
 from service.settings import Settings, settings_from_dict
-from tests.conftest import DATA, MODELS
-from tests.integration.rerank_app import TINY
+from tests.conftest import DATA, offline_models
 
 ELASTICSEARCH_URL = os.environ.get("FATHOM_TEST_ELASTICSEARCH_URL", "")
 QDRANT_URL = os.environ.get("FATHOM_TEST_QDRANT_URL", "")
@@ -65,8 +64,7 @@ def search_settings(
     return settings_from_dict(
         {
             "data_dir": str(data_dir),
-            "embedding": {"path": str(MODELS / "all-MiniLM-L6-v2")},
-            "rerank": {"default_model": TINY, "models": {TINY: {"path": str(MODELS / TINY)}}},
+            **offline_models(),
             "elasticsearch": {
                 "url": elasticsearch_url or ELASTICSEARCH_URL or "http://127.0.0.1:9200",
                 "index_prefix": f"t{os.getpid()}-",

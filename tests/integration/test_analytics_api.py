@@ -24,7 +24,7 @@ from service.analytics.events import SearchEvent
 from service.analytics.store import SqliteEventStore
 from service.auth.scopes import SEARCH
 from service.settings import Settings
-from service.state.stores import open_keys
+from service.stores import open_keys
 from tests.integration.rerank_app import new_key, running
 from tests.integration.search_app import cranfield, index_documents, search_settings
 

@@ -18,8 +18,9 @@ import httpx
 import pytest
 
 from service.settings import load_settings
-from tests.integration.live_server import fathom_serve, free_ports, static_site
+from service.testing.live_server import fathom_serve, free_ports
 from tests.integration.search_app import cranfield, index_documents
+from tests.integration.static_site import static_site
 from tests.integration.test_widget_browser import (
     BROWSER_TIMEOUT_MS,
     CHROMIUM,
@@ -60,10 +61,10 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     key = public_key(config, COLLECTION, [origin])
     admin = admin_key(config)
     with (
-        fathom_serve(config, fathom_port, folder / "serve.log") as fathom,
-        static_site(site_port, lambda path: site_page(fathom, key, key, path)) as site,
+        fathom_serve(config, port=fathom_port, log=folder / "serve.log") as server,
+        static_site(site_port, lambda path: site_page(server.url, key, key, path)) as site,
     ):
-        yield Served(fathom, site, admin)
+        yield Served(server.url, site, admin)
 
 
 def admin_key(config: Path) -> str:

@@ -27,6 +27,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from tests.conftest import bearer
 from tests.integration.ingest_app import fathom
 from tests.integration.search_app import cranfield
 from tests.integration.served import served, served_config
@@ -52,7 +53,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[s
     folder = tmp_path_factory.mktemp("fuzz")
     config = served_config(folder)
     created = fathom(config, folder / "data", "keys", "create", "--name", "fuzz", "--scope", "admin")
-    auth = {"Authorization": f"Bearer {created.stdout.strip().splitlines()[-1]}"}
+    auth = bearer(created.stdout.strip().splitlines()[-1])
     documents = [{"id": d.id, "title": d.title, "text": d.text, "metadata": d.metadata} for d in cranfield(5)]
     with served(config) as url:
         httpx.put(f"{url}/v1/collections/site", headers=auth, timeout=60)

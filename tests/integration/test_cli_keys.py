@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import bearer
 from tests.integration.rerank_app import rerank_settings, running
 
 FATHOM = str(Path(sys.executable).with_name("fathom"))
@@ -36,10 +37,10 @@ async def test_create_list_revoke_and_use(tmp_path: Path) -> None:
     settings = rerank_settings(tmp_path)
     body = {"query": "q", "documents": ["d"]}
     async with running(settings) as client:
-        ok = await client.post("/v1/rerank", json=body, headers={"Authorization": f"Bearer {key}"})
+        ok = await client.post("/v1/rerank", json=body, headers=bearer(key))
         assert ok.status_code == 200
         assert fathom(tmp_path, "keys", "revoke", "website").returncode == 0
-        revoked = await client.post("/v1/rerank", json=body, headers={"Authorization": f"Bearer {key}"})
+        revoked = await client.post("/v1/rerank", json=body, headers=bearer(key))
         assert revoked.status_code == 401
     usage_row = next(
         line for line in fathom(tmp_path, "keys", "list").stdout.splitlines() if line.startswith("website")

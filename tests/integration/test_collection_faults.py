@@ -14,6 +14,7 @@ from service.ingest.journal import Intent
 from service.ingest.writer import document_json
 from service.runtime import open_writer
 from service.settings import Settings
+from tests.conftest import bearer
 from tests.integration.ingest_app import Api, documents_body, fathom, holdings, write_config
 from tests.integration.rerank_app import new_key, running
 from tests.integration.search_app import cranfield, search_settings
@@ -77,7 +78,7 @@ async def leave_unfinished(settings: Settings) -> None:
 async def test_an_intent_that_can_never_succeed_is_parked_for_verify(tmp_path: Path) -> None:
     settings = search_settings(tmp_path)
     await leave_unfinished(settings)
-    auth = {"Authorization": f"Bearer {new_key(settings, 'pusher')}"}
+    auth = bearer(new_key(settings, "pusher"))
     async with running(settings) as client:
         # Start-up recovery parked the wedged intent and went on to the next collection.
         assert (await client.get("/v1/collections/zzz", headers=auth)).json()["documents"] == 2
@@ -102,7 +103,7 @@ async def test_an_intent_that_can_never_succeed_is_parked_for_verify(tmp_path: P
 
 async def test_bad_collection_names_touch_no_store(tmp_path: Path) -> None:
     settings = search_settings(tmp_path)
-    auth = {"Authorization": f"Bearer {new_key(settings, 'admin')}"}
+    auth = bearer(new_key(settings, "admin"))
     async with running(settings) as client:
         for name in ("%01ctl", "UPPER", "a%20b", "-dash", "x" * 65):
             response = await client.put(f"/v1/collections/{name}", headers=auth)
@@ -116,7 +117,7 @@ async def test_bad_collection_names_touch_no_store(tmp_path: Path) -> None:
 
 async def test_a_collection_deleted_during_an_upsert_stays_deleted(tmp_path: Path) -> None:
     settings = search_settings(tmp_path)
-    auth = {"Authorization": f"Bearer {new_key(settings, 'pusher')}"}
+    auth = bearer(new_key(settings, "pusher"))
     many = [Document(f"d{n}", "", f"document number {n} about boundary layers", {}) for n in range(320)]
     async with running(settings) as client:
         await client.put("/v1/collections/site", headers=auth)

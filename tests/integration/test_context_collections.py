@@ -15,7 +15,7 @@ from tokenizers.models import WordLevel
 from tokenizers.pre_tokenizers import Whitespace
 
 from service.settings import ContextSettings, Settings
-from tests.conftest import DATA, MODELS
+from tests.conftest import DATA, EMBEDDER, bearer
 from tests.integration.rerank_app import new_key, running
 from tests.integration.search_app import beir_documents
 
@@ -39,7 +39,7 @@ def word_tokenizer(folder: Path) -> Path:
 
 
 def model_tokenizer() -> Tokenizer:
-    tokenizer = Tokenizer.from_file(str(MODELS / "all-MiniLM-L6-v2" / "tokenizer.json"))
+    tokenizer = Tokenizer.from_file(str(EMBEDDER / "tokenizer.json"))
     tokenizer.no_truncation()
     return tokenizer
 
@@ -72,7 +72,7 @@ async def cacm_client(indexed_cacm: Settings, tmp_path: Path) -> AsyncIterator[t
 
 async def post(client: tuple[httpx.AsyncClient, str], route: str, **body: Any) -> httpx.Response:
     http, key = client
-    return await http.post(route, json=body, headers={"Authorization": f"Bearer {key}"})
+    return await http.post(route, json=body, headers=bearer(key))
 
 
 async def check_collection(client: tuple[httpx.AsyncClient, str], name: str) -> None:

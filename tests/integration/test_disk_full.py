@@ -20,7 +20,8 @@ import psycopg
 import pytest
 
 from service.settings import Settings, StateSettings
-from service.state.stores import open_keys
+from service.stores import open_keys
+from tests.conftest import bearer
 from tests.integration.rerank_app import new_key, rerank_settings, running
 from tests.integration.search_app import cranfield, search_settings
 from tests.integration.state_db import POSTGRES_URL, fresh_database
@@ -79,7 +80,7 @@ def fill(disk: Path) -> None:
 
 async def test_a_full_disk_is_not_ready_and_writes_are_507_without_a_path(small_disk: Path) -> None:
     settings = search_settings(small_disk)
-    auth = {"Authorization": f"Bearer {new_key(settings, 'admin')}"}
+    auth = bearer(new_key(settings, "admin"))
     documents = [{"id": d.id, "title": d.title, "text": d.text} for d in cranfield(limit=3)]
     async with running(settings) as client:
         ready = await client.get("/readyz")
@@ -125,7 +126,7 @@ async def test_an_upsert_the_vector_store_has_no_room_for_is_507_and_then_writte
         search_settings(tmp_path / "data", qdrant={"path": str(small_disk / "qdrant")}),
         state=StateSettings(lease_seconds=1.0),
     )
-    auth = {"Authorization": f"Bearer {new_key(settings, 'admin')}"}
+    auth = bearer(new_key(settings, "admin"))
     documents = cranfield(limit=3)
     body = {"documents": [{"id": d.id, "title": d.title, "text": d.text} for d in documents]}
     async with running(settings) as client:
@@ -183,8 +184,8 @@ async def test_with_the_disk_full_reads_answer_within_quota_and_their_usage_is_w
     small_disk: Path,
 ) -> None:
     settings = search_settings(small_disk)
-    admin = {"Authorization": f"Bearer {new_key(settings, 'admin')}"}
-    reader = {"Authorization": f"Bearer {new_key(settings, 'reader', quota=4, rate_limit=600)}"}
+    admin = bearer(new_key(settings, "admin"))
+    reader = bearer(new_key(settings, "reader", quota=4, rate_limit=600))
     documents = [{"id": d.id, "title": d.title, "text": d.text} for d in cranfield(limit=3)]
     search = ("/v1/search", {"query": "boundary layer", "collection": "site"})
     rerank = ("/v1/rerank", {"query": "boundary layer", "documents": ["a boundary layer", "a wing"]})
@@ -258,7 +259,7 @@ async def test_with_the_state_database_full_reranks_answer_and_their_usage_is_wr
     small_disk = server_disk
     with tablespace_on(small_disk) as tablespace, fresh_database() as url:
         settings = msgspec.structs.replace(rerank_settings(tmp_path), state=StateSettings(url=url))
-        reader = {"Authorization": f"Bearer {new_key(settings, 'reader', quota=3, rate_limit=600)}"}
+        reader = bearer(new_key(settings, "reader", quota=3, rate_limit=600))
         new_key(settings, "filler")
         with psycopg.connect(url, autocommit=True) as db:
             db.execute(f"ALTER TABLE api_keys SET TABLESPACE {tablespace}".encode())

@@ -16,14 +16,14 @@ import pytest
 
 from service.auth.keys import KeyStore
 from service.settings import Settings
-from tests.conftest import MODELS
+from tests.conftest import EMBEDDER, bearer
 from tests.integration.rerank_app import new_key
 from tests.integration.search_app import search_settings
 from tests.integration.served import served, served_config
 from tests.integration.test_request_limits import RSS_SLACK_BYTES, rss_bytes, server_pid
 
 MODEL = Settings().embedding.model
-REFERENCES = json.loads((MODELS / "all-MiniLM-L6-v2" / "reference_embeddings.json").read_text())["sentences"]
+REFERENCES = json.loads((EMBEDDER / "reference_embeddings.json").read_text())["sentences"]
 
 
 @pytest.fixture(scope="module")
@@ -138,7 +138,7 @@ def test_large_inputs_are_refused_by_length_and_leave_memory_and_the_loop_alone(
     540 MB larger for good."""
     config = served_config(tmp_path)
     key = new_key(search_settings(tmp_path / "data"), "big")
-    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+    headers = {**bearer(key), "Content-Type": "application/json"}
     oversized = [body(["fine", "boundary layer " * 70_000]), body(["fine", "a" * 9_400_000])]
     roomy = body(["wing " + " " * 9_990] * 200)  # 10,000 characters but 3 tokens each: allowed
     longest = body(["boundary layer flow " * 80] * 32)  # a full batch of 243 tokens, within the 256

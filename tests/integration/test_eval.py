@@ -30,9 +30,8 @@ from indexers.eval_cli import evaluate, read_benchmark
 from indexers.evaluation import percentile
 from service.backends.stack import qdrant_path
 from service.settings import Settings
-from tests.conftest import DATA, MODELS
+from tests.conftest import DATA, TINY
 from tests.integration.ingest_app import fathom, write_config
-from tests.integration.rerank_app import TINY
 from tests.integration.search_app import search_settings
 
 BM25_REFERENCE = {"cranfield": 0.368, "cacm": 0.475}
@@ -103,15 +102,8 @@ def small_cranfield(folder: Path, documents: int = 50) -> Path:
     return folder
 
 
-def eval_config(folder: Path) -> Path:
-    config = write_config(folder)
-    with config.open("a", encoding="utf-8") as handle:
-        handle.write(f'[rerank.models."{TINY}"]\npath = "{MODELS / TINY}"\n')
-    return config
-
-
 def test_cli_json_on_a_small_collection_with_the_tiny_reranker(tmp_path: Path) -> None:
-    config, data = eval_config(tmp_path), tmp_path / "data"
+    config, data = write_config(tmp_path), tmp_path / "data"
     folder = small_cranfield(tmp_path / "small")
     indexed = fathom(config, data, "index", str(folder), "--collection", "small")
     assert indexed.returncode == 0, indexed.stderr
@@ -165,7 +157,7 @@ def one_line_error(run_stderr: str) -> str:
 async def test_cli_errors_are_one_line(tmp_path: Path) -> None:
     from qdrant_client import AsyncQdrantClient
 
-    config, data = eval_config(tmp_path), tmp_path / "data"
+    config, data = write_config(tmp_path), tmp_path / "data"
     cranfield = str(DATA / "cranfield")
 
     no_folder = fathom(config, data, "eval", str(tmp_path / "nowhere"), "--collection", "c")

@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from service.backends.stack import open_lexical
+from tests.conftest import bearer
 from tests.integration.rerank_app import new_key, running
 from tests.integration.search_app import LEXICAL_BACKENDS, cranfield, index_documents, search_settings
 
@@ -23,11 +24,6 @@ def lexical(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture(scope="module")
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture(scope="module")
 async def client(lexical: str, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[httpx.AsyncClient]:
     # Generous stage timeouts: on a busy machine a slow stage must not degrade the order under test.
     slow_ok = {"lexical_timeout": 120, "vector_timeout": 120, "rerank": {"timeout": 120}}
@@ -36,7 +32,7 @@ async def client(lexical: str, tmp_path_factory: pytest.TempPathFactory) -> Asyn
     assert report.added == len(DOCS) and report.failed == 0
     key = new_key(settings, "pager")
     async with running(settings) as http:
-        http.headers["Authorization"] = f"Bearer {key}"
+        http.headers.update(bearer(key))
         yield http
     store = open_lexical(settings)
     await store.drop_collection("cranfacets")

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import bearer
 from tests.integration.ingest_app import fathom_measured, holdings, write_config
 from tests.integration.rerank_app import new_key, running
 from tests.integration.search_app import search_settings
@@ -81,7 +82,7 @@ async def check_search(data: Path) -> None:
             response = await http.post(
                 "/v1/search",
                 json={"query": query, "collection": "docs", "top_k": 10, "rerank": {"enabled": False}},
-                headers={"Authorization": f"Bearer {key}"},
+                headers=bearer(key),
             )
             assert response.status_code == 200, response.text
             hits = response.json()["hits"]

@@ -9,13 +9,13 @@ import numpy as np
 import onnx
 import pytest
 
-from service.backends.digests import file_digest
 from service.backends.embedder import FastembedEmbedder
-from service.backends.onnx_session import RECIPE
-from service.backends.smoothing import OUTLIER_SUFFIX
+from service.modelkit.digests import file_digest
+from service.modelkit.onnx_session import RECIPE
+from service.modelkit.smoothing import OUTLIER_SUFFIX
 from service.settings import EmbeddingSettings, settings_from_dict
-from tests.conftest import DATA, MODELS
-from tests.integration.rerank_app import BENCH, new_key, running
+from tests.conftest import BENCH, DATA, EMBEDDER, MODELS, bearer
+from tests.integration.rerank_app import new_key, running
 
 pytestmark = pytest.mark.anyio
 INT8 = f"{BENCH}-int8"
@@ -54,7 +54,7 @@ async def test_an_int8_reranker_ranks_as_fp32_and_is_quantised_once(tmp_path: Pa
         response = await client.post(  # type: ignore[attr-defined]
             "/v1/rerank",
             json={"model": model, "query": query, "documents": documents},
-            headers={"Authorization": f"Bearer {key}"},
+            headers=bearer(key),
         )
         assert response.status_code == 200, response.text
         found = np.empty(len(documents))
@@ -88,9 +88,9 @@ async def test_an_int8_reranker_ranks_as_fp32_and_is_quantised_once(tmp_path: Pa
 
 
 def test_an_int8_embedder_agrees_with_fp32(tmp_path: Path) -> None:
-    reference = json.loads((MODELS / "all-MiniLM-L6-v2" / "reference_embeddings.json").read_text())
+    reference = json.loads((EMBEDDER / "reference_embeddings.json").read_text())
     texts = [item["text"] for item in reference["sentences"]]
-    folder = str(MODELS / "all-MiniLM-L6-v2")
+    folder = str(EMBEDDER)
     fp32 = FastembedEmbedder(EmbeddingSettings(path=folder), tmp_path)
     int8 = FastembedEmbedder(EmbeddingSettings(path=folder, quantize="int8"), tmp_path)
     try:

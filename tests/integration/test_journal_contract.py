@@ -21,7 +21,7 @@ import pytest
 from service.ingest.journal import Committed, Intent, Journal, LeaseLost
 from service.settings import Settings
 from service.state.postgres import MIGRATIONS, Postgres
-from service.state.stores import open_journal
+from service.stores import open_journal
 from tests.integration.state_db import ADAPTERS, state_settings
 
 # The shortest lease settings allow: long enough for one step of a test, short enough to wait out.
@@ -210,7 +210,7 @@ KILLED_WRITER = """
 import sys, time
 from service.ingest.journal import Intent
 from service.settings import settings_from_dict
-from service.state.stores import open_journal
+from service.stores import open_journal
 
 settings = settings_from_dict({"data_dir": sys.argv[1], "state": {"url": sys.argv[2], "lease_seconds": %s}})
 journal = open_journal(settings)

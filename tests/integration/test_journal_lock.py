@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from service.ingest.journal_sqlite import journal_path
+from tests.conftest import bearer
 from tests.integration.rerank_app import new_key, running
 from tests.integration.search_app import cranfield, search_settings
 
@@ -20,7 +21,7 @@ HELD_SECONDS = 3.0
 
 async def test_healthz_answers_while_another_process_holds_the_journal_lock(tmp_path: Path) -> None:
     settings = search_settings(tmp_path)
-    auth = {"Authorization": f"Bearer {new_key(settings, 'writer')}"}
+    auth = bearer(new_key(settings, "writer"))
     documents = [{"id": d.id, "title": d.title, "text": d.text} for d in cranfield(limit=3)]
     async with running(settings) as client:
         assert (await client.put("/v1/collections/site", headers=auth)).status_code == 201

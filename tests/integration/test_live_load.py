@@ -21,8 +21,8 @@ import httpx
 import pytest
 
 from service.settings import load_settings
+from service.testing.live_server import fathom_serve, free_ports
 from tests.conftest import MODELS
-from tests.integration.live_server import fathom_serve, free_ports
 from tests.integration.rerank_app import new_key
 from tests.integration.search_app import cranfield
 
@@ -60,7 +60,8 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     )
     key = new_key(load_settings(config, environ={}), "live")
     [port] = free_ports(1)
-    with fathom_serve(config, port, folder / "serve.log") as url:
+    with fathom_serve(config, port=port, log=folder / "serve.log") as server:
+        url = server.url
         live = Live(url, key)
         assert httpx.put(f"{url}/v1/collections/site", headers=live.auth).status_code == 201
         documents = [{"id": d.id, "title": d.title, "text": d.text} for d in cranfield(limit=60)]

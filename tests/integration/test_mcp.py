@@ -20,9 +20,9 @@ from mcp.shared.exceptions import MCPError
 
 from service.auth.keys import KeyStore
 from service.settings import Settings
-from tests.conftest import MODELS
+from tests.conftest import BENCH, EMBEDDER, MODELS, TINY, bearer
 from tests.integration.ingest_app import FATHOM, cli_env, fathom
-from tests.integration.rerank_app import BENCH, TINY, new_key
+from tests.integration.rerank_app import new_key
 from tests.integration.search_app import cranfield, search_settings
 from tests.integration.served import served, served_config
 from tests.integration.test_indexer_cli import write_jsonl
@@ -83,7 +83,7 @@ async def check_tools(client: Client) -> None:
 async def check_limited_key(url: str, key: str) -> None:
     """A key limited to one collection sees and searches only that one."""
     async with (
-        httpx2.AsyncClient(headers={"Authorization": f"Bearer {key}"}, timeout=60) as http,
+        httpx2.AsyncClient(headers=bearer(key), timeout=60) as http,
         Client(streamable_http_client(f"{url}/mcp", http_client=http)) as client,
     ):
         assert structured(await client.call_tool("list_collections", {}))["result"] == ["docs"]
@@ -105,7 +105,7 @@ async def check_refusals_reach_the_sdk(url: str, write_only_key: str) -> None:
     }
     for key, words in refusals.items():
         messages: list[str] = []
-        async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {key}"}, timeout=60) as http:
+        async with httpx2.AsyncClient(headers=bearer(key), timeout=60) as http:
             try:
                 async with Client(streamable_http_client(f"{url}/mcp", http_client=http)) as client:
                     await client.list_tools()
@@ -118,7 +118,7 @@ async def test_http_transport_with_keys_and_billing(indexed: tuple[Path, Path, S
     config, _, settings = indexed
     key = new_key(settings, "assistant")
     with served(config) as url:
-        headers = {"Authorization": f"Bearer {key}"}
+        headers = bearer(key)
         async with (
             httpx2.AsyncClient(headers=headers, timeout=60) as http,
             Client(streamable_http_client(f"{url}/mcp", http_client=http)) as client,
@@ -153,7 +153,7 @@ def relative_config(config: Path, data: Path) -> Path:
     relative = config.parent / "relative" / "fathom.toml"
     relative.parent.mkdir(exist_ok=True)
     text = config.read_text(encoding="utf-8")
-    for absolute in (data, MODELS / "all-MiniLM-L6-v2", MODELS / TINY):
+    for absolute in (data, EMBEDDER, MODELS / TINY):
         text = text.replace(f'"{absolute}"', f'"{os.path.relpath(absolute, relative.parent)}"')
     assert '= "/' not in text, text  # no absolute path left
     relative.write_text(text, encoding="utf-8")

@@ -3,20 +3,13 @@
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import time
-import urllib.request
 from pathlib import Path
 
-from tests.conftest import MODELS
-from tests.integration.ingest_app import FATHOM, cli_env, write_config
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+from service.testing.live_server import fathom_serve, free_port
+from tests.integration.ingest_app import FATHOM, cli_env
+from tests.integration.served import served_config
 
 
 def test_a_hub_model_offline_fails_in_seconds_and_names_the_offline_config(tmp_path: Path) -> None:
@@ -45,42 +38,12 @@ def test_a_hub_model_offline_fails_in_seconds_and_names_the_offline_config(tmp_p
     assert elapsed < 30, f"took {elapsed:.0f} s"
 
 
-def wait_ready(port: int, server: subprocess.Popen[str], seconds: float = 120) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        assert server.poll() is None, server.communicate()[1]
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as answer:
-                if json.load(answer)["search"] == "ready":
-                    return
-        except OSError:
-            pass
-        time.sleep(0.5)
-    raise AssertionError("the first server never became ready")
-
-
 def test_a_second_server_on_a_held_data_dir_refuses_to_start(tmp_path: Path) -> None:
-    config = write_config(tmp_path)
-    tiny = MODELS / "cross-encoder-tiny-random"
-    with config.open("a", encoding="utf-8") as more:
-        more.write(
-            f'[rerank]\ndefault_model = "tiny"\n[rerank.models.tiny]\npath = "{tiny}"\n'
-            '[rerank.models."BAAI/bge-reranker-v2-m3"]\nenabled = false\n'
-        )
-    data = tmp_path / "data"
-    first_port, second_port = free_port(), free_port()
-    first = subprocess.Popen(
-        [FATHOM, "--config", str(config), "serve", "--port", str(first_port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=cli_env(data),
-    )
-    try:
-        wait_ready(first_port, first)
+    config, data = served_config(tmp_path), tmp_path / "data"
+    with fathom_serve(config, env=cli_env(data)):
         started = time.monotonic()
         second = subprocess.run(
-            [FATHOM, "--config", str(config), "serve", "--port", str(second_port)],
+            [FATHOM, "--config", str(config), "serve", "--port", str(free_port())],
             capture_output=True,
             text=True,
             env=cli_env(data),
@@ -88,9 +51,6 @@ def test_a_second_server_on_a_held_data_dir_refuses_to_start(tmp_path: Path) -> 
             check=False,
         )
         elapsed = time.monotonic() - started
-    finally:
-        first.terminate()
-        first.communicate(timeout=30)  # reaps it and closes its pipe
     assert second.returncode == 1
     assert "is in use by another process" in second.stderr
     assert "Stop it first" in second.stderr and str(data) in second.stderr

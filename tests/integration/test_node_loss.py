@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from service.settings import Settings
+from tests.conftest import bearer
 from tests.integration.clusters import ES_CLUSTER, QDRANT_CLUSTER, Node, elasticsearch_cluster, qdrant_cluster
 from tests.integration.rerank_app import new_key, running
 from tests.integration.search_app import cranfield, qdrant_server, search_settings
@@ -36,11 +37,6 @@ COLLECTION = "survivors"
 PATH = f"/v1/collections/{COLLECTION}/documents"
 # How long the clusters may take to notice the loss and answer fully again.
 RECOVERY_TIMEOUT = 60.0
-
-
-@pytest.fixture(scope="module")
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +61,7 @@ def settings(clusters: tuple[list[Node], list[Node]], tmp_path_factory: pytest.T
 
 @pytest.fixture(scope="module")
 async def fathom(settings: Settings) -> AsyncIterator[tuple[httpx.AsyncClient, dict[str, str]]]:
-    headers = {"Authorization": f"Bearer {new_key(settings, 'ops')}"}
+    headers = bearer(new_key(settings, "ops"))
     async with running(settings) as client:
         yield client, headers
 

@@ -14,7 +14,8 @@ from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
 
 from service.api.errors import STATUS
-from tests.integration.rerank_app import TINY, new_key, running
+from tests.conftest import TINY, bearer
+from tests.integration.rerank_app import new_key, running
 from tests.integration.search_app import cranfield, index_documents, search_settings
 
 pytestmark = pytest.mark.anyio
@@ -134,7 +135,7 @@ async def test_every_answer_of_every_route_is_documented(
     for path, method, operation in operations:
         for call in requests_for(path, method, operation, spec):
             keyed = call.pop("keyed", True)
-            headers = {"Authorization": f"Bearer {key}"} if keyed else {}
+            headers = bearer(key) if keyed else {}
             response = await client.request(headers=headers, **call)
             seen.add((path, response.status_code))
             problem = check_documented(spec, path, method, response)
@@ -199,7 +200,7 @@ async def test_what_the_server_refuses_the_schema_refuses(
     served: tuple[httpx.AsyncClient, str, dict[str, Any]], path: str, body: dict[str, Any]
 ) -> None:
     client, key, spec = served
-    response = await client.post(path, json=body, headers={"Authorization": f"Bearer {key}"})
+    response = await client.post(path, json=body, headers=bearer(key))
 
     assert response.status_code == 400, response.text
     assert not request_schema(spec, path).is_valid(body), f"the schema allows {body}"
@@ -209,7 +210,7 @@ async def test_collection_names_in_paths_and_an_open_metrics_are_as_documented(
     served: tuple[httpx.AsyncClient, str, dict[str, Any]],
 ) -> None:
     client, key, spec = served
-    refused = await client.put("/v1/collections/cr%C3%A4n", headers={"Authorization": f"Bearer {key}"})
+    refused = await client.put("/v1/collections/cr%C3%A4n", headers=bearer(key))
     name = next(
         p for p in spec["paths"]["/v1/collections/{name}"]["put"]["parameters"] if p["name"] == "name"
     )

@@ -9,6 +9,7 @@ import pytest
 
 from indexers.files import read_file
 from service.ingest.documents import Document
+from tests.conftest import bearer
 from tests.integration.ingest_app import fathom, write_config
 from tests.integration.rerank_app import new_key, running
 from tests.integration.search_app import search_settings
@@ -48,7 +49,7 @@ async def test_pdf_and_docx_are_indexed_with_pages_and_bad_files_reported(tmp_pa
             response = await http.post(
                 "/v1/search",
                 json={"query": query, "collection": "docs", "top_k": 1, "rerank": {"enabled": False}},
-                headers={"Authorization": f"Bearer {key}"},
+                headers=bearer(key),
             )
             assert response.status_code == 200, response.text
             [hit] = response.json()["hits"]
@@ -61,7 +62,7 @@ async def test_pdf_and_docx_are_indexed_with_pages_and_bad_files_reported(tmp_pa
         refused = await http.post(
             "/v1/context",
             json={"query": "flutter", "collection": "docs"},
-            headers={"Authorization": f"Bearer {limited}"},
+            headers=bearer(limited),
         )
         assert refused.status_code == 403 and "may only use the collections other" in refused.text
 
@@ -71,7 +72,7 @@ async def check_context_citations(http: httpx.AsyncClient, key: str, source: Pat
     response = await http.post(
         "/v1/context",
         json={"query": "hypersonic panel flutter above Mach five", "collection": "docs", "max_tokens": 200},
-        headers={"Authorization": f"Bearer {key}"},
+        headers=bearer(key),
     )
     assert response.status_code == 200, response.text
     # The test reranker's weights are random: find the PDF's passage rather than expect it first.

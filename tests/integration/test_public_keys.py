@@ -10,6 +10,7 @@ import pytest
 
 from service.auth.keys import KeyStore
 from service.settings import SearchRerankSettings, Settings
+from tests.conftest import bearer
 from tests.integration.rerank_app import running
 from tests.integration.search_app import cranfield, index_documents, search_settings
 
@@ -25,11 +26,6 @@ class Keys:
     # A second public key for the site, with room in its rate limit for the tests that need many calls.
     roomy: str
     rerank_defaults: SearchRerankSettings
-
-
-@pytest.fixture(scope="module")
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 def create_keys(settings: Settings) -> Keys:
@@ -71,7 +67,7 @@ async def search(
     collection: str = "site",
     rerank: dict[str, float] | None = None,
 ) -> httpx.Response:
-    headers = {"Authorization": f"Bearer {key}", **({"Origin": origin} if origin else {})}
+    headers = {**bearer(key), **({"Origin": origin} if origin else {})}
     body = {"query": "wing", "collection": collection, **({"rerank": rerank} if rerank is not None else {})}
     return await http.post("/v1/search", json=body, headers=headers)
 
@@ -105,11 +101,11 @@ async def test_a_public_key_searches_from_its_origin_only(served: tuple[httpx.As
 
 async def test_a_public_key_only_searches_its_collections(served: tuple[httpx.AsyncClient, Keys]) -> None:
     http, keys = served
-    bearer = {"Authorization": f"Bearer {keys.public}", "Origin": SITE}
+    public = {**bearer(keys.public), "Origin": SITE}
     other_collection = await search(http, keys.public, SITE, collection="private")
-    rerank = await http.post("/v1/rerank", json={"query": "q", "documents": ["a"]}, headers=bearer)
-    create = await http.put("/v1/collections/site", headers=bearer)
-    listing = await http.get("/v1/collections", headers=bearer)
+    rerank = await http.post("/v1/rerank", json={"query": "q", "documents": ["a"]}, headers=public)
+    create = await http.put("/v1/collections/site", headers=public)
+    listing = await http.get("/v1/collections", headers=public)
 
     assert other_collection.status_code == 403
     assert [rerank.status_code, create.status_code, listing.status_code] == [403, 403, 403]

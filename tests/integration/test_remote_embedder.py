@@ -19,9 +19,9 @@ from service.backends.embedder import untruncated_copy
 from service.ingest.chunking import Chunker, ChunkingPolicy
 from service.ingest.documents import Document
 from service.settings import Settings, settings_from_dict
+from service.testing.live_server import fathom_serve, free_ports
 from tests.conftest import MODELS
 from tests.integration.ingest_app import FATHOM, cli_env, holdings, write_config
-from tests.integration.live_server import fathom_serve, free_ports
 from tests.integration.rerank_app import new_key, running
 from tests.integration.search_app import cranfield, search_settings
 from tests.integration.served import served_config
@@ -47,10 +47,8 @@ class Remote:
         self._exits = ExitStack()
 
     def start(self) -> None:
-        started: list[subprocess.Popen[bytes]] = []
         log = self.config.parent / f"server-{time.monotonic_ns()}.log"
-        self._exits.enter_context(fathom_serve(self.config, self.port, log, started))
-        self.process = started[0]
+        self.process = self._exits.enter_context(fathom_serve(self.config, port=self.port, log=log)).process
 
     def kill(self) -> None:
         assert self.process is not None

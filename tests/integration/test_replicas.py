@@ -28,11 +28,10 @@ import pytest
 from service.auth.keys import Keys
 from service.ingest.documents import Document
 from service.settings import settings_from_dict
-from service.state.stores import open_keys
-from tests.conftest import MODELS
+from service.stores import open_keys
+from service.testing.live_server import fathom_serve, free_ports
+from tests.conftest import bearer, offline_toml
 from tests.integration.ingest_app import fathom
-from tests.integration.live_server import fathom_serve, free_ports
-from tests.integration.rerank_app import TINY
 from tests.integration.search_app import (
     ELASTICSEARCH_URL,
     QDRANT_URL,
@@ -58,15 +57,7 @@ data_dir = "{data_dir}"
 url = "{state_url}"
 lease_seconds = {LEASE_SECONDS}
 replica_name = "{name}"
-[embedding]
-path = "{MODELS / "all-MiniLM-L6-v2"}"
-[rerank]
-default_model = "{TINY}"
-[rerank.models."BAAI/bge-reranker-v2-m3"]
-enabled = false
-[rerank.models."{TINY}"]
-path = "{MODELS / TINY}"
-[search]
+{offline_toml()}[search]
 lexical = "elasticsearch"
 [elasticsearch]
 url = "{ELASTICSEARCH_URL}"
@@ -102,19 +93,17 @@ def replicas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Replicas]:
             configs.append(config)
         keys = open_keys(settings_from_dict({"data_dir": str(root), "state": {"url": url}}))
         one, two = free_ports(2)
-        processes: list[subprocess.Popen[bytes]] = []
         try:
             with (
-                fathom_serve(configs[0], one, root / "a.log", processes) as first,
-                fathom_serve(configs[1], two, root / "b.log", processes) as second,
+                fathom_serve(configs[0], port=one, log=root / "a.log") as first,
+                fathom_serve(configs[1], port=two, log=root / "b.log") as second,
             ):
-                yield Replicas([first, second], keys, processes, configs, url, root)
+                servers = [first, second]
+                yield Replicas(
+                    [s.url for s in servers], keys, [s.process for s in servers], configs, url, root
+                )
         finally:
             keys.close()
-
-
-def bearer(key: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key}"}
 
 
 async def spread(urls: list[str], key: str, count: int) -> Counter[int]:

@@ -8,6 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.conftest import bearer
 from tests.integration.ingest_app import fathom
 from tests.integration.rerank_app import new_key, rerank_settings, running
 from tests.integration.search_app import cranfield
@@ -40,7 +41,7 @@ def rss_bytes(pid: int) -> int:
 def test_oversized_queries_are_refused_and_leave_memory_where_it_was(tmp_path: Path) -> None:
     config = served_config(tmp_path)
     created = fathom(config, tmp_path / "data", "keys", "create", "--name", "ops", "--scope", "admin")
-    auth = {"Authorization": f"Bearer {created.stdout.strip().splitlines()[-1]}"}
+    auth = bearer(created.stdout.strip().splitlines()[-1])
     documents = [{"id": d.id, "title": d.title, "text": d.text} for d in cranfield(limit=20)]
     with served(config) as url, httpx.Client(base_url=url, timeout=60) as client:
         pid = server_pid(config)
@@ -76,7 +77,7 @@ def test_oversized_queries_are_refused_and_leave_memory_where_it_was(tmp_path: P
 @pytest.mark.anyio
 async def test_undecodable_bodies_are_400_on_every_json_route(tmp_path: Path) -> None:
     settings = rerank_settings(tmp_path)
-    auth = {"Authorization": f"Bearer {new_key(settings, 'k')}", "Content-Type": "application/json"}
+    auth = {**bearer(new_key(settings, "k")), "Content-Type": "application/json"}
     bodies = {
         "not UTF-8": b'{"query": "\\xff", "documents": ["a"]}'.replace(b"\\xff", b"\xff"),
         "nested too deeply": b'{"query": ' + b"[" * 10_000 + b"]" * 10_000 + b"}",
@@ -94,7 +95,7 @@ async def test_undecodable_bodies_are_400_on_every_json_route(tmp_path: Path) ->
 async def test_bodies_not_sent_as_json_are_415_on_every_json_route(tmp_path: Path) -> None:
     """Once parsed as JSON whatever they claimed to be: curl's `-d` sends a form's Content-Type."""
     settings = rerank_settings(tmp_path)
-    auth = {"Authorization": f"Bearer {new_key(settings, 'k')}"}
+    auth = bearer(new_key(settings, "k"))
     body = b'{"query": "q", "documents": ["d"]}'
     sent = {
         "text/plain": 'Content-Type "text/plain"',
@@ -124,7 +125,7 @@ async def test_bodies_not_sent_as_json_are_415_on_every_json_route(tmp_path: Pat
 @pytest.mark.anyio
 async def test_numbers_sent_as_strings_are_refused(tmp_path: Path) -> None:
     settings = rerank_settings(tmp_path)
-    auth = {"Authorization": f"Bearer {new_key(settings, 'k')}"}
+    auth = bearer(new_key(settings, "k"))
     async with running(settings) as client:
         rerank = await client.post(
             "/v1/rerank", json={"query": "q", "documents": ["d"], "top_n": "5"}, headers=auth

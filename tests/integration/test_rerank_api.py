@@ -11,7 +11,8 @@ import pytest
 
 from service.rerank.cross_encoder import CrossEncoder
 from service.settings import AuthSettings
-from tests.integration.rerank_app import BENCH, TINY, new_key, rerank_settings, running
+from tests.conftest import BENCH, TINY, bearer
+from tests.integration.rerank_app import new_key, rerank_settings, running
 
 pytestmark = pytest.mark.anyio
 
@@ -21,10 +22,6 @@ DOCS = [
     "Deep learning uses neural networks.",
     "Pizza is a popular Italian food.",
 ]
-
-
-def bearer(key: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key}"}
 
 
 async def test_response_shape_for_cohere_and_jina_clients(tmp_path: Path) -> None:

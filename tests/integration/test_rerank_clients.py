@@ -8,13 +8,10 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.integration.rerank_app import BENCH, new_key, rerank_settings, running
+from tests.conftest import BENCH, bearer
+from tests.integration.rerank_app import new_key, rerank_settings, running
 
 pytestmark = pytest.mark.anyio
-
-
-def bearer(key: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key}"}
 
 
 def jina_client_error(body: dict[str, Any]) -> str:

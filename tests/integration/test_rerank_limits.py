@@ -22,13 +22,10 @@ from service.rerank.cost import CostModel
 from service.rerank.cross_encoder import CrossEncoder, PairEncoding
 from service.rerank.engine import RerankEngine
 from service.settings import Settings
-from tests.integration.rerank_app import TINY, new_key, rerank_settings, running
+from tests.conftest import TINY, bearer
+from tests.integration.rerank_app import new_key, rerank_settings, running
 
 pytestmark = pytest.mark.anyio
-
-
-def bearer(key: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key}"}
 
 
 def engine_of(client: httpx.AsyncClient, model: str = TINY) -> RerankEngine:

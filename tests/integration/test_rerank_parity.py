@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import MODELS
-from tests.integration.rerank_app import BENCH, TINY, new_key, rerank_settings, running
+from tests.conftest import BENCH, MODELS, TINY, bearer
+from tests.integration.rerank_app import new_key, rerank_settings, running
 
 pytestmark = pytest.mark.anyio
 TOLERANCE = 1e-4
@@ -44,7 +44,7 @@ async def test_scores_match_reference_per_query_request(tmp_path: Path, model: s
                     "documents": [p["document"] for p in pairs],
                     "max_chunks_per_doc": 1,  # cut longest_first, as the references were: no windows
                 },
-                headers={"Authorization": f"Bearer {key}"},
+                headers=bearer(key),
             )
             assert response.status_code == 200, response.text
             scores = {r["index"]: r["relevance_score"] for r in response.json()["results"]}
@@ -68,7 +68,7 @@ async def test_scores_match_reference_in_concurrent_single_pair_requests(tmp_pat
                         "documents": [p["document"]],
                         "max_chunks_per_doc": 1,
                     },
-                    headers={"Authorization": f"Bearer {key}"},
+                    headers=bearer(key),
                 )
                 for p in pairs
             )

@@ -8,6 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.conftest import bearer
 from tests.integration.ingest_app import FATHOM, cli_env
 from tests.integration.rerank_app import running
 from tests.integration.search_app import cranfield, search_settings
@@ -27,10 +28,6 @@ def create_key(data_dir: Path, name: str, *options: str) -> str:
     created = fathom(data_dir, "keys", "create", "--name", name, *options)
     assert created.returncode == 0, created.stderr
     return created.stdout.strip().splitlines()[-1]
-
-
-def bearer(key: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key}"}
 
 
 def assert_forbidden(response: httpx.Response, scope: str) -> None:

@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from service.backends.qdrant import QdrantIndex
+from tests.conftest import bearer
 from tests.integration.rerank_app import new_key, running
 from tests.integration.search_app import (
     cranfield,
@@ -40,11 +41,6 @@ def stack(request: pytest.FixtureRequest) -> tuple[str, str]:
 
 
 @pytest.fixture(scope="module")
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture(scope="module")
 async def client(
     stack: tuple[str, str], tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[tuple[httpx.AsyncClient, str]]:
@@ -70,7 +66,7 @@ async def client(
 
 async def search(client: tuple[httpx.AsyncClient, str], **body: Any) -> httpx.Response:
     http, key = client
-    return await http.post("/v1/search", json=body, headers={"Authorization": f"Bearer {key}"})
+    return await http.post("/v1/search", json=body, headers=bearer(key))
 
 
 async def test_hits_carry_evidence_timings_and_snippets(client: tuple[httpx.AsyncClient, str]) -> None:
@@ -178,7 +174,7 @@ async def test_a_dead_lexical_backend_degrades_instead_of_failing(tmp_path: Path
     )
     key = new_key(settings, "degraded", quota=2)
     async with running(dead) as http:
-        headers = {"Authorization": f"Bearer {key}"}
+        headers = bearer(key)
         response = await http.post(
             "/v1/search",
             json={"query": DOCS[3].title, "collection": "cran", "rerank": {"enabled": False}},
@@ -216,7 +212,7 @@ async def test_search_on_a_rerank_only_replica_is_503(tmp_path: Path) -> None:
         response = await http.post(
             "/v1/search",
             json={"query": "wing", "collection": "cran"},
-            headers={"Authorization": f"Bearer {key}"},
+            headers=bearer(key),
         )
         ready = await http.get("/readyz")
     assert response.status_code == 503 and "switched off" in response.json()["error"]["message"]

@@ -13,8 +13,8 @@ import httpx
 import pytest
 
 from service.settings import settings_from_dict
-from tests.conftest import MODELS
-from tests.integration.rerank_app import BENCH, new_key, running
+from tests.conftest import BENCH, bearer, offline_models
+from tests.integration.rerank_app import new_key, running
 from tests.integration.search_app import cranfield, index_documents
 
 pytestmark = pytest.mark.anyio
@@ -22,17 +22,11 @@ DEPTH = 32
 
 
 @pytest.fixture(scope="module")
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture(scope="module")
 async def client(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[tuple[httpx.AsyncClient, str]]:
     settings = settings_from_dict(
         {
             "data_dir": str(tmp_path_factory.mktemp("budget")),
-            "embedding": {"path": str(MODELS / "all-MiniLM-L6-v2")},
-            "rerank": {"default_model": BENCH, "models": {BENCH: {"path": str(MODELS / BENCH)}}},
+            **offline_models(BENCH),
             # The unbudgeted reference search reranks the whole head, which a busy CI machine makes slow.
             "search": {"rerank": {"timeout": 300}},
         }
@@ -47,9 +41,7 @@ async def client(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[tupl
 async def search(client: tuple[httpx.AsyncClient, str], **rerank: Any) -> dict[str, Any]:
     http, key = client
     body = {"query": "boundary layer flow over a flat plate", "collection": "cran", "top_k": DEPTH}
-    response = await http.post(
-        "/v1/search", json={**body, "rerank": rerank}, headers={"Authorization": f"Bearer {key}"}
-    )
+    response = await http.post("/v1/search", json={**body, "rerank": rerank}, headers=bearer(key))
     assert response.status_code == 200, response.text
     answer: dict[str, Any] = response.json()
     return answer

@@ -12,6 +12,7 @@ import pytest
 from litestar import Litestar
 
 from service.app import create_app
+from tests.conftest import bearer
 from tests.integration.rerank_app import new_key
 from tests.integration.search_app import cranfield, search_settings
 
@@ -74,7 +75,7 @@ async def hang_up(app: Litestar, path: str, body: dict[str, Any], headers: dict[
 async def test_a_client_that_hangs_up_cancels_its_search(tmp_path: Path, path: str) -> None:
     settings = search_settings(tmp_path)
     key = new_key(settings, "searcher")
-    auth = {"Authorization": f"Bearer {key}"}
+    auth = bearer(key)
     body, headers = CASES[path]
     documents = [{"id": d.id, "title": d.title, "text": d.text} for d in cranfield(limit=20)]
     app = create_app(settings)

@@ -18,7 +18,7 @@ from service.auth.keys import Keys
 from service.cli import main
 from service.errors import InvalidRequest, QuotaExceeded, RateLimited
 from service.state.postgres import MIGRATIONS, Postgres
-from service.state.stores import open_keys
+from service.stores import open_keys
 from tests.integration.state_db import ADAPTERS, fresh_database, needs_postgres, state_settings
 
 Opener = Callable[[], Keys]

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from service.ingest.journal_sqlite import journal_path
+from tests.conftest import bearer
 from tests.integration.ingest_app import fathom, write_config
 from tests.integration.rerank_app import new_key, running
 from tests.integration.search_app import cranfield, index_documents, search_settings
@@ -37,7 +38,7 @@ def overwrite(journal: Path, how: str) -> Path:
 async def test_a_damaged_journal_is_reported_not_hidden(tmp_path: Path, how: str) -> None:
     journal = await damage_journal(tmp_path, how)
     settings = search_settings(tmp_path)
-    auth = {"Authorization": f"Bearer {new_key(settings, 'k')}"}
+    auth = bearer(new_key(settings, "k"))
     async with running(settings) as client:
         ready = await client.get("/readyz")
         assert ready.status_code == 503
@@ -78,7 +79,7 @@ async def test_a_lost_journal_beside_stores_with_collections_is_refused(tmp_path
     settings = search_settings(tmp_path)
     assert (await index_documents(settings, "site", cranfield(limit=5))).added == 5
     journal = lose(journal_path(tmp_path), how)
-    auth = {"Authorization": f"Bearer {new_key(settings, 'k')}"}
+    auth = bearer(new_key(settings, "k"))
     async with running(settings) as client:
         ready = await client.get("/readyz")
         assert ready.status_code == 503, ready.text

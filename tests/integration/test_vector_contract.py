@@ -22,7 +22,7 @@ from service.backends.qdrant import QdrantIndex
 from service.errors import BackendUnavailable, InvalidRequest, NotFound
 from service.search.models import AnyOf, Chunk, Equals, Filter, Range
 from service.settings import EmbeddingSettings, QdrantSettings
-from tests.conftest import MODELS
+from tests.conftest import EMBEDDER
 from tests.integration.contract_data import CORPUS, cranfield_chunks
 from tests.integration.search_app import needs_qdrant_server, qdrant_server
 
@@ -30,7 +30,7 @@ DOCS = 40
 COLLECTION = "cranfield"
 
 
-MODEL_DIR = MODELS / "all-MiniLM-L6-v2"
+MODEL_DIR = EMBEDDER
 
 pytestmark = [
     pytest.mark.anyio,

@@ -28,10 +28,10 @@ import pytest
 from service.ingest.documents import Document
 from service.runtime import open_writer
 from service.settings import Settings, load_settings
-from tests.conftest import MODELS
-from tests.integration.live_server import fathom_serve, free_ports, static_site
-from tests.integration.rerank_app import TINY
+from service.testing.live_server import fathom_serve, free_ports
+from tests.conftest import bearer, offline_toml
 from tests.integration.search_app import cranfield, index_documents
+from tests.integration.static_site import static_site
 
 CHROMIUM = Path("/usr/bin/chromium")
 # No GPU, no network but loopback, nothing fetched in the background.
@@ -78,16 +78,9 @@ def server_config(data_dir: Path, port: int) -> str:
 data_dir = "{data_dir}"
 [server]
 port = {port}
-[embedding]
-path = "{MODELS / "all-MiniLM-L6-v2"}"
-[rerank]
-default_model = "{TINY}"
-[rerank.models."{TINY}"]
-path = "{MODELS / TINY}"
-[rerank.models."BAAI/bge-reranker-v2-m3"]
-enabled = false
-# A busy CI machine must not turn a slow stage into a degraded, differently ordered answer, nor
-# rerank a shorter head within the time budget for the widget than for the API call it is compared with.
+{offline_toml()}# A busy CI machine must not turn a slow stage into a degraded, differently ordered answer,
+# nor rerank a shorter head within the time budget for the widget than for the API call it is compared
+# with.
 [search]
 lexical_timeout = 120
 vector_timeout = 120
@@ -153,11 +146,6 @@ def hostile_documents() -> list[Document]:
 
 
 @pytest.fixture(scope="module")
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     folder = tmp_path_factory.mktemp("widget")
     fathom_port, site_port = free_ports(2)
@@ -179,11 +167,11 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         EMPTY: public_key(config, EMPTY, [origin]),
     }
     with (
-        fathom_serve(config, fathom_port, folder / "serve.log") as fathom,
-        static_site(site_port, lambda path: site_page(fathom, keys, path)) as served,
+        fathom_serve(config, port=fathom_port, log=folder / "serve.log") as server,
+        static_site(site_port, lambda path: site_page(server.url, keys, path)) as served,
     ):
         metadata = {d.id: d.metadata for d in documents}
-        yield Site(fathom, served, keys[COLLECTION], metadata, keys[HOSTILE], keys[EMPTY])
+        yield Site(server.url, served, keys[COLLECTION], metadata, keys[HOSTILE], keys[EMPTY])
 
 
 async def create_collection(settings: Settings, name: str) -> None:
@@ -237,7 +225,7 @@ def api_ids(site: Site, query: str, **body: Any) -> list[str]:
         "prefix": True,  # as the widget asks while the last word has no space after it
         **body,
     }
-    headers = {"Authorization": f"Bearer {site.key}", "Origin": site.origin}
+    headers = {**bearer(site.key), "Origin": site.origin}
     response = httpx.post(f"{site.fathom}/v1/search", json=request, headers=headers, timeout=120)
     assert response.status_code == 200, response.text
     assert response.json()["degraded"] == []

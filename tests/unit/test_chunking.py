@@ -7,12 +7,12 @@ from tokenizers import Tokenizer
 
 from service.ingest.chunking import Chunker, ChunkingPolicy, chunk_id
 from service.ingest.documents import Document
-from tests.conftest import MODELS
+from tests.conftest import EMBEDDER
 
 
 @pytest.fixture(scope="module")
 def tokenizer() -> Tokenizer:
-    tok = Tokenizer.from_file(str(MODELS / "all-MiniLM-L6-v2" / "tokenizer.json"))
+    tok = Tokenizer.from_file(str(EMBEDDER / "tokenizer.json"))
     tok.no_truncation()
     tok.no_padding()
     return tok

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from service.backends import digests
+from service.modelkit import digests
 from service.search.fingerprint import EmbedderFingerprint, mismatch
 
 FP32 = EmbedderFingerprint("m", "a" * 64, "none", "", 256, "mean+normalize", 384)

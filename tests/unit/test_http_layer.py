@@ -19,7 +19,7 @@ from service.metrics import Metrics
 from service.rerank.registry import ModelRegistry
 from service.runtime import Runtime
 from service.search.pipeline import SearchPipeline
-from service.search.service import SearchParts, SearchService
+from service.search_service import SearchParts, SearchService
 from service.settings import Settings, settings_from_dict
 from tests.unit.search_fakes import FUSED_DOCS, FakeCatalog, FakeEmbedder, FakeLexical, FakeVectors
 

@@ -2,7 +2,8 @@
 
 A module may import modules of its own layer or of a lower one. The layers, lowest first:
 
-    foundation   settings, errors, metrics, the SQLite/PostgreSQL connections: no Fathom logic
+    foundation   settings, errors, metrics, state/ (the SQLite file, the PostgreSQL pool): no Fathom logic
+    modelkit     ONNX Runtime sessions, the int8 rewrite, the model hub: shared by embedder and rerank
     search       the search domain: queries, filters, fusion, the pipeline and its protocols
     adapters     backends (stores, embedder, remote reranker) and auth (keys, scopes, billing)
     engines      ingest (chunking, journal, writer) and rerank (cross-encoders, batching engine)
@@ -12,12 +13,17 @@ A module may import modules of its own layer or of a lower one. The layers, lowe
     api          the HTTP routes, their dependencies and guard; the MCP tools, side by side with them
     app          create_app
     cli          the `fathom` commands
+    testing      the live-server harness of the tests and benches: nothing of Fathom's may import it
 
 Imports inside functions count too: a lazy import is still a dependency.
 
 The HTTP routes and the MCP tools are two adapters over the search service: the MCP server imports
 nothing of the HTTP layer. The journal and the vector store are ingest's: other code asks the search
 service or the writer, rather than reaching through `writer.journal` or `stack.vectors`.
+
+Packages count as well as modules: two modules of one package may each import the other's package
+without a module-level cycle, and the packages would still depend on each other. So the graph of
+packages (service.auth, service.state, ...; a top-level module stands for itself) has no cycle either.
 """
 
 from __future__ import annotations
@@ -42,15 +48,15 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "service.errors",
             "service.metrics",
             "service.disconnect",
-            "service.sqlite_store",
-            "service.state.postgres",
+            "service.state",
         ),
     ),
+    ("modelkit", ("service.modelkit",)),
     ("search", ("service.search",)),
     ("adapters", ("service.backends", "service.auth")),
     ("engines", ("service.ingest", "service.rerank")),
-    ("use cases", ("service.search.service",)),
-    ("stores", ("service.state", "service.analytics", "indexers")),
+    ("use cases", ("service.search_service",)),
+    ("stores", ("service.stores", "service.analytics", "indexers")),
     ("runtime", ("service.runtime",)),
     ("api", ("service.api", "service.mcp_server")),
     ("app", ("service.app",)),
@@ -64,6 +70,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "indexers.eval_cli",
         ),
     ),
+    ("testing", ("service.testing",)),
 ]
 
 
@@ -106,6 +113,19 @@ def graph() -> dict[str, set[str]]:
     return {name: imported(path, known) - {name} for name, path in known.items()}
 
 
+def package_of(module: str) -> str:
+    """The package a module belongs to: its first two names (service.auth.keys: service.auth)."""
+    return ".".join(module.split(".")[:2])
+
+
+def package_graph(edges: dict[str, set[str]]) -> dict[str, set[str]]:
+    """The module graph with each package's modules merged into one node."""
+    packages: dict[str, set[str]] = {package_of(module): set() for module in edges}
+    for module, targets in edges.items():
+        packages[package_of(module)].update(package_of(target) for target in targets)
+    return {package: targets - {package} for package, targets in packages.items()}
+
+
 def cycles(edges: dict[str, set[str]]) -> Iterator[list[str]]:
     """Each import cycle once, as the modules along it (depth-first search, three colours)."""
     state: dict[str, int] = {}
@@ -146,9 +166,33 @@ def test_the_import_graph_has_no_cycle() -> None:
     assert [" -> ".join(cycle) for cycle in cycles(graph())] == []
 
 
+def test_the_package_graph_has_no_cycle() -> None:
+    assert [" -> ".join(cycle) for cycle in cycles(package_graph(graph()))] == []
+
+
+def test_state_and_the_model_toolkit_sit_below_what_uses_them() -> None:
+    """state/ holds only the low-level files and pools, all on one floor; the factories choosing a
+    store sit above the stores they build; the model toolkit sits below both of its users."""
+    state = {layer_of(module) for module in module_names() if package_of(module) == "service.state"}
+    assert state == {layer_of("service.settings")}
+    assert layer_of("service.stores") > max(layer_of("service.auth"), layer_of("service.ingest"))
+    assert layer_of("service.modelkit") < min(layer_of("service.backends"), layer_of("service.rerank"))
+    users = {
+        package_of(module)
+        for module, targets in graph().items()
+        if any(package_of(target) == "service.modelkit" for target in targets)
+    }
+    assert {"service.backends", "service.rerank"} <= users
+
+
 def test_the_checks_see_what_they_guard() -> None:
     """The checks would catch a cycle and an upward import, and the graph holds the known edges."""
     assert list(cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}})) == [["a", "b", "c", "a"]]
+    # auth.keys -> state.db and state.stores -> auth.access: no module cycle, but a package cycle
+    modules = {"p.auth.keys": {"p.state.db"}, "p.state.db": set(), "p.state.stores": {"p.auth.access"}}
+    modules["p.auth.access"] = set()
+    assert list(cycles(modules)) == []
+    assert list(cycles(package_graph(modules))) == [["p.auth", "p.state", "p.auth"]]
     edges = graph()
     assert "service.runtime" in edges["service.app"]
     assert "service.app" in edges["service.cli"]  # imported inside serve(): it counts as well
@@ -177,7 +221,7 @@ def reached_through(path: Path) -> set[str]:
 
 def test_the_mcp_server_imports_nothing_of_the_http_layer() -> None:
     edges = graph()
-    assert "service.search.service" in edges["service.mcp_server"]
+    assert "service.search_service" in edges["service.mcp_server"]
     assert sorted(t for t in edges["service.mcp_server"] if t.startswith("service.api")) == []
 
 

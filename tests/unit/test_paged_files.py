@@ -13,7 +13,7 @@ from tokenizers import Tokenizer
 from indexers.paged_files import UnreadableFile, docx_document, paged_text, pdf_document
 from service.ingest.chunking import PAGE_STARTS, Chunker, ChunkingPolicy, chunk_metadata, page_at
 from service.ingest.documents import Document
-from tests.conftest import MODELS
+from tests.conftest import EMBEDDER
 from tests.paged_fixtures import (
     DOCX_PAGES,
     PDF_PAGES,
@@ -81,7 +81,7 @@ def test_a_broken_docx_is_unreadable() -> None:
 
 
 def test_chunks_carry_offsets_and_pages() -> None:
-    tokenizer = Tokenizer.from_file(str(MODELS / "all-MiniLM-L6-v2" / "tokenizer.json"))
+    tokenizer = Tokenizer.from_file(str(EMBEDDER / "tokenizer.json"))
     words = [f"w{i}" for i in range(300)]
     text, starts = paged_text([" ".join(words[:150]), " ".join(words[150:])])
     document = Document("d", "", text, {PAGE_STARTS: starts})

@@ -9,7 +9,7 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from service.backends.per_token import quantize_per_token
+from service.modelkit.per_token import quantize_per_token
 
 RNG = np.random.default_rng(7)
 WEIGHT = (RNG.normal(size=(16, 8)) / 4).astype(np.float32)

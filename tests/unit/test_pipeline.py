@@ -23,11 +23,6 @@ from tests.unit.search_fakes import (
 )
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def pipeline(
     lexical: FakeLexical | None = None,
     vectors: FakeVectors | None = None,

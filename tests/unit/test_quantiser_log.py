@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from tokenizers import Tokenizer
 
-from service.backends.onnx_session import quantized
-from service.backends.smoothing import Calibration
+from service.modelkit.onnx_session import quantized
+from service.modelkit.smoothing import Calibration
 from tests.conftest import MODELS
 
 

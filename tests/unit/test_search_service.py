@@ -15,7 +15,7 @@ from service.auth.keys import ApiKey
 from service.errors import BackendUnavailable, NotFound
 from service.search.models import Chunk
 from service.search.pipeline import SearchPipeline
-from service.search.service import SearchParts, SearchService
+from service.search_service import SearchParts, SearchService
 from service.settings import Settings, settings_from_dict
 from tests.unit.search_fakes import FakeCatalog, FakeEmbedder, FakeLexical, FakeVectors
 

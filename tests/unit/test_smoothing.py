@@ -8,8 +8,8 @@ import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 from tokenizers import Tokenizer
 
-from service.backends.per_token import quantize_per_token
-from service.backends.smoothing import OUTLIER_SUFFIX, calibration_batches, smooth_activations
+from service.modelkit.per_token import quantize_per_token
+from service.modelkit.smoothing import OUTLIER_SUFFIX, calibration_batches, smooth_activations
 from tests.conftest import MODELS
 
 

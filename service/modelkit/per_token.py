@@ -15,7 +15,7 @@ That is one more elementwise pass on the output than ONNX Runtime's fused per-ba
 same passes on the input (its min/max, its quantisation).
 
 Only MatMuls whose second input is a constant 2-D fp32 weight change, except the narrow ones smoothing
-adds for a few outlier channels (service.backends.smoothing.OUTLIER_SUFFIX), there to stay fp32. The
+adds for a few outlier channels (service.modelkit.smoothing.OUTLIER_SUFFIX), there to stay fp32. The
 attention products (both inputs computed) and any Gemm (a BERT pooler and classifier: a rounding error
 of the compute, and the last operations before the score) stay fp32.
 
@@ -36,7 +36,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from service.backends.smoothing import OUTLIER_SUFFIX, without_unused_weights
+from service.modelkit.smoothing import OUTLIER_SUFFIX, without_unused_weights
 
 _CONTRIB = "com.microsoft"
 

@@ -1,6 +1,6 @@
 """Activation smoothing before int8 quantisation (SmoothQuant, Xiao et al. 2022), on an ONNX graph.
 
-int8 quantisation gives each token's activations one scale (service.backends.per_token), so a few
+int8 quantisation gives each token's activations one scale (service.modelkit.per_token), so a few
 channels with large values (BERT-style encoders have them: MiniLM's feed-forward inputs reach 15-20x
 their median channel) take most of the 8 bits. Smoothing divides each input channel j of a MatMul by
 s_j and multiplies row j of its weight by s_j: the fp32 product is unchanged, but the activation's
@@ -45,7 +45,7 @@ Feeds = Mapping[str, np.ndarray]
 # reports 1-5), calibrated on CACM text: 0.5 did not help, 0.9 helped less than 0.7-0.8. With the text
 # below, on queries 14-29: mean |int8 - fp32| logit 0.160 -> 0.129, per-query Spearman min 0.972 ->
 # 0.978, top-10 overlap >= 0.9 on 10 -> 16 of 16 queries. (Measured with ONNX Runtime's per-batch
-# activation scales, before per-token scales replaced them; see service.backends.onnx_session.)
+# activation scales, before per-token scales replaced them; see service.modelkit.onnx_session.)
 ALPHA = 0.7
 _SCALE_LIMITS = (1e-2, 1e2)  # keep a dead or extreme channel from producing inf or 0 weights
 # Channels per MatMul input kept out of int8 (those with the largest calibration peaks), and the name

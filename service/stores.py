@@ -1,4 +1,7 @@
-"""The configured state stores: PostgreSQL when [state] url is set, else SQLite under data_dir."""
+"""The configured state stores: PostgreSQL when [state] url is set, else SQLite under data_dir.
+
+It sits above auth/ and ingest/, whose stores it builds, and service/state/, whose connections they use.
+"""
 
 from __future__ import annotations
 

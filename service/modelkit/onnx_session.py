@@ -9,15 +9,15 @@ process may run on (its affinity mask, not the machine's count), unless configur
 int8: the model file rewritten once at load and cached under <data_dir>/models/int8, keyed by the
 source file's SHA-256 and the recipe, so a changed model is rewritten again and an unchanged one never.
 The recipe, for cross-encoders and embedders alike:
-1. smooth the MatMul inputs (service.backends.smoothing: a few channels with large values would
+1. smooth the MatMul inputs (service.modelkit.smoothing: a few channels with large values would
    otherwise take most of each token's 8 bits), calibrated on built-in text; for a cross-encoder, up
    to two outlier channels per input stay out of int8 (a narrow fp32 MatMul adds them back);
 2. quantise every MatMul with a constant weight to int8, weights per output channel and activations
-   per token (service.backends.per_token), so a token's rounding depends on nothing else in its batch.
+   per token (service.modelkit.per_token), so a token's rounding depends on nothing else in its batch.
 Measured against fp32 on the bench cross-encoder, Cranfield queries x 100 abstracts that the bench does
 not report: queries 6-13, mean |int8 - fp32| logit 0.045, Spearman min 0.996, top-10 overlap >= 0.9 on
 8 of 8; queries 14-29, 0.047, 0.997, 15 of 16 (0.062 / 0.995, 8 of 8 and 0.060 / 0.995, 16 of 16
-before the outlier channels and the peak floor of service.backends.smoothing). ONNX Runtime's own
+before the outlier channels and the peak floor of service.modelkit.smoothing). ONNX Runtime's own
 dynamic quantisation (one activation scale per batch), as shipped before, read 0.130 / 0.977 and
 0.129 / 0.978 with the same smoothing. Without smoothing, per-token scales did not help (0.168 on 6-13);
 smoothing only the feed-forward inputs lost half the gain (0.088) for no measured speed. On the MiniLM
@@ -36,10 +36,10 @@ from typing import Any, Literal
 
 import onnxruntime as ort
 
-from service.backends.digests import cached_digest
-from service.backends.per_token import quantize_per_token
-from service.backends.smoothing import ALPHA, Calibration, smooth_activations
 from service.errors import ModelUnavailable
+from service.modelkit.digests import cached_digest
+from service.modelkit.per_token import quantize_per_token
+from service.modelkit.smoothing import ALPHA, Calibration, smooth_activations
 
 log = logging.getLogger("fathom.models")
 Quantize = Literal["none", "int8"]
