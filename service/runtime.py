@@ -40,6 +40,7 @@ from service.ingest.writer import IngestWriter
 from service.metrics import Metrics
 from service.rerank.local_reranker import EngineReranker
 from service.rerank.registry import ModelRegistry
+from service.rerank.score_cache import CachedReranker, ScoreCache
 from service.search.pipeline import SearchPipeline
 from service.search.protocols import Reranker
 from service.search.redact import for_clients
@@ -55,6 +56,8 @@ class Runtime:
 
     settings: Settings
     metrics: Metrics
+    # Search rerank scores by (model, query, passage), shared by every model's reranker.
+    scores: ScoreCache
     keys: Keys | None = None
     models: ModelRegistry | None = None
     stack: SearchStack | None = None
@@ -98,7 +101,11 @@ class Runtime:
         if self.models is None or model not in states:
             available = ", ".join(sorted(states)) or "none"
             raise InvalidRequest(f"unknown rerank model {model!r}; available models: {available}")
-        return EngineReranker(self.models, model)
+        return self.cached(EngineReranker(self.models, model), model)
+
+    def cached(self, reranker: Reranker, model: str) -> Reranker:
+        """`reranker` answering from the score cache what it holds for `model`."""
+        return CachedReranker(reranker, model, self.scores)
 
     async def public_origins(self) -> frozenset[str]:
         """The origins of active public keys, read off the event loop (CORS asks on every browser call)."""
@@ -124,6 +131,11 @@ def new_runtime(settings: Settings, *, keys: bool = True, models: bool = True) -
     return Runtime(
         settings=settings,
         metrics=metrics,
+        scores=ScoreCache(
+            settings.search.rerank.cache_entries,
+            on_hit=metrics.rerank_cache_hits.inc,
+            on_miss=metrics.rerank_cache_misses.inc,
+        ),
         keys=(
             DeferredUsage(
                 open_keys(settings), unwritten=metrics.usage_unwritten, deferred=metrics.usage_deferred
@@ -195,7 +207,12 @@ async def open_search(
         # lease ran out.
         await exits.enter_async_context(writer.recovering(settings.state.lease_seconds / 2))
     pipeline = SearchPipeline(
-        stack.lexical, stack.vectors, stack.embedder, search_reranker(runtime, exits), settings.search
+        stack.lexical,
+        stack.vectors,
+        stack.embedder,
+        search_reranker(runtime, exits),
+        settings.search,
+        prefetch=settings.search.rerank.cache_entries > 0,
     )
     runtime.stack, runtime.writer, runtime.pipeline = stack, writer, pipeline
     runtime.token_counters = TokenCounters(settings, stack.embedder.tokenizer)
@@ -207,10 +224,11 @@ def search_reranker(runtime: Runtime, exits: AsyncExitStack) -> Reranker | None:
     if config.url:
         remote = HttpReranker(config.url, api_key=config.api_key, model=config.model, timeout=config.timeout)
         exits.push_async_callback(remote.close)
-        return remote
+        return runtime.cached(remote, f"{config.url} {config.model}")
     if runtime.models is None:
         return None
-    return EngineReranker(runtime.models, config.model or None)
+    engine = EngineReranker(runtime.models, config.model or None)
+    return runtime.cached(engine, config.model or runtime.settings.rerank.default_model)
 
 
 async def recover_unfinished(writer: IngestWriter) -> None:

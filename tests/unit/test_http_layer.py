@@ -17,6 +17,7 @@ from service.app import create_app
 from service.auth.keys import KeyStore
 from service.metrics import Metrics
 from service.rerank.registry import ModelRegistry
+from service.rerank.score_cache import ScoreCache
 from service.runtime import Runtime
 from service.search.pipeline import SearchPipeline
 from service.settings import Settings, settings_from_dict
@@ -27,12 +28,14 @@ DEPENDENCY_NAMES = {"runtime", "settings", "metrics", "keys", "models", "pipelin
 
 
 def fake_runtime(data_dir: Path, *, search_open: bool = True) -> Runtime:
-    settings: Settings = settings_from_dict({"data_dir": str(data_dir)})
+    # The fakes' vectors score alike for every query, so a measured floor would hide them all.
+    settings: Settings = settings_from_dict({"data_dir": str(data_dir), "search": {"vector_floor": "off"}})
     metrics = Metrics()
     pipeline = SearchPipeline(FakeLexical(), FakeVectors(), FakeEmbedder(), None, settings.search)
     return Runtime(
         settings=settings,
         metrics=metrics,
+        scores=ScoreCache(0),
         keys=KeyStore.in_data_dir(data_dir),
         # Never started: its models stay "loading", which no test here waits for.
         models=ModelRegistry(settings.rerank, cache_dir=data_dir / "models"),
