@@ -8,6 +8,7 @@ Python's overheads, so the default 100,000 entries stay under 16 MiB.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -73,31 +74,76 @@ def pair_key(model: str, query: str, passage: str) -> bytes:
 class CachedReranker:
     """A Reranker that answers from the cache what it can and asks `inner` only for the rest.
 
-    With a budget, `inner` may score only a prefix of the passages it is sent (the uncached ones);
-    the answer is then the longest prefix of `passages` whose scores are all known, as the Reranker
-    protocol asks, and whatever `inner` did score is kept for the next search.
+    Pairs already being scored for another search (the same query and passage at the same time, as
+    identical searches arriving together have) are awaited rather than scored twice. With a budget,
+    `inner` may score only a prefix of the passages it is sent (the uncached ones); the answer is then
+    the longest prefix of `passages` whose scores are all known, as the Reranker protocol asks, and
+    whatever `inner` did score is kept for the next search. Without a budget every score is owed: a
+    pair another search left unscored (its budget ran out, it failed) is then scored here.
     """
 
     def __init__(self, inner: Reranker, model: str, cache: ScoreCache) -> None:
         self._inner = inner
         self._model = model
         self._cache = cache
+        self._pending: dict[bytes, asyncio.Future[float | None]] = {}
 
     async def score(
         self, query: str, passages: Sequence[str], *, budget_ms: float | None = None
     ) -> list[float]:
         keys = [pair_key(self._model, query, passage) for passage in passages]
         known = self._cache.get(keys)
-        missing = [index for index, score in enumerate(known) if score is None]
-        if missing:
-            fresh = await self._inner.score(query, [passages[i] for i in missing], budget_ms=budget_ms)
-            fresh = fresh[: len(missing)]
-            self._cache.put([keys[i] for i in missing], fresh)
-            for index, value in zip(missing, fresh, strict=False):
-                known[index] = value
+        await self._fill(query, passages, keys, known, budget_ms, share=True)
+        if budget_ms is None and None in known:
+            await self._fill(query, passages, keys, known, None, share=False)
         prefix: list[float] = []
         for score in known:
             if score is None:
                 break
             prefix.append(score)
         return prefix
+
+    async def _fill(
+        self,
+        query: str,
+        passages: Sequence[str],
+        keys: list[bytes],
+        known: list[float | None],
+        budget_ms: float | None,
+        *,
+        share: bool,
+    ) -> None:
+        """Fill the gaps of `known`: by `inner` for pairs nobody is scoring, awaited for the others."""
+        missing = [i for i, score in enumerate(known) if score is None]
+        theirs = {i: self._pending[keys[i]] for i in missing if share and keys[i] in self._pending}
+        mine = [i for i in missing if i not in theirs]
+        if mine:
+            await self._score_own(query, passages, keys, known, mine, budget_ms)
+        for index, future in theirs.items():
+            known[index] = await asyncio.shield(future)
+
+    async def _score_own(
+        self,
+        query: str,
+        passages: Sequence[str],
+        keys: list[bytes],
+        known: list[float | None],
+        mine: list[int],
+        budget_ms: float | None,
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        futures = {keys[i]: loop.create_future() for i in mine if keys[i] not in self._pending}
+        self._pending.update(futures)
+        fresh: list[float] = []
+        try:
+            fresh = await self._inner.score(query, [passages[i] for i in mine], budget_ms=budget_ms)
+            fresh = fresh[: len(mine)]
+            self._cache.put([keys[i] for i in mine], fresh)
+            for index, value in zip(mine, fresh, strict=False):
+                known[index] = value
+        finally:
+            # Waiters see None for what was not scored (budget, failure, cancellation) and act on it.
+            scored = dict(zip((keys[i] for i in mine), fresh, strict=False))
+            for key, future in futures.items():
+                self._pending.pop(key, None)
+                future.set_result(scored.get(key))

@@ -3,6 +3,7 @@ never repeat or skip, and the score cache that lets repeats and next pages score
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -160,3 +161,26 @@ def test_pair_keys_tell_models_queries_and_passages_apart() -> None:
         pair_key("m", "ab", "d"),
     }
     assert len(keys) == 4
+
+
+async def test_identical_searches_at_once_score_each_pair_once() -> None:
+    inner = SlowBudgeted(by_chunk=SCORES, delay=0.05)
+    cached = CachedReranker(inner, "bench", ScoreCache(1000))
+    passages = [f"p d{i:02d}#0" for i in range(4)]
+
+    answers = await asyncio.gather(*(cached.score("q", passages) for _ in range(5)))
+
+    assert inner.sent == [4] and all(answer == [0.0, 0.01, 0.02, 0.03] for answer in answers)
+
+
+async def test_a_pair_another_budget_left_unscored_is_scored_when_every_score_is_owed() -> None:
+    inner = SlowBudgeted(by_chunk=SCORES, affordable=1, delay=0.05)
+    cached = CachedReranker(inner, "bench", ScoreCache(1000))
+    passages = ["p d00#0", "p d01#0"]
+
+    budgeted, owed = await asyncio.gather(
+        cached.score("q", passages, budget_ms=10), cached.score("q", passages)
+    )
+
+    assert budgeted == [0.0] and owed == [0.0, 0.01]
+    assert inner.sent == [2, 1]  # the budget scored one; the unbudgeted search then scored the other
