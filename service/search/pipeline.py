@@ -242,7 +242,8 @@ class SearchPipeline:
     timeout), so the list a page slices is a function of the index and the request alone, never of how
     much the machine could score in time: the same request answers the same hits in the same order,
     and pages of one walk never repeat or skip. The budget then buys the blocks after the page, scored
-    ahead for the next page (kept by a caching reranker; see service/rerank/score_cache.py). When the
+    ahead for the next page (kept by a caching reranker; see service/rerank/score_cache.py), so a
+    repeat whose next page is scored costs no rerank work at all. When the
     reranker fails, the page comes in fused order and its cursor keeps the walk in fused order.
 
     `min_score` applies to rerank scores only: when reranking ran, hits below it are dropped, and so is
@@ -402,8 +403,10 @@ class SearchPipeline:
                 return plain, True
             trace.reranked = end
             spent_ms = (time.perf_counter() - started) * 1000
-            if self._prefetch and reranker is not None and plan.rerank_budget_ms > spent_ms and end < depth:
-                await self._score_ahead(plan, fused[end:depth], plan.rerank_budget_ms - spent_ms, reranker)
+            following = shown_blocks(plan.offset + plan.top_k, plan.top_k, depth, plan.rerank_block)
+            if self._prefetch and reranker is not None and plan.rerank_budget_ms > spent_ms and following:
+                ahead = fused[max(end, following[0]) : following[1]]
+                await self._score_ahead(plan, ahead, plan.rerank_budget_ms - spent_ms, reranker)
         ranked = plain[:start]
         for first in range(start, end, plan.rerank_block):
             last = min(first + plan.rerank_block, end)

@@ -39,7 +39,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]
         f'[embedding]\npath = "{MODELS / "all-MiniLM-L6-v2"}"\n'
         f'[rerank]\ndefault_model = "{BENCH}"\n'
         f'[rerank.models."{BENCH}"]\npath = "{MODELS / BENCH}"\n'
-        '[rerank.models."BAAI/bge-reranker-v2-m3"]\nenabled = false\n',
+        '[rerank.models."BAAI/bge-reranker-v2-m3"]\nenabled = false\n'
+        # A loaded CI machine may take seconds for a page's blocks: this is about order, not speed.
+        "[search.rerank]\ntimeout = 120.0\n",
         encoding="utf-8",
     )
     [port] = free_ports(1)
@@ -96,8 +98,6 @@ async def under_load(http: httpx.AsyncClient, *work: Any) -> list[Any]:
 async def test_concurrent_identical_searches_answer_identical_hits(http: httpx.AsyncClient) -> None:
     answers = await under_load(http, *(search(http) for _ in range(SEARCHES)))
     quiet = await search(http)
-    for answer in answers + [quiet]:
-        print(ids(answer), answer["degraded"], answer["reranked"], [h["evidence"]["rerank"].get("score") for h in answer["hits"]])
 
     assert all(ids(answer) == ids(quiet) for answer in answers)
     assert len(ids(quiet)) == 10 and quiet["reranked"] >= 10
@@ -115,7 +115,8 @@ async def test_three_page_walks_never_repeat_or_skip(http: httpx.AsyncClient) ->
 
 
 async def test_a_repeated_search_is_answered_from_the_score_cache(http: httpx.AsyncClient) -> None:
-    fresh = {"query": "supersonic flutter of thin panels", "collection": "cran"}
+    # A budget too short to score the next page ahead: the first search scores its page's block alone.
+    fresh = {"query": "supersonic flutter of thin panels", "collection": "cran", "rerank": {"budget_ms": 1}}
     before = await counters(http)
     first = await http.post("/v1/search", json=fresh)
     middle = await counters(http)

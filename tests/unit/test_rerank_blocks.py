@@ -122,15 +122,15 @@ async def test_repeats_and_next_pages_score_nothing_again() -> None:
     search = pipeline(CachedReranker(inner, "bench", cache), prefetch=True)
 
     first = await search.search(request(top_k=BLOCK))
-    # The page's block in full, then the rest of the depth ahead within the budget left.
-    assert inner.sent == [BLOCK, DEPTH - BLOCK] and inner.budgets[0] is None
+    # The page's block in full, then the next page's ahead within the budget left.
+    assert inner.sent == [BLOCK, BLOCK] and inner.budgets[0] is None
     again = await search.search(request(top_k=BLOCK))
+    assert inner.sent == [BLOCK, BLOCK]  # nothing scored for the repeat
     following = await search.search(request(top_k=BLOCK, cursor=first.cursor))
 
-    assert inner.sent == [BLOCK, DEPTH - BLOCK]  # nothing scored for the repeat or the next page
     assert ids(again) == ids(first) and ids(following) == ["d07", "d06", "d05", "d04"]
-    # Looked up: the repeat's block and the 8 ahead, the next page's block and the 4 after it.
-    assert counted == {"hits": BLOCK + 8 + BLOCK + 4, "misses": DEPTH}
+    # The next page found its block and scored the one after it ahead.
+    assert inner.sent == [BLOCK, BLOCK, BLOCK] and counted == {"hits": 2 * BLOCK + BLOCK, "misses": DEPTH}
 
 
 async def test_a_budget_that_buys_part_of_a_block_keeps_it_for_the_next_search() -> None:
