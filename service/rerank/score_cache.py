@@ -118,7 +118,7 @@ class CachedReranker:
         theirs = {i: self._pending[keys[i]] for i in missing if share and keys[i] in self._pending}
         mine = [i for i in missing if i not in theirs]
         if mine:
-            await self._score_own(query, passages, keys, known, mine, budget_ms)
+            await self._score_own(query, passages, keys, known, mine=mine, budget_ms=budget_ms)
         for index, future in theirs.items():
             known[index] = await asyncio.shield(future)
 
@@ -128,6 +128,7 @@ class CachedReranker:
         passages: Sequence[str],
         keys: list[bytes],
         known: list[float | None],
+        *,
         mine: list[int],
         budget_ms: float | None,
     ) -> None:
