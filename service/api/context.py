@@ -159,6 +159,7 @@ async def gather_context(runtime: Runtime, query: ContextRequest) -> ContextResp
         raise runtime.unavailable("search is")
     max_tokens = budget(query, runtime.settings)
     counter = runtime.token_counters.get(query.tokenizer)
+    rerank = runtime.settings.search.rerank
     outcome: SearchOutcome = await runtime.pipeline.search(
         SearchQuery(
             query=query.query,
@@ -167,6 +168,9 @@ async def gather_context(runtime: Runtime, query: ContextRequest) -> ContextResp
             filter=parse_filter(query.filter),
             min_score=query.min_score,
             passages=True,
+            # One rerank block: the passages a prompt takes come from the top, and a page of 100 would
+            # otherwise score the whole depth for every request (see SearchPipeline's blocks).
+            rerank_depth=min(rerank.depth, rerank.block),
         )
     )
     started = time.perf_counter()
