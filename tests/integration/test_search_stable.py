@@ -115,8 +115,8 @@ async def test_three_page_walks_never_repeat_or_skip(http: httpx.AsyncClient) ->
 
 
 async def test_a_repeated_search_is_answered_from_the_score_cache(http: httpx.AsyncClient) -> None:
-    # A budget too short to score the next page ahead: the first search scores its page's block alone.
-    fresh = {"query": "supersonic flutter of thin panels", "collection": "cran", "rerank": {"budget_ms": 1}}
+    # A depth of one block: no next page to score ahead, so the first search scores its page's block alone.
+    fresh = {"query": "supersonic flutter of thin panels", "collection": "cran", "rerank": {"depth": 10}}
     before = await counters(http)
     first = await http.post("/v1/search", json=fresh)
     middle = await counters(http)
