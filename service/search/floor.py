@@ -41,11 +41,14 @@ def nonsense_queries(count: int, seed: int = PROBE_SEED) -> list[str]:
     ]
 
 
-def percentile(values: Sequence[float], share: float) -> float:
-    """The `share` (0 to 100) percentile by linear interpolation between closest ranks (numpy's default)."""
+def percentile(values: Sequence[float], fraction: float) -> float:
+    """Linear interpolation between the closest ranks (numpy's default); 0.0 for no values."""
     ordered = sorted(values)
-    position = (len(ordered) - 1) * share / 100
-    low, high = math.floor(position), math.ceil(position)
+    if not ordered:
+        return 0.0
+    position = fraction * (len(ordered) - 1)
+    low = math.floor(position)
+    high = min(low + 1, len(ordered) - 1)
     return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
@@ -93,6 +96,6 @@ class VectorFloors:
             return None
         if not nearest:
             return None
-        floor = percentile(nearest, self._share)
+        floor = percentile(nearest, self._share / 100)
         log.info("vector floor of %s: %.4f (%d probes)", collection, floor, len(nearest))
         return floor

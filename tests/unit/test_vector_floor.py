@@ -86,7 +86,7 @@ async def test_the_floor_is_a_high_percentile_of_what_noise_reaches_measured_onc
 
     assert store.probed == PROBES  # one measurement for the three searches
     floor = await search.floors.floor("docs")
-    assert floor == pytest.approx(percentile([0.2 + i / 100 for i in range(PROBES)], 99.0))
+    assert floor == pytest.approx(percentile([0.2 + i / 100 for i in range(PROBES)], 0.99))
     assert all(ids(answer) == ["d1"] for answer in answers)
 
 
@@ -116,6 +116,6 @@ def test_probes_are_fixed_random_letters() -> None:
 
 
 def test_percentile_interpolates_between_ranks() -> None:
-    assert percentile([0.0, 1.0], 50) == 0.5
-    assert percentile([3.0, 1.0, 2.0], 100) == 3.0
-    assert percentile([3.0, 1.0, 2.0], 0) == 1.0
+    assert percentile([0.0, 1.0], 0.5) == 0.5
+    assert percentile([3.0, 1.0, 2.0], 1.0) == 3.0
+    assert percentile([3.0, 1.0, 2.0], 0) == 1.0 and percentile([], 0.5) == 0.0
