@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from indexers.evaluation import Qrels, per_query, percentile
+from indexers.evaluation import Qrels, per_query
+from service.search.floor import percentile
 
 CUT = 10  # nDCG@10, MRR@10
 DEPTH = 100  # Recall@100

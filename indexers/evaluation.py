@@ -67,14 +67,3 @@ def per_query(
 def judged_queries(qrels: Qrels) -> list[str]:
     """Ids of the queries with at least one positive judgement: the ones every metric averages over."""
     return [query for query, judged in qrels.items() if any(grade > 0 for grade in judged.values())]
-
-
-def percentile(values: Sequence[float], fraction: float) -> float:
-    """Linear interpolation between the closest ranks (numpy's default); 0.0 for no values."""
-    ordered = sorted(values)
-    if not ordered:
-        return 0.0
-    position = fraction * (len(ordered) - 1)
-    low = math.floor(position)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)

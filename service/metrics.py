@@ -67,6 +67,16 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.rerank_cache_hits = Counter(
+            "fathom_rerank_cache_hits",
+            "Search rerank pairs answered from the score cache",
+            registry=self.registry,
+        )
+        self.rerank_cache_misses = Counter(
+            "fathom_rerank_cache_misses",
+            "Search rerank pairs the score cache did not hold (sent to the reranker)",
+            registry=self.registry,
+        )
         self.searches_cancelled = Counter(
             "fathom_search_cancelled",
             "Searches stopped because their client disconnected before the answer was ready",

@@ -44,6 +44,7 @@ from service.metrics import Metrics
 from service.rerank.budget_check import warn_if_budget_too_small
 from service.rerank.local_reranker import EngineReranker
 from service.rerank.registry import ModelRegistry
+from service.rerank.score_cache import ScoreCache
 from service.search.pipeline import SearchPipeline
 from service.search.protocols import Reranker
 from service.search_service import SearchParts, SearchService
@@ -113,7 +114,15 @@ def new_runtime(settings: Settings, *, keys: bool = True, models: bool = True) -
     return Runtime(
         settings=settings,
         metrics=metrics,
-        search=SearchService(settings, registry),
+        search=SearchService(
+            settings,
+            registry,
+            scores=ScoreCache(
+                settings.search.rerank.cache_entries,
+                on_hit=metrics.rerank_cache_hits.inc,
+                on_miss=metrics.rerank_cache_misses.inc,
+            ),
+        ),
         keys=(
             DeferredUsage(
                 open_keys(settings), unwritten=metrics.usage_unwritten, deferred=metrics.usage_deferred
@@ -186,6 +195,7 @@ async def open_search(
         reranker,
         settings.search,
         check_collection=writer.check_embedder,
+        prefetch=settings.search.rerank.cache_entries > 0,
     )
     runtime.search.open(
         SearchParts(
@@ -208,7 +218,7 @@ def search_reranker(runtime: Runtime, exits: AsyncExitStack, passage_tokens: int
     if config.url:
         remote = HttpReranker(config.url, api_key=config.api_key, model=config.model, timeout=config.timeout)
         exits.push_async_callback(remote.close)
-        return remote
+        return runtime.search.cached(remote, f"{config.url} {config.model}")
     if runtime.models is None:
         return None
     if config.enabled:
@@ -216,7 +226,8 @@ def search_reranker(runtime: Runtime, exits: AsyncExitStack, passage_tokens: int
         pair_tokens = min(passage_tokens + QUERY_TOKENS, runtime.settings.rerank.max_length)
         check = warn_if_budget_too_small(runtime.models, config.model or None, config.budget_ms, pair_tokens)
         exits.push_async_callback(_stop_task, asyncio.get_running_loop().create_task(check))
-    return EngineReranker(runtime.models, config.model or None)
+    engine = EngineReranker(runtime.models, config.model or None)
+    return runtime.search.cached(engine, config.model or runtime.settings.rerank.default_model)
 
 
 async def recover_unfinished(writer: IngestWriter) -> None:

@@ -24,6 +24,7 @@ from service.errors import BackendUnavailable, FathomError, InvalidRequest, NotF
 from service.ingest.writer import IngestWriter
 from service.rerank.local_reranker import EngineReranker
 from service.rerank.registry import ModelRegistry
+from service.rerank.score_cache import CachedReranker, ScoreCache
 from service.search.answers import (
     ContextResponse,
     DegradedStage,
@@ -83,9 +84,12 @@ class SearchService:
         *,
         parts: SearchParts | None = None,
         error: str | None = None,
+        scores: ScoreCache | None = None,
     ) -> None:
         self.settings = settings
         self._models = models
+        # Search rerank scores by (model, query, passage), shared by every model's reranker.
+        self._scores = scores if scores is not None else ScoreCache(0)
         self._parts = parts
         # Why search could not open (or that it is switched off); None while it opens or once open.
         self._error = error
@@ -167,7 +171,11 @@ class SearchService:
         if self._models is None or model not in states:
             available = ", ".join(sorted(states)) or "none"
             raise InvalidRequest(f"unknown rerank model {model!r}; available models: {available}")
-        return EngineReranker(self._models, model)
+        return self.cached(EngineReranker(self._models, model), model)
+
+    def cached(self, reranker: Reranker, model: str) -> Reranker:
+        """`reranker` answering from the score cache what it holds for `model`."""
+        return CachedReranker(reranker, model, self._scores)
 
     async def search(self, query: SearchQuery, reranker: Reranker | None = None) -> SearchOutcome:
         """Retrieve, fuse and rerank, with a reranker of `reranker_for` (None: the configured one)."""
@@ -188,6 +196,9 @@ class SearchService:
                 filter=parse_filter(query.filter),
                 min_score=query.min_score,
                 passages=True,
+                # One rerank block: the passages a prompt takes come from the top, and a page of 100
+                # would otherwise score the whole depth for every request (see SearchPipeline's blocks).
+                rerank_depth=min(self.settings.search.rerank.depth, self.settings.search.rerank.block),
             )
         )
         started = time.perf_counter()

@@ -180,6 +180,14 @@ class SearchRerankSettings(msgspec.Struct, forbid_unknown_fields=True):
     api_key: str = ""
     timeout: float = 10.0
     budget_ms: float = 300.0
+    # Fused hits per rerank block (each sorted on its own; a page scores the blocks it shows in full).
+    block: int = 10
+    # Rerank scores kept by (model, query, passage), at most this many (0: none kept).
+    cache_entries: int = 100_000
+
+    def __post_init__(self) -> None:
+        if self.block < 1 or self.cache_entries < 0:
+            raise ValueError("search.rerank.block must be at least 1 and cache_entries 0 or more")
 
 
 class SearchSettings(msgspec.Struct, forbid_unknown_fields=True):
@@ -201,7 +209,21 @@ class SearchSettings(msgspec.Struct, forbid_unknown_fields=True):
     typo_tolerance: bool = True
     lexical_timeout: float = 5.0
     vector_timeout: float = 5.0
+    # Vector hits the lexical side did not find count only from this cosine up: "auto" measures each
+    # collection (service/search/floor.py), a number fixes it, "off" keeps every hit. `vector_floors`
+    # sets it per collection; a request's `vector_floor` overrides both.
+    vector_floor: float | Literal["auto", "off"] = "auto"
+    vector_floors: dict[str, float | Literal["auto", "off"]] = msgspec.field(default_factory=dict)
+    vector_floor_probes: int = 64
+    vector_floor_percentile: float = 99.0
     rerank: SearchRerankSettings = msgspec.field(default_factory=SearchRerankSettings)
+
+    def __post_init__(self) -> None:
+        floors = [self.vector_floor, *self.vector_floors.values()]
+        if any(not isinstance(floor, str) and not -1 <= floor <= 1 for floor in floors):
+            raise ValueError('search.vector_floor(s) must be "auto", "off" or a cosine between -1 and 1')
+        if self.vector_floor_probes < 1 or not 0 <= self.vector_floor_percentile <= 100:
+            raise ValueError("search.vector_floor_probes must be at least 1, the percentile 0 to 100")
 
 
 class ContextSettings(msgspec.Struct, forbid_unknown_fields=True):

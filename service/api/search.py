@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 from litestar import Request, post
@@ -128,6 +128,17 @@ class SearchRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
             " at most 50 of them), as a search-as-you-type box needs."
         ),
     ] = False
+    vector_floor: (
+        Annotated[
+            float | Literal["auto", "off"],
+            msgspec.Meta(
+                description="Vector hits the lexical side did not find count only from this cosine up:"
+                ' "auto" (the collection\'s measured floor: how close random-letter queries get), a number'
+                ' from -1 to 1, or "off" (default [search] vector_floor, or [search.vector_floors]).'
+            ),
+        ]
+        | None
+    ) = None
 
 
 class SearchResult(msgspec.Struct):
@@ -151,8 +162,11 @@ class SearchResponse(msgspec.Struct):
     hits: list[SearchResult]
     timings: dict[str, float]
     degraded: list[DegradedStage]
-    # Hits the reranker scored: the head of the fused list that fitted in the rerank budget.
+    # The leading hits of the whole list in rerank order, through this page's blocks (0: not reranked).
     reranked: int = 0
+    # Hits the whole list holds, every page together (at most [search] max_depth): the result count a
+    # search box shows. `total` counts something else: lexical matches, with `facets`.
+    found: int = 0
     # Send it back as `cursor` for the next page; null when there is none.
     cursor: str | None = None
     # With `facets` in the request: documents the query matches lexically after the filter, and
@@ -182,6 +196,7 @@ def to_query(data: SearchRequest) -> SearchQuery:
         cursor=data.cursor,
         typo_tolerance=data.typo_tolerance,
         prefix=data.prefix,
+        vector_floor=data.vector_floor,
     )
 
 
@@ -211,6 +226,7 @@ def response_of(collection: str, outcome: SearchOutcome) -> SearchResponse:
         timings={stage: round(ms, 3) for stage, ms in outcome.timings.items()},
         degraded=degraded_stages(outcome.degraded),
         reranked=outcome.reranked,
+        found=outcome.found,
         cursor=outcome.cursor,
         total=None if outcome.facets is None else outcome.facets.total,
         facets=facet_buckets(outcome.facets),

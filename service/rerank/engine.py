@@ -244,6 +244,15 @@ class RerankEngine:
         scores: list[float] = sigmoid(logits[:scored]).tolist()
         return scores
 
+    async def rerank_first(self, query: str, passages: Sequence[str]) -> list[float]:
+        """Every passage's score, run in order ahead of the cycle's length-sorted batches, as a budgeted
+        job is: the blocks a search page shows, which a visitor waits for, do not queue behind bulk
+        /v1/rerank work. Bounded by the caller (the search's rerank timeout cancels it)."""
+        encoded = await self.encode(query, passages)
+        logits = await self.logits(encoded.pairs, ordered=BUDGET_BATCH)
+        scores: list[float] = sigmoid(logits).tolist()
+        return scores
+
     async def encode(
         self,
         query: str,

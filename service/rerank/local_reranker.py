@@ -17,8 +17,9 @@ class EngineReranker:
     async def score(
         self, query: str, passages: Sequence[str], *, budget_ms: float | None = None
     ) -> list[float]:
-        """Every passage's score, or with a budget those of the head that fits in it (a prefix)."""
+        """Every passage's score, or with a budget those of the head that fits in it (a prefix); both
+        run ahead of /v1/rerank's bulk batches, since a search is waited for."""
         engine = await self._models.engine(self._model_id)
         if budget_ms is None:
-            return (await engine.rerank(query, passages)).scores
+            return await engine.rerank_first(query, passages)
         return await engine.rerank_within(query, passages, budget_ms / 1000)

@@ -21,8 +21,9 @@ from service.errors import (
     NotFound,
     StorageFull,
 )
-from service.search.cursor import decode_cursor, fingerprint, page_of
+from service.search.cursor import decode_page, fingerprint, page_of
 from service.search.facets import FacetCounts
+from service.search.floor import AUTO, OFF, FloorSetting, VectorFloors
 from service.search.fusion import FusedHit, collapse_to_documents, reciprocal_rank_fusion
 from service.search.models import Filter, Hit
 from service.search.protocols import Embedder, LexicalIndex, Reranker, VectorIndex
@@ -64,6 +65,8 @@ class SearchQuery:
     cursor: str | None = None
     typo_tolerance: bool | None = None
     prefix: bool = False
+    # "auto": the collection's measured floor (service/search/floor.py); a number: that cosine; "off".
+    vector_floor: FloorSetting | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +89,12 @@ class SearchPlan:
     # Milliseconds the rerank stage may take (0: no budget, rerank the whole depth).
     rerank_budget_ms: float = 0.0
     matching: Matching = EXACT
+    # Fused hits per rerank block: each block of the first `rerank_depth` is sorted by rerank score
+    # on its own (see SearchPipeline).
+    rerank_block: int = 1
+    # An earlier page of this walk was answered in fused order: the rest of the walk keeps it.
+    rerank_fused: bool = False
+    vector_floor: FloorSetting = OFF
 
     @property
     def order(self) -> str:
@@ -93,7 +102,7 @@ class SearchPlan:
         return fingerprint(
             self.query, self.collection, self.filter, self.candidates, self.rrf_k, self.weights,
             self.rerank, self.rerank_depth, self.min_score, self.passages,
-            self.matching.typos, self.matching.prefix,
+            self.matching.typos, self.matching.prefix, self.rerank_block, self.vector_floor,
         )  # fmt: skip
 
 
@@ -119,13 +128,32 @@ def validate_query(request: SearchQuery, settings: SearchSettings) -> SearchPlan
             typos=settings.typo_tolerance if request.typo_tolerance is None else request.typo_tolerance,
             prefix=request.prefix,
         ),
+        vector_floor=_floor_setting(request, settings),
     )
+    plan = replace(plan, rerank_block=_rerank_block(plan, settings))
     problems = _problems(plan, settings)
     if problems:
         raise InvalidRequest("; ".join(problems))
     if request.cursor is None:
         return plan
-    return replace(plan, offset=decode_cursor(request.cursor, plan.order))
+    offset, fused = decode_page(request.cursor, plan.order)
+    return replace(plan, offset=offset, rerank_fused=fused)
+
+
+def _floor_setting(request: SearchQuery, settings: SearchSettings) -> FloorSetting:
+    """The request's floor, else the collection's ([search.vector_floors]), else [search] vector_floor."""
+    if request.vector_floor is not None:
+        return request.vector_floor
+    return settings.vector_floors.get(request.collection, settings.vector_floor)
+
+
+def _rerank_block(plan: SearchPlan, settings: SearchSettings) -> int:
+    """Hits per rerank block: the whole depth without a budget (every score is owed anyway) or with
+    `min_score` (a cut-off over the whole reranked list); else [search.rerank] block."""
+    whole = max(plan.rerank_depth, 1)
+    if not plan.rerank_budget_ms or plan.min_score is not None or settings.rerank.block <= 0:
+        return whole
+    return min(settings.rerank.block, whole)
 
 
 # Terms as the lexical analysers cut them (Tantivy's simple tokenizer, Elasticsearch's standard one).
@@ -163,6 +191,9 @@ def _problems(plan: SearchPlan, settings: SearchSettings) -> list[str]:
         problems.append(f"top_k must be at most max_depth ({settings.max_depth}), got {plan.top_k}")
     if plan.min_score is not None and not 0 <= plan.min_score <= 1:
         problems.append(f"min_score must be between 0 and 1 (a rerank score), got {plan.min_score}")
+    floor = plan.vector_floor
+    if floor not in (AUTO, OFF) and not (isinstance(floor, int | float) and -1 <= floor <= 1):
+        problems.append(f'vector_floor must be "auto", "off" or a cosine between -1 and 1, got {floor!r}')
     return problems
 
 
@@ -205,10 +236,22 @@ class SearchPipeline:
     retriever propagate: they are the client's to fix, not an outage. A failed reranker leaves the
     fused order.
 
-    Ordering: the reranked head (the first `rerank_depth` fused hits) sorted by rerank score, then
-    the rest in fused order. `min_score` applies to rerank scores only: when reranking ran, hits
-    below it are dropped, and so is the unreranked tail, which has no calibrated score to compare;
-    when reranking did not run (off, depth 0, or failed) it is ignored, without an error.
+    Ordering: the first `rerank_depth` fused hits are cut into blocks of `rerank_block`, each sorted
+    by rerank score on its own (a stable sort: ties keep their fused order); the rest keep their fused
+    order. A page has every block it shows scored in full, whatever that takes (bounded by the rerank
+    timeout), so the list a page slices is a function of the index and the request alone, never of how
+    much the machine could score in time: the same request answers the same hits in the same order,
+    and pages of one walk never repeat or skip. The budget then buys the blocks after the page, scored
+    ahead for the next page (kept by a caching reranker; see service/rerank/score_cache.py), so a
+    repeat whose next page is scored costs no rerank work at all. When the
+    reranker fails, the page comes in fused order and its cursor keeps the walk in fused order.
+
+    `min_score` applies to rerank scores only: when reranking ran, hits below it are dropped, and so is
+    the unreranked tail, which has no calibrated score to compare; when reranking did not run (off,
+    depth 0, or failed) it is ignored, without an error.
+
+    Relevance floor: a vector hit the lexical side did not find, and whose cosine is below the
+    plan's floor, is dropped (service/search/floor.py); so are passages with neither title nor text.
     """
 
     def __init__(
@@ -220,15 +263,25 @@ class SearchPipeline:
         settings: SearchSettings,
         *,
         check_collection: Callable[[str], Awaitable[None]] | None = None,
+        prefetch: bool = False,
     ) -> None:
         """`check_collection(name)` runs before a collection is searched and may refuse it (its vectors
-        come from another embedder than `embedder`, say)."""
+        come from another embedder than `embedder`, say). `prefetch`: spend what is left of the budget
+        scoring the blocks after the page, which pays only when the reranker keeps scores (a cache)."""
         self._check_collection = check_collection
         self._lexical = lexical
         self._vectors = vectors
         self._embedder = embedder
         self._reranker = reranker
         self._settings = settings
+        self._prefetch = prefetch
+        self._floors = VectorFloors(
+            embedder, vectors, probes=settings.vector_floor_probes, share=settings.vector_floor_percentile
+        )
+
+    @property
+    def floors(self) -> VectorFloors:
+        return self._floors
 
     async def search(self, request: SearchQuery, *, reranker: Reranker | None = None) -> SearchOutcome:
         """`reranker` replaces the pipeline's own for this search (a request naming its rerank model)."""
@@ -239,11 +292,17 @@ class SearchPipeline:
                 await self._check_collection(plan.collection)
             rankings, facets = await self._retrieve_and_count(plan, trace)
             with trace.timed("fusion"):
-                fused = reciprocal_rank_fusion(rankings, k=plan.rrf_k, weights=plan.weights)
+                fused = reciprocal_rank_fusion(
+                    [with_text(hits) for hits in rankings], k=plan.rrf_k, weights=plan.weights
+                )
                 if not plan.passages:
                     fused = collapse_to_documents(fused)
-            hits = await self._rerank(plan, fused, trace, reranker or self._reranker)
-        page, cursor = page_of(hits, plan.offset, plan.top_k, self._settings.max_depth, plan.order)
+            fused = await self._above_floor(plan, fused)
+            hits, in_fused_order = await self._rerank(plan, fused, trace, reranker or self._reranker)
+        settings = self._settings
+        page, cursor = page_of(
+            hits, plan.offset, plan.top_k, settings.max_depth, plan.order, fused=in_fused_order
+        )
         return SearchOutcome(
             hits=page,
             timings=trace.timings,
@@ -251,7 +310,19 @@ class SearchPipeline:
             cursor=cursor,
             facets=facets,
             reranked=trace.reranked,
+            found=min(len(hits), settings.max_depth),
         )
+
+    async def _above_floor(self, plan: SearchPlan, fused: list[FusedHit]) -> list[FusedHit]:
+        """Without the vector-only hits below the plan's floor (measured only when there are some)."""
+        lexical_only = plan.weights[1] == 0
+        if plan.vector_floor == OFF or lexical_only or all(_lexical_found(item) for item in fused):
+            return fused
+        setting = plan.vector_floor
+        floor = setting if isinstance(setting, float | int) else await self._floors.floor(plan.collection)
+        if floor is None:
+            return fused
+        return [item for item in fused if _lexical_found(item) or _cosine(item) >= floor]
 
     async def _retrieve_and_count(
         self, plan: SearchPlan, trace: _Trace
@@ -322,39 +393,88 @@ class SearchPipeline:
 
     async def _rerank(
         self, plan: SearchPlan, fused: list[FusedHit], trace: _Trace, reranker: Reranker | None
-    ) -> list[SearchHit]:
+    ) -> tuple[list[SearchHit], bool]:
+        """The final list, and whether it is in fused order because the reranker could not answer."""
+        plain = [SearchHit.from_fused(item) for item in fused]
         depth = min(plan.rerank_depth, len(fused)) if plan.rerank else 0
-        scores = await self._rerank_scores(plan, fused[:depth], trace, reranker) if depth else None
-        if not scores:  # failed, or not even one hit fitted in the budget
-            return [SearchHit.from_fused(item) for item in fused]
-        depth = trace.reranked = len(scores)  # within a budget, the head that fitted
-        # sorted() is stable: equal rerank scores keep their fused order.
-        head = sorted(zip(fused[:depth], scores, strict=True), key=lambda pair: -pair[1])
-        reranked = [SearchHit.from_fused(item, rerank_score=score) for item, score in head]
-        if plan.min_score is not None:
-            return [hit for hit in reranked if hit.score >= plan.min_score]
-        return reranked + [SearchHit.from_fused(item) for item in fused[depth:]]
+        span = shown_blocks(plan.offset, plan.top_k, depth, plan.rerank_block)
+        if span is None or plan.rerank_fused:
+            return plain, plan.rerank_fused
+        start, end = span
+        with trace.timed(RERANK):
+            started = time.perf_counter()
+            scores = await self._rerank_scores(plan, fused[start:end], trace, reranker)
+            if scores is None:
+                return plain, True
+            trace.reranked = end
+            spent_ms = (time.perf_counter() - started) * 1000
+            following = shown_blocks(plan.offset + plan.top_k, plan.top_k, depth, plan.rerank_block)
+            if self._prefetch and reranker is not None and plan.rerank_budget_ms > spent_ms and following:
+                ahead = fused[max(end, following[0]) : following[1]]
+                await self._score_ahead(plan, ahead, plan.rerank_budget_ms - spent_ms, reranker)
+        ranked = plain[:start]
+        for first in range(start, end, plan.rerank_block):
+            last = min(first + plan.rerank_block, end)
+            block = zip(fused[first:last], scores[first - start : last - start], strict=True)
+            # sorted() is stable: equal rerank scores keep their fused order.
+            ranked.extend(
+                SearchHit.from_fused(item, rerank_score=score)
+                for item, score in sorted(block, key=lambda pair: -pair[1])
+            )
+        if plan.min_score is not None:  # one block, the whole depth (_rerank_block)
+            return [hit for hit in ranked if hit.score >= plan.min_score], False
+        return ranked + plain[end:], False
 
     async def _rerank_scores(
-        self, plan: SearchPlan, head: list[FusedHit], trace: _Trace, reranker: Reranker | None
+        self, plan: SearchPlan, shown: list[FusedHit], trace: _Trace, reranker: Reranker | None
     ) -> list[float] | None:
-        """Rerank scores of the head (or of its first hits, as many as fit in the budget), or None
-        after noting why the reranker could not give them."""
+        """Rerank scores of every hit in the blocks a page shows, or None after noting why the
+        reranker could not give them all."""
         if reranker is None:
             trace.degrade(RERANK, "no reranker is configured")
             return None
-        passages = [_passage(item.hit) for item in head]
-        with trace.timed(RERANK):
-            budget = plan.rerank_budget_ms or None
-            work = partial(reranker.score, plan.query, passages, budget_ms=budget)
-            scores = await _guarded(RERANK, work, self._settings.rerank.timeout, trace, propagate=())
+        passages = [_passage(item.hit) for item in shown]
+        work = partial(reranker.score, plan.query, passages)
+        scores = await _guarded(RERANK, work, self._settings.rerank.timeout, trace, propagate=())
         if scores is None:
             return None
-        # Within a budget the reranker may score a prefix of the head; without one it owes every score.
-        if len(scores) > len(passages) or (budget is None and len(scores) != len(passages)):
+        if len(scores) != len(passages):
             trace.degrade(RERANK, f"reranker returned {len(scores)} scores for {len(passages)} passages")
             return None
         return scores
+
+    async def _score_ahead(
+        self, plan: SearchPlan, ahead: list[FusedHit], budget_ms: float, reranker: Reranker
+    ) -> None:
+        """Score the hits after the page within what is left of the budget, for the caching reranker
+        to keep; the answer does not use them, so a failure here degrades nothing."""
+        passages = [_passage(item.hit) for item in ahead]
+        work = partial(reranker.score, plan.query, passages, budget_ms=budget_ms)
+        await _guarded(RERANK, work, self._settings.rerank.timeout, _Trace(), propagate=())
+
+
+def shown_blocks(offset: int, size: int, depth: int, block: int) -> tuple[int, int] | None:
+    """The span [start, end) of the rerank blocks a page [offset, offset + size) overlaps, within the
+    first `depth` hits; None when the page lies past them."""
+    if offset >= depth or block < 1:
+        return None
+    start = offset // block * block
+    end = min(depth, -(-(offset + size) // block) * block)
+    return start, end
+
+
+def with_text(hits: list[Hit]) -> list[Hit]:
+    """Without passages that hold neither title nor text: an empty document is never a hit."""
+    return [hit for hit in hits if hit.text.strip() or hit.title.strip()]
+
+
+def _lexical_found(item: FusedHit) -> bool:
+    return item.evidence[0].rank is not None
+
+
+def _cosine(item: FusedHit) -> float:
+    score = item.evidence[1].score
+    return -1.0 if score is None else score
 
 
 async def _guarded(

@@ -72,5 +72,7 @@ class SearchOutcome:
     degraded: list[Degradation] = field(default_factory=list)
     cursor: str | None = None
     facets: FacetCounts | None = None
-    # Hits the reranker scored: the head that fitted in the rerank budget (0 when it did not run).
+    # The leading hits of the whole list in rerank order, through this page's blocks (0: not reranked).
     reranked: int = 0
+    # Hits the whole list holds, every page together (up to max_depth): what a result count shows.
+    found: int = 0

@@ -108,7 +108,10 @@ def assert_no_overlap(passages: list[dict[str, Any]]) -> None:
 async def assert_search_order(client: tuple[httpx.AsyncClient, str], name: str, query: str) -> None:
     """The passages come in the order /v1/search ranks their best chunks: the same pipeline."""
     context = (await post(client, "/v1/context", query=query, collection=name, max_tokens=1500)).json()
-    search = await post(client, "/v1/search", query=query, collection=name, passages=True, top_k=100)
+    # /v1/context reranks one block ([search.rerank] block, 10): the search it is compared with too.
+    search = await post(
+        client, "/v1/search", query=query, collection=name, passages=True, top_k=100, rerank={"depth": 10}
+    )
     order = [hit["chunk_id"] for hit in search.json()["hits"]]
     best = [f"{p['citation']['id']}#{min(p['citation']['chunks'])}" for p in context["passages"]]
     ranks = [

@@ -37,7 +37,8 @@ DEPENDENCY_NAMES = {
 
 
 def fake_runtime(data_dir: Path, *, search_open: bool = True) -> Runtime:
-    settings: Settings = settings_from_dict({"data_dir": str(data_dir)})
+    # The fakes' vectors score alike for every query, so a measured floor would hide them all.
+    settings: Settings = settings_from_dict({"data_dir": str(data_dir), "search": {"vector_floor": "off"}})
     vectors = FakeVectors()
     pipeline = SearchPipeline(FakeLexical(), vectors, FakeEmbedder(), None, settings.search)
     # Never started: its models stay "loading", which no test here waits for.

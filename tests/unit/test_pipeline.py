@@ -33,6 +33,8 @@ def pipeline(
     # No budget unless a test sets one: a reranker that answers short is then a failure, not a budget.
     budget = settings.pop("rerank_budget_ms", 0.0)
     rerank = SearchRerankSettings(timeout=settings.pop("rerank_timeout", 10.0), depth=2, budget_ms=budget)
+    # The fakes' vectors score alike for every query: a measured floor would hide them all.
+    settings.setdefault("vector_floor", "off")
     return SearchPipeline(
         lexical or FakeLexical(),
         vectors or FakeVectors(),
@@ -373,17 +375,3 @@ def test_validation_resolves_defaults_from_settings() -> None:
 
     assert (plan.top_k, plan.candidates, plan.rrf_k) == (7, 30, 20)
     assert (plan.rerank, plan.rerank_depth, plan.weights) == (True, 50, (1.0, 1.0))
-
-
-@pytest.mark.anyio
-async def test_a_rerank_budget_reranks_the_head_that_fits_and_says_how_many() -> None:
-    reranker = FakeReranker({"c": 0.9, "a": 0.2, "b": 0.5}, affordable=2)
-    outcome = await pipeline(reranker=reranker).search(
-        query(rerank_enabled=True, rerank_depth=3, rerank_budget_ms=80)
-    )
-    assert reranker.budgets == [80]
-    assert outcome.reranked == 2
-    reranked = [found for found in outcome.hits if found.rerank_score is not None]
-    assert len(reranked) == 2 and reranked[0].rerank_score >= reranked[1].rerank_score
-    assert all(found.rerank_score is None for found in outcome.hits[2:])  # the rest keep fused order
-    assert outcome.hits[2:] == sorted(outcome.hits[2:], key=lambda found: -found.fused_score)
