@@ -70,6 +70,8 @@ class Recorder:
 
     def __init__(self, settings: Settings, registry: CollectorRegistry) -> None:
         self.settings = settings.analytics
+        # Visitors behind a trusted proxy are told apart by X-Forwarded-For, as the rate limit does.
+        self.proxies = settings.server.proxy_networks()
         self._state_settings = settings
         self.metrics = analytics_metrics(registry)
         self.store: EventStore | None = None

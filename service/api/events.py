@@ -17,6 +17,7 @@ from service.analytics.events import ClickEvent, SearchEvent, normalised
 from service.analytics.recorder import ANALYTICS, Recorder
 from service.api.fields import text
 from service.api.guard import require_api_key
+from service.auth.client_address import client_address
 from service.auth.keys import ApiKey
 from service.auth.scopes import SEARCH
 from service.errors import InvalidRequest
@@ -79,7 +80,8 @@ def recorder_of(connection: ASGIConnection[Any, Any, Any, Any]) -> Recorder | No
 
 
 def visitor_of(recorder: Recorder, connection: ASGIConnection[Any, Any, Any, Any]) -> str | None:
-    address = connection.client.host if connection.client else ""
+    peer = connection.client.host if connection.client else None
+    address = client_address(peer, connection.headers.get("x-forwarded-for"), recorder.proxies)
     return recorder.visitor(address, connection.headers.get("user-agent", ""))
 
 

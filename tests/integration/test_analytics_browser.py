@@ -19,6 +19,7 @@ import pytest
 
 from service.settings import load_settings
 from service.testing.live_server import fathom_serve, free_ports
+from tests.integration.axe import axe_violations
 from tests.integration.search_app import cranfield, index_documents
 from tests.integration.static_site import static_site
 from tests.integration.test_widget_browser import (
@@ -153,6 +154,7 @@ async def test_a_chosen_hit_is_reported_and_the_page_shows_it(
     assert await page.locator("#latency-plot svg circle.p95-dot").count() == 1  # one day with searches
     await page.screenshot(path=str(tmp_path / "analytics.png"), full_page=True)
     print(f"screenshot: {tmp_path / 'analytics.png'}")
+    assert await axe_violations(page) == [], "/analytics with a report shown"
 
 
 async def test_a_wrong_key_is_said_on_the_page(page: Any, served: Served) -> None:

@@ -27,8 +27,8 @@ import anyio
 import pytest
 
 from indexers.eval_cli import evaluate, read_benchmark
-from indexers.evaluation import percentile
 from service.backends.stack import qdrant_path
+from service.search.floor import percentile
 from service.settings import Settings
 from tests.conftest import DATA, TINY
 from tests.integration.ingest_app import fathom, write_config

@@ -11,8 +11,8 @@ from typing import Any
 import httpx
 import pytest
 
+from service.testing.live_server import fathom_serve, free_ports
 from tests.conftest import MODELS
-from tests.integration.live_server import fathom_serve, free_ports
 from tests.integration.rerank_app import BENCH, new_key
 from tests.integration.search_app import cranfield, index_documents, search_settings
 
@@ -45,7 +45,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]
         encoding="utf-8",
     )
     [port] = free_ports(1)
-    with fathom_serve(config, port, folder / "server.log") as url:
+    with fathom_serve(config, port=port, log=folder / "server.log") as server:
+        url = server.url
         yield url, key
 
 

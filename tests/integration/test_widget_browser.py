@@ -30,6 +30,7 @@ from service.runtime import open_writer
 from service.settings import Settings, load_settings
 from service.testing.live_server import fathom_serve, free_ports
 from tests.conftest import bearer, offline_toml
+from tests.integration.axe import axe_violations
 from tests.integration.search_app import cranfield, index_documents
 from tests.integration.static_site import static_site
 
@@ -48,7 +49,6 @@ CHROMIUM_FLAGS = [
 COLLECTION = "cranweb"
 HOSTILE = "hostile"  # documents whose every field is a stored script payload
 EMPTY = "empty"  # a collection with no documents: every search finds nothing
-AXE = Path(__file__).parent / "vendor" / "axe-core" / "axe.min.js"
 UNAVAILABLE = "Search is unavailable, try again"
 WEB_LINK = "relative-breakout"  # the one of them whose url is a web link
 # Playwright's 30 s default is short for a search on a CI machine running other test suites.
@@ -515,17 +515,6 @@ async def test_a_clicked_facet_keeps_focus_and_its_fields_other_values(page: Any
         )
         == 0
     )
-
-
-async def axe_violations(page: Any) -> list[dict[str, Any]]:
-    """axe-core's serious and critical violations on the page as it is now."""
-    await page.evaluate(AXE.read_text(encoding="utf-8") + "\n;undefined")
-    found: list[dict[str, Any]] = await page.evaluate(
-        """async () => (await axe.run(document, {resultTypes: ["violations"]})).violations
-             .filter(v => v.impact === "serious" || v.impact === "critical")
-             .map(v => ({id: v.id, impact: v.impact, nodes: v.nodes.map(n => n.target.join(" "))}))"""
-    )
-    return found
 
 
 async def test_axe_finds_no_serious_violation(page: Any, site: Site) -> None:
