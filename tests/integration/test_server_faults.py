@@ -270,7 +270,8 @@ async def out_of_space_then_freed(api: Api, block: Any, unblock: Any) -> None:
     is back, the refused batch is in the stores if and only if the 507 said it would be applied."""
     client, auth = api
     path = "/v1/collections/site/documents"
-    assert (await client.put("/v1/collections/site", headers=auth)).status_code == 201
+    created = await client.put("/v1/collections/site", headers=auth)
+    assert created.status_code == 201, created.text
     docs = cranfield(limit=6)
     assert (await client.post(path, json=body(docs[:3]), headers=auth)).status_code == 200
     await asyncio.to_thread(block)
@@ -320,7 +321,8 @@ async def test_elasticsearch_at_its_flood_stage_is_507_and_searches_answer(tmp_p
 async def test_the_qdrant_server_on_a_full_disk_is_507_and_searches_answer(tmp_path: Path) -> None:
     folder = Path(tempfile.mkdtemp(prefix="fathom-qdrant-full-"))
     try:
-        with mounted(folder / "disk") as disk, own_qdrant(storage=disk / "storage") as qdrant:
+        # Room for a collection's write-ahead log (Qdrant refuses to create one without), not much more.
+        with mounted(folder / "disk", "96m") as disk, own_qdrant(storage=disk / "storage") as qdrant:
             settings = fault_settings(tmp_path, qdrant=qdrant_server(qdrant.url))
             auth = {"Authorization": f"Bearer {new_key(settings, 'admin')}"}
             async with running(settings) as client:
