@@ -37,7 +37,7 @@ from tests.integration.rerank_app import new_key, running
 from tests.integration.search_app import cranfield, qdrant_server, search_settings
 from tests.integration.test_disk_full import fill, mounted
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.server_faults]
 
 TMP = Path(os.environ.get("TMPDIR", "/tmp"))
 QDRANT_BIN = Path(os.environ.get("QDRANT_BIN", SHARED / "bin" / "qdrant"))
