@@ -2,6 +2,7 @@
 # A throwaway single-node Elasticsearch for the integration tests.
 #
 #   .ci/elasticsearch.sh start   # fetch (once), unzip (once), start in the background, wait until it answers
+#   .ci/elasticsearch.sh resume  # start again on the data a killed node left (fault tests)
 #   .ci/elasticsearch.sh stop    # kill it and remove its data, logs and config copy
 #
 # Environment: ES_PORT (default 9200), ES_JAVA_HOME (default: Temurin 25 when installed, else JAVA_HOME),
@@ -104,8 +105,12 @@ start() {
     mkdir -p "${RUN_DIR}/data" "${RUN_DIR}/logs" "${RUN_DIR}/tmp"
     # A private copy of config/: Elasticsearch writes its keystore there, and the cache stays pristine.
     cp -r "${ES_HOME}/config" "${RUN_DIR}/config"
-    local home
-    home="$(runnable_home)"
+    launch "$(runnable_home)"
+}
+
+# Start the node on what RUN_DIR holds, from the distribution at $1.
+launch() {
+    local home="$1"
     local discovery=(-E discovery.type=single-node -E transport.port=0)
     if [[ -n "${ES_CLUSTER_NODES:-}" ]]; then
         discovery=($(cluster_options))
@@ -156,6 +161,15 @@ cluster_options() {
         "-E cluster.initial_master_nodes=${masters[*]}"
 }
 
+resume() {
+    if is_running; then
+        log "already running on port ${ES_PORT} (pid $(cat "${PID_FILE}"))"
+        exit 1
+    fi
+    [[ -d "${RUN_DIR}/data" ]] || { log "nothing to resume: no data in ${RUN_DIR}"; exit 1; }
+    launch "$([[ -d "${RUN_DIR}/home" ]] && echo "${RUN_DIR}/home" || echo "${ES_HOME}")"
+}
+
 stop() {
     # Up to 30 s to flush and exit cleanly, then insist.
     stop_process 30 1
@@ -164,9 +178,10 @@ stop() {
 
 case "${1:-}" in
     start) start ;;
+    resume) resume ;;
     stop) stop ;;
     *)
-        echo "usage: $0 start|stop   (port from ES_PORT, default 9200)" >&2
+        echo "usage: $0 start|resume|stop   (port from ES_PORT, default 9200)" >&2
         exit 2
         ;;
 esac

@@ -3,6 +3,7 @@
 # unprivileged user, listening on 127.0.0.1 only.
 #
 #   .ci/postgres.sh start   # install Debian's postgresql if missing, initdb, start, wait until it answers
+#   .ci/postgres.sh resume  # start again on the data a killed server left (fault tests)
 #   .ci/postgres.sh stop    # stop it and remove the folder
 #
 # Environment: PG_PORT (default 5432). Then: FATHOM_TEST_POSTGRES_URL=postgresql://fathom@127.0.0.1:$PG_PORT/postgres
@@ -39,12 +40,25 @@ start() {
     log "initdb into ${DATA}"
     as_service_user "${bin}/initdb" -D "${DATA}" -U fathom --auth=trust -E UTF8 --locale=C.UTF-8 \
         >"${RUN_DIR}/initdb.log" 2>&1 || { cat "${RUN_DIR}/initdb.log" >&2; exit 1; }
+    launch "${bin}"
+}
+
+# pg_ctl start on DATA, as the service user; waits until it accepts connections.
+launch() {
+    local bin="$1"
     # PostgreSQL refuses to run as root: lib.sh's as_service_user runs it as `nobody` then.
     # Throwaway data: no fsync; enough connections for two replicas' pools and the tests.
     as_service_user "${bin}/pg_ctl" -D "${DATA}" -l "${RUN_DIR}/server.log" -w -t 60 start \
         -o "-p ${PG_PORT} -k ${RUN_DIR} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200" \
         >/dev/null || { tail -n 40 "${RUN_DIR}/server.log" >&2; exit 1; }
     log "up at postgresql://fathom@127.0.0.1:${PG_PORT}/postgres"
+}
+
+resume() {
+    [[ -d "${DATA}" ]] || { log "nothing to resume: no data at ${DATA}"; exit 1; }
+    # A killed postmaster leaves its pid file; pg_ctl would take the server for running.
+    rm -f "${DATA}/postmaster.pid"
+    launch "$(bin_dir)"
 }
 
 stop() {
@@ -57,9 +71,10 @@ stop() {
 
 case "${1:-}" in
     start) start ;;
+    resume) resume ;;
     stop) stop ;;
     *)
-        echo "usage: $0 start|stop   (port from PG_PORT, default 5432)" >&2
+        echo "usage: $0 start|resume|stop   (port from PG_PORT, default 5432)" >&2
         exit 2
         ;;
 esac

@@ -2,6 +2,7 @@
 # A throwaway Qdrant server (../shared/bin/qdrant, 1.18.3) for the integration tests.
 #
 #   .ci/qdrant.sh start   # start in the background with a temporary storage folder, wait until ready
+#   .ci/qdrant.sh resume  # start again on the storage a killed server left (fault tests)
 #   .ci/qdrant.sh stop    # kill it and remove its storage
 #
 # Environment: QDRANT_PORT (HTTP, default 6333; gRPC is QDRANT_PORT+1), QDRANT_BIN (default $FATHOM_SHARED_DIR/bin/qdrant, FATHOM_SHARED_DIR defaulting to ../shared).
@@ -17,6 +18,8 @@ HERE="$(cd "$(dirname "$0")/.." && pwd)"
 QDRANT_BIN="${QDRANT_BIN:-${FATHOM_SHARED_DIR:-${HERE}/../shared}/bin/qdrant}"
 RUN_DIR="${TMPDIR:-/tmp}/fathom-qdrant-${QDRANT_PORT}"
 PID_FILE="${RUN_DIR}/qdrant.pid"
+# Another folder (a small disk, for the out-of-space test) may hold the storage; `stop` leaves it alone.
+STORAGE="${QDRANT_STORAGE:-${RUN_DIR}/storage}"
 START_TIMEOUT=60
 
 LOG_NAME="qdrant.sh"
@@ -30,7 +33,12 @@ start() {
     fi
     [[ -x "${QDRANT_BIN}" ]] || { log "no qdrant binary at ${QDRANT_BIN}"; exit 1; }
     rm -rf "${RUN_DIR}"
-    mkdir -p "${RUN_DIR}/storage" "${RUN_DIR}/snapshots"
+    mkdir -p "${RUN_DIR}/snapshots" "${STORAGE}"
+    launch
+}
+
+# Start the binary on what RUN_DIR holds, and wait until it is ready.
+launch() {
     local cluster=()
     if [[ -n "${QDRANT_P2P_PORT:-}" ]]; then
         cluster=(--uri "http://127.0.0.1:${QDRANT_P2P_PORT}")
@@ -43,7 +51,7 @@ start() {
         QDRANT__SERVICE__HOST=127.0.0.1 \
             QDRANT__SERVICE__HTTP_PORT="${QDRANT_PORT}" \
             QDRANT__SERVICE__GRPC_PORT="${GRPC_PORT}" \
-            QDRANT__STORAGE__STORAGE_PATH="${RUN_DIR}/storage" \
+            QDRANT__STORAGE__STORAGE_PATH="${STORAGE}" \
             QDRANT__STORAGE__SNAPSHOTS_PATH="${RUN_DIR}/snapshots" \
             QDRANT__TELEMETRY_DISABLED=true \
             QDRANT__LOG_LEVEL=WARN \
@@ -61,6 +69,15 @@ start() {
     log "up at http://127.0.0.1:${QDRANT_PORT} (pid $(cat "${PID_FILE}"))"
 }
 
+resume() {
+    if is_running; then
+        log "already running on port ${QDRANT_PORT} (pid $(cat "${PID_FILE}"))"
+        exit 1
+    fi
+    [[ -d "${STORAGE}" ]] || { log "nothing to resume: no storage at ${STORAGE}"; exit 1; }
+    launch
+}
+
 stop() {
     stop_process 50 0.2
     rm -rf "${RUN_DIR}"
@@ -68,9 +85,10 @@ stop() {
 
 case "${1:-}" in
     start) start ;;
+    resume) resume ;;
     stop) stop ;;
     *)
-        echo "usage: $0 start|stop   (port from QDRANT_PORT, default 6333)" >&2
+        echo "usage: $0 start|resume|stop   (port from QDRANT_PORT, default 6333)" >&2
         exit 2
         ;;
 esac

@@ -21,7 +21,7 @@ from elasticsearch import (
 from elasticsearch.helpers import BulkIndexError, async_bulk
 
 from service.backends.whole_documents import document_entries
-from service.errors import BackendTimeout, BackendUnavailable, InvalidRequest, NotFound
+from service.errors import BackendTimeout, BackendUnavailable, InvalidRequest, NotFound, StorageFull
 from service.packaged import packaged
 from service.search.collections import checked_collection_name
 from service.search.facets import FACET_VALUES, FacetCounts, FacetValue, disjunctive_counts
@@ -399,10 +399,17 @@ class ElasticsearchIndex:
         except BadRequestError as exc:
             raise InvalidRequest(f'collection "{collection}": {error_reason(exc)}') from exc
         except BulkIndexError as exc:
+            if any(disk_block(result.get("error")) for item in exc.errors for result in item.values()):
+                raise disk_full(collection) from exc
             raise InvalidRequest(f'collection "{collection}": {bulk_reason(exc)}') from exc
         except ConnectionTimeout as exc:
             raise BackendTimeout(f"Elasticsearch did not answer within {self._timeout:g} s") from exc
-        except (ApiError, TransportError) as exc:
+        except ApiError as exc:
+            body = exc.body if isinstance(exc.body, Mapping) else {}
+            if disk_block(body.get("error")):
+                raise disk_full(collection) from exc
+            raise BackendUnavailable(f"Elasticsearch is unavailable: {exc}") from exc
+        except TransportError as exc:
             raise BackendUnavailable(f"Elasticsearch is unavailable: {exc}") from exc
 
 
@@ -564,6 +571,27 @@ def hit_from_response(hit: Mapping[str, Any]) -> Hit:
 
 def lacks_english_analyzer(exc: BadRequestError) -> bool:
     return "analyzer [english]" in error_reason(exc)
+
+
+def disk_block(error: object) -> bool:
+    """Whether an error is the block Elasticsearch puts on an index at its flood-stage disk watermark
+    (read-only-allow-delete): its way of saying the disk is full. It lifts once space is freed."""
+    if not isinstance(error, Mapping):
+        return False
+    causes = [error, *(error.get("root_cause") or [])]
+    return any(
+        isinstance(cause, Mapping)
+        and cause.get("type") == "cluster_block_exception"
+        and "read-only-allow-delete" in str(cause.get("reason"))
+        for cause in causes
+    )
+
+
+def disk_full(collection: str) -> StorageFull:
+    return StorageFull(
+        f'the server\'s disk is full: Elasticsearch holds collection "{collection}" read-only until'
+        " space is freed"
+    )
 
 
 def error_reason(exc: ApiError) -> str:

@@ -244,9 +244,15 @@ def open_client(settings: QdrantSettings, local_path: Path | None) -> AsyncQdran
 
 
 def no_room(collection: str | None) -> StorageFull:
-    """Local mode's full disk; no path, as this goes to clients."""
+    """A full disk, in local mode or on the server; no path, as this goes to clients."""
     what = f'collection "{collection}"' if collection else "the vector store"
     return StorageFull(f"the server's disk is full: {what} cannot be written")
+
+
+def out_of_space(message: str) -> bool:
+    """Whether a Qdrant server's error is its disk being full: it answers that as an internal error
+    (500, or gRPC INTERNAL) whose text carries the OS's ENOSPC message."""
+    return "No space left on device" in message
 
 
 def missing(collection: str) -> NotFound:
@@ -261,6 +267,8 @@ def translate(
             return missing(collection)
         if exc.status_code in TIMEOUT_STATUSES:
             return BackendTimeout(f"qdrant timed out ({exc.status_code})")
+        if out_of_space(exc.content.decode("utf-8", "replace")):
+            return no_room(collection)
         return BackendUnavailable(
             f"qdrant answered {exc.status_code} {exc.reason_phrase}: {exc.content[:200]!r}"
         )
@@ -280,6 +288,8 @@ def translate_grpc(exc: grpc.RpcError, collection: str | None) -> FathomError:
         return BackendTimeout(f"qdrant timed out: {detail}")
     if code == grpc.StatusCode.UNAVAILABLE:
         return BackendUnavailable(f"qdrant is unreachable: {detail}")
+    if out_of_space(detail or ""):
+        return no_room(collection)
     return BackendUnavailable(f"qdrant answered {code}: {(detail or '')[:200]}")
 
 

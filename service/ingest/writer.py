@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import ParamSpec, TypeVar
 
 from service.backends.stack import SearchStack
-from service.errors import FathomError, InvalidRequest, NotFound, StorageFull
+from service.errors import BackendUnavailable, FathomError, InvalidRequest, NotFound, StorageFull
 from service.ingest.chunking import Chunker, embedding_text
 from service.ingest.documents import Document
 from service.ingest.journal import Held, Intent, Journal
@@ -50,6 +50,12 @@ HOLD_WAIT = 2.0
 class ChangesKept(StorageFull):
     """The disk filled up after the change's intents were recorded: they stay pending and are applied
     once space returns (see IngestWriter._rolled_forward); the message tells the client so."""
+
+
+class ChangesPending(BackendUnavailable):
+    """A store or the journal went away after the change's intents were recorded: they stay pending
+    and are applied once it is back (see IngestWriter._rolled_forward); the message tells the client
+    so, as a 503 that reads as "failed" would be wrong about a change that later lands."""
 
 
 @dataclass(slots=True)
@@ -92,6 +98,16 @@ class IngestReport:
             f"added {self.added}, updated {self.updated}, unchanged {self.unchanged}, "
             f"deleted {self.deleted}, failed {self.failed}{recovered}{parked} ({self.chunks} chunks written)"
         )
+
+
+def earlier_changes_kept(exc: ChangesKept | ChangesPending, changes: int) -> str:
+    """The answer to a request whose collection still holds earlier unfinished changes that cannot be
+    finished now: those are kept, but nothing of this request was recorded (it must not read as kept)."""
+    return (
+        f"{exc.__cause__ or exc}. {changes} earlier unfinished document change(s) in this collection"
+        " stay recorded and will be applied once that is possible; nothing of this request was"
+        " recorded: send it again then"
+    )
 
 
 def document_json(document: Document) -> str:
@@ -157,9 +173,9 @@ class IngestWriter:
         self._journal = journal
         self._chunker = chunker
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
-        # Collections whose changes a full disk stopped after their intents were recorded: the
-        # background recovery retries them, so they are applied once space returns.
-        self._stopped_by_full_disk: set[str] = set()
+        # Collections whose changes a full disk or a store that went away stopped after their intents
+        # were recorded: the background recovery retries them, so they are applied once it can be.
+        self._stopped: set[str] = set()
         # Collection -> until when (monotonic) its recorded embedder is known to be this one.
         self._embedder_matched: dict[str, float] = {}
 
@@ -246,9 +262,9 @@ class IngestWriter:
 
     async def recover_expired(self) -> IngestReport:
         """Finish what other writers left (intents whose lease ran out, drops nobody is doing), and this
-        writer's own changes a full disk stopped."""
+        writer's own changes a full disk or an unreachable store stopped."""
         collections = await self._off_loop(self._journal.collections)
-        redo = set(await self._off_loop(self._journal.claimable)) | self._stopped_by_full_disk
+        redo = set(await self._off_loop(self._journal.claimable)) | self._stopped
         return await self._recover_each(
             {name: state for name, state in collections.items() if state == "dropping" or name in redo}
         )
@@ -305,21 +321,26 @@ class IngestWriter:
         """
         async with self._holding(collection):
             pending = await self._off_loop(self._journal.claim, collection)
-            self._stopped_by_full_disk.discard(collection)
+            self._stopped.discard(collection)
             if not pending:
                 return IngestReport()
             # Rewrites are embedded again: by the embedder the collection's vectors came from, or none.
             await self.check_embedder(collection)
             # Held from the claim on: embedding the rewrites may take longer than a lease.
-            async with (
-                self._rolled_forward(collection, len(pending)),
-                self._leased(collection, [i.doc_id for i in pending]),
-            ):
-                deletes = [i.doc_id for i in pending if i.action == "delete"]
-                await self._delete_in_stores(collection, deletes)
-                await self._off_loop(self._journal.commit_deletes, collection, deletes)
-                writes = [i for i in pending if i.action == "write"]
-                report = await self._rewrite(collection, writes)
+            try:
+                async with (
+                    self._rolled_forward(collection, len(pending)),
+                    self._leased(collection, [i.doc_id for i in pending]),
+                ):
+                    deletes = [i.doc_id for i in pending if i.action == "delete"]
+                    await self._delete_in_stores(collection, deletes)
+                    await self._off_loop(self._journal.commit_deletes, collection, deletes)
+                    writes = [i for i in pending if i.action == "write"]
+                    report = await self._rewrite(collection, writes)
+            except ChangesKept as exc:
+                raise StorageFull(earlier_changes_kept(exc, len(pending))) from exc
+            except ChangesPending as exc:
+                raise BackendUnavailable(earlier_changes_kept(exc, len(pending))) from exc
             report.recovered = len(pending) - report.parked
             return report
 
@@ -541,18 +562,26 @@ class IngestWriter:
         already hold part of it in place of the old, and taking that out needs room too. So the
         intents stay pending and the change is rolled forward once space returns (the background
         recovery retries it; so does the next write to the collection), and ChangesKept tells the
-        client it will be applied rather than that it failed.
+        client it will be applied rather than that it failed. A store or journal that is unreachable
+        there (killed, restarting) is the same: ChangesPending, applied once it answers again.
         """
         try:
             yield
-        except ChangesKept:
+        except (ChangesKept, ChangesPending):
             raise
         except StorageFull as exc:
-            self._stopped_by_full_disk.add(collection)
+            self._stopped.add(collection)
             raise ChangesKept(
                 f"{exc}. {changes} document change(s) in it are recorded in the journal and will be"
                 " applied once space is freed (by the server in the background, or by the next write"
                 " to the collection); they need not be sent again"
+            ) from exc
+        except BackendUnavailable as exc:
+            self._stopped.add(collection)
+            raise ChangesPending(
+                f"{exc}. {changes} document change(s) in it are recorded in the journal and will be"
+                " applied once it is reachable again (by the server in the background, or by the next"
+                " write to the collection); they need not be sent again"
             ) from exc
 
     @asynccontextmanager

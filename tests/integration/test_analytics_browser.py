@@ -27,6 +27,8 @@ from tests.integration.test_widget_browser import (
     CHROMIUM,
     CHROMIUM_FLAGS,
     COLLECTION,
+    EMPTY,
+    HOSTILE,
     public_key,
     server_config,
     site_page,
@@ -34,6 +36,10 @@ from tests.integration.test_widget_browser import (
 )
 
 pytestmark = pytest.mark.anyio
+
+
+# The widget test's site serves its three collections; here every one is searched with the one key.
+SITES = (COLLECTION, HOSTILE, EMPTY)
 
 
 @dataclass(frozen=True)
@@ -63,7 +69,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     admin = admin_key(config)
     with (
         fathom_serve(config, port=fathom_port, log=folder / "serve.log") as server,
-        static_site(site_port, lambda path: site_page(server.url, key, key, path)) as site,
+        static_site(site_port, lambda path: site_page(server.url, dict.fromkeys(SITES, key), path)) as site,
     ):
         yield Served(server.url, site, admin)
 

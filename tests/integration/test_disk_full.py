@@ -30,11 +30,11 @@ pytestmark = pytest.mark.anyio
 
 
 @contextmanager
-def mounted(mount: Path) -> Iterator[Path]:
+def mounted(mount: Path, size: str = "48m") -> Iterator[Path]:
     """A small tmpfs at `mount` (a new folder), unmounted on exit."""
     mount.mkdir()
     done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=48m", "tmpfs", str(mount)],
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount)],
         check=False,
         capture_output=True,
         text=True,
