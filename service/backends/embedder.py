@@ -124,40 +124,14 @@ class TextEmbedder(Protocol):
     ) -> list[list[float]]: ...
 
 
-class FastembedEmbedder:
-    """The Embedder protocol on fastembed's TextEmbedding: one model, one inference thread.
+class TokenizingEmbedder:
+    """What every embedder Fathom runs shares, in process or remote: the model's tokenizer here (chunks
+    are cut and budgets counted with it) and the repeated-query cache in front of `_embed_query`."""
 
-    The single worker thread serialises query inference, so concurrent requests never oversubscribe the
-    cores ONNX Runtime already parallelises over; the indexer's passages go through the same thread.
-    """
-
-    def __init__(self, settings: EmbeddingSettings, cache_dir: Path) -> None:
+    def __init__(self, settings: EmbeddingSettings, tokenizer: Tokenizer) -> None:
         self._settings = settings
-        self._model, model_file = load_text_embedding(settings, cache_dir)
-        inference_tokenizer = model_tokenizer(self._model, settings)
-        truncate_at(inference_tokenizer, settings.max_length)
-        self._tokenizer = untruncated_copy(inference_tokenizer)
-        self._dimensions = self._model.embedding_size
-        self._fingerprint = EmbedderFingerprint(
-            model=settings.model,
-            model_hash=cached_digest(model_file, cache_dir),
-            quantize=settings.quantize,
-            recipe="" if settings.quantize == "none" else recipe(embedder_calibration(inference_tokenizer)),
-            max_length=settings.max_length,
-            pooling=pooling_of(self._model),
-            dimensions=self._dimensions,
-        )
+        self._tokenizer = tokenizer
         self._cache = QueryCache(settings.query_cache_size, settings.query_cache_bytes)
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fathom-embedder")
-
-    @property
-    def dimensions(self) -> int:
-        return self._dimensions
-
-    @property
-    def fingerprint(self) -> EmbedderFingerprint:
-        """Model file hash (cached by path, size and mtime), quantisation and recipe, length, pooling."""
-        return self._fingerprint
 
     @property
     def max_length(self) -> int:
@@ -186,9 +160,49 @@ class FastembedEmbedder:
         cached = self._cache.get(text)
         if cached is not None:
             return cached
-        vector = await self._in_worker(self._embed_query_sync, text)
+        vector = await self._embed_query(text)
         self._cache.put(text, vector)
         return vector
+
+    async def _embed_query(self, text: str) -> list[float]:
+        raise NotImplementedError
+
+
+class FastembedEmbedder(TokenizingEmbedder):
+    """The Embedder protocol on fastembed's TextEmbedding: one model, one inference thread.
+
+    The single worker thread serialises query inference, so concurrent requests never oversubscribe the
+    cores ONNX Runtime already parallelises over; the indexer's passages go through the same thread.
+    """
+
+    def __init__(self, settings: EmbeddingSettings, cache_dir: Path) -> None:
+        self._model, model_file = load_text_embedding(settings, cache_dir)
+        inference_tokenizer = model_tokenizer(self._model, settings)
+        truncate_at(inference_tokenizer, settings.max_length)
+        super().__init__(settings, untruncated_copy(inference_tokenizer))
+        self._dimensions = self._model.embedding_size
+        self._fingerprint = EmbedderFingerprint(
+            model=settings.model,
+            model_hash=cached_digest(model_file, cache_dir),
+            quantize=settings.quantize,
+            recipe="" if settings.quantize == "none" else recipe(embedder_calibration(inference_tokenizer)),
+            max_length=settings.max_length,
+            pooling=pooling_of(self._model),
+            dimensions=self._dimensions,
+        )
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fathom-embedder")
+
+    @property
+    def dimensions(self) -> int:
+        return self._dimensions
+
+    @property
+    def fingerprint(self) -> EmbedderFingerprint:
+        """Model file hash (cached by path, size and mtime), quantisation and recipe, length, pooling."""
+        return self._fingerprint
+
+    async def _embed_query(self, text: str) -> list[float]:
+        return await self._in_worker(self._embed_query_sync, text)
 
     async def embed_passages(
         self,

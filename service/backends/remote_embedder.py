@@ -30,7 +30,7 @@ from typing import Any
 import httpx
 from tokenizers import Tokenizer
 
-from service.backends.embedder import QueryCache, untruncated_copy
+from service.backends.embedder import TokenizingEmbedder, untruncated_copy
 from service.errors import BackendUnavailable, InvalidRequest, ModelUnavailable
 from service.search.fingerprint import EmbedderFingerprint
 from service.settings import EmbeddingSettings
@@ -104,17 +104,15 @@ def retryable(status: int) -> bool:
     return status == 429 or status >= 500
 
 
-class RemoteEmbedder:
+class RemoteEmbedder(TokenizingEmbedder):
     """The TextEmbedder protocol on a remote `/v1/embeddings`; `open()` probes it for its fingerprint."""
 
     def __init__(self, settings: EmbeddingSettings, tokenizer: Tokenizer) -> None:
-        self._settings = settings
+        super().__init__(settings, tokenizer)
         self._url = endpoint(settings.url)
         headers = {"Authorization": f"Bearer {settings.api_key}"} if settings.api_key else {}
         self._client = httpx.AsyncClient(headers=headers, timeout=settings.timeout)
-        self._tokenizer = tokenizer
         self._slots = asyncio.Semaphore(max(1, settings.concurrency))
-        self._cache = QueryCache(settings.query_cache_size, settings.query_cache_bytes)
         self._fingerprint: EmbedderFingerprint | None = None
 
     @classmethod
@@ -151,26 +149,8 @@ class RemoteEmbedder:
     def dimensions(self) -> int:
         return self.fingerprint.dimensions
 
-    @property
-    def max_length(self) -> int:
-        return self._settings.max_length
-
-    @property
-    def tokenizer(self) -> Tokenizer:
-        return self._tokenizer
-
-    def count_tokens(self, text: str) -> int:
-        return self.token_counts([text])[0]
-
-    def token_counts(self, texts: Sequence[str]) -> list[int]:
-        return [len(encoding.ids) for encoding in self._tokenizer.encode_batch(list(texts))]
-
-    async def embed_query(self, text: str) -> list[float]:
-        cached = self._cache.get(text)
-        if cached is not None:
-            return cached
+    async def _embed_query(self, text: str) -> list[float]:
         [vector], _ = await self._embed_batch([text])
-        self._cache.put(text, vector)
         return vector
 
     async def embed_passages(
