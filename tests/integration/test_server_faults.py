@@ -29,10 +29,10 @@ import msgspec
 import pytest
 
 from service.settings import Settings, StateSettings
+from service.testing.live_server import free_ports
 from tests.conftest import SHARED
 from tests.integration.clusters import answers, script, wait_for
 from tests.integration.ingest_app import holdings
-from tests.integration.live_server import free_ports
 from tests.integration.rerank_app import new_key, running
 from tests.integration.search_app import cranfield, qdrant_server, search_settings
 from tests.integration.test_disk_full import fill, mounted
