@@ -15,7 +15,7 @@ from service.auth.access import check_collection
 from service.auth.keys import ApiKey
 from service.auth.scopes import ADMIN
 from service.errors import BackendUnavailable
-from service.search.collections import checked_collection_name
+from service.search.collections import COLLECTION_NAME_PATTERN, COLLECTION_NAME_RULE, checked_collection_name
 
 
 @get(
@@ -27,7 +27,14 @@ from service.search.collections import checked_collection_name
 )
 async def analytics(
     request: Request[Any, Any, Any],
-    collection: Annotated[str, Parameter(min_length=1, description="The collection to report on.")],
+    collection: Annotated[
+        str,
+        Parameter(
+            min_length=1,
+            pattern=COLLECTION_NAME_PATTERN,
+            description=f"The collection to report on: {COLLECTION_NAME_RULE}.",
+        ),
+    ],
     days: Annotated[int, Parameter(ge=1, le=MAX_DAYS, description="The period: the last N days.")] = 30,
     *,
     api_key: NamedDependency[ApiKey | None],

@@ -15,7 +15,7 @@ from litestar.params import JSONBody
 
 from service.analytics.events import ClickEvent, SearchEvent, normalised
 from service.analytics.recorder import ANALYTICS, Recorder
-from service.api.fields import text
+from service.api.fields import SEARCH_ID, text
 from service.api.guard import require_api_key
 from service.auth.client_address import client_address
 from service.auth.keys import ApiKey
@@ -29,7 +29,10 @@ MAX_POSITION = 10_000
 
 class EventRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     type: Annotated[Literal["click"], msgspec.Meta(description='The kind of event: "click".')]
-    search_id: Annotated[str, text("The `id` of the search response the hit came from.", max_length=64)]
+    search_id: Annotated[
+        str,
+        msgspec.Meta(pattern=SEARCH_ID, description="The `id` of the search response the hit came from."),
+    ]
     hit_id: Annotated[str, text("The `id` of the hit chosen.", max_length=512)]
     position: Annotated[
         int,

@@ -16,11 +16,18 @@ from service.search.collections import COLLECTION_NAME_PATTERN, COLLECTION_NAME_
 # At least one character that is not whitespace: "   " is as empty as "".
 NOT_BLANK = r"\S"
 
+# The `id` of a search response: a UUID in its usual text form, any case.
+SEARCH_ID = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+
 # What a client reads when a string does not match one of these patterns.
 PATTERN_PROBLEMS = {
     NOT_BLANK: "must not be empty or only whitespace",
     COLLECTION_NAME_PATTERN: f"is not a valid collection name: {COLLECTION_NAME_RULE}",
+    SEARCH_ID: "is not a search's id: send the `id` of the POST /v1/search response",
 }
+
+# A cosine similarity, as a vector floor is given.
+Cosine = Annotated[float, msgspec.Meta(ge=-1.0, le=1.0)]
 
 
 def text(description: str, max_length: int | None = None) -> msgspec.Meta:

@@ -7,12 +7,12 @@ they are set on the generated schema, property by property, beside the bounds th
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
 from litestar import Litestar
-from litestar.openapi.spec import Schema
+from litestar.openapi.spec import Reference, Schema
 from litestar.openapi.spec.enums import OpenAPIType
 
 from service.api.embeddings import MAX_INPUTS
@@ -77,6 +77,31 @@ def state_limits(app: Litestar, settings: Settings) -> None:
         if isinstance(field, Schema) and names(settings):
             state_names(field, names(settings))
     state_embedding_inputs(schemas.get("EmbeddingsRequest"), settings)
+    state_union_bounds(schemas)
+
+
+# Bounds a struct declares on one arm of a union, which Litestar's generated schema leaves out:
+# (component, field, the arm's type, keyword -> value).
+UNION_BOUNDS: tuple[tuple[str, str, OpenAPIType, dict[str, float]], ...] = (
+    ("SearchRequest", "vector_floor", OpenAPIType.NUMBER, {"minimum": -1.0, "maximum": 1.0}),  # Cosine
+)
+
+
+def state_union_bounds(schemas: Mapping[str, Schema | Reference]) -> None:
+    for schema, name, arm_type, bounds in UNION_BOUNDS:
+        component = schemas.get(schema)
+        field = (component.properties or {}).get(name) if isinstance(component, Schema) else None
+        arms = (
+            [arm for arm in field.one_of or [] if isinstance(arm, Schema)]
+            if isinstance(field, Schema)
+            else []
+        )
+        typed = [arm for arm in arms if arm.type == arm_type]
+        if not typed:
+            raise LookupError(f"{schema}.{name} has no {arm_type.value} arm in the OpenAPI document to bound")
+        for arm in typed:
+            for keyword, value in bounds.items():
+                setattr(arm, keyword, value)
 
 
 def state_names(field: Schema, names: list[str]) -> None:

@@ -11,7 +11,7 @@ from litestar.di import NamedDependency
 from litestar.params import JSONBody, SkipValidation
 
 from service.api.events import record_search
-from service.api.fields import collection, text
+from service.api.fields import Cosine, collection, text
 from service.api.guard import require_api_key
 from service.auth.access import check_collection
 from service.auth.billing import billed
@@ -130,7 +130,7 @@ class SearchRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     ] = False
     vector_floor: (
         Annotated[
-            float | Literal["auto", "off"],
+            Cosine | Literal["auto", "off"],
             msgspec.Meta(
                 description="Vector hits the lexical side did not find count only from this cosine up:"
                 ' "auto" (the collection\'s measured floor: how close random-letter queries get), a number'

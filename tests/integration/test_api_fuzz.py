@@ -45,6 +45,8 @@ UNSAYABLE = {
     "terms; the limit is": "terms are counted as the analysers cut words (\\w+), which no length says",
     "dimensions must be": "the embedding model's width is known once it is loaded, after the schema",
     "got `float`": "JSON Schema's integer takes 1.0; the server's strict parsing does not",
+    "request body is larger than the limit": "no JSON Schema keyword bounds a whole body in bytes; only"
+    " /v1/events' 2 KB is small enough for generated data to reach",
 }
 
 
