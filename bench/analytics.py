@@ -32,8 +32,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from _server import fathom_serve
 from _stats import load, percentile
+
+from service.testing.live_server import fathom_serve
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("FATHOM_SHARED_DIR", REPO.parent / "shared"))
@@ -132,7 +133,7 @@ def kill_loss(data_dir: Path, queries: list[str], searches: int) -> dict[str, An
     (data_dir / "analytics.sqlite3").unlink(missing_ok=True)
     for suffix in ("-wal", "-shm"):
         (data_dir / f"analytics.sqlite3{suffix}").unlink(missing_ok=True)
-    with fathom_serve(CONFIG, env=environment(data_dir)) as served:
+    with fathom_serve(CONFIG, env=environment(data_dir), with_key=True) as served:
 
         async def send() -> int:
             async with httpx.AsyncClient(base_url=served.url, headers=served.headers, timeout=60) as client:

@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from _server import Served, fathom_serve
+
+from service.testing.live_server import Served, fathom_serve
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("FATHOM_SHARED_DIR", REPO.parent / "shared"))
@@ -66,7 +67,10 @@ def main() -> int:
     args = parser.parse_args()
     texts = queries(args.dataset or SHARED / "data" / args.collection, args.queries)
     env = {"FATHOM_DATA_DIR": str(args.data_dir.resolve())}
-    with fathom_serve(CONFIG, env=env) as served, httpx.Client(base_url=served.url, timeout=120) as client:
+    with (
+        fathom_serve(CONFIG, env=env, with_key=True) as served,
+        httpx.Client(base_url=served.url, timeout=120) as client,
+    ):
         timed_search(client, served, args.collection, "warm up the models")
         before = cache_counts(client)
         first = [timed_search(client, served, args.collection, text) for text in texts]
